@@ -1,0 +1,137 @@
+"""Thin views: identity (login, refresh, logout) and client onboarding."""
+from __future__ import annotations
+
+from django.conf import settings
+from django.contrib.auth import authenticate, get_user_model
+from drf_spectacular.utils import OpenApiResponse, extend_schema
+from rest_framework import exceptions, status
+from rest_framework.permissions import AllowAny
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+from rest_framework_simplejwt.exceptions import InvalidToken, TokenError
+from rest_framework_simplejwt.settings import api_settings
+from rest_framework_simplejwt.tokens import RefreshToken
+
+from tenants import services
+from tenants.permissions import IsOperator
+from tenants.serializers import (
+    ClientSerializer,
+    LoginRequestSerializer,
+    OnboardRequestSerializer,
+    RefreshRequestSerializer,
+    TokenPairSerializer,
+)
+
+
+class TooManyLoginAttempts(exceptions.Throttled):
+    default_detail = "Too many failed login attempts. Try again later."
+    default_code = "login_throttled"
+
+
+def _token_pair_response(refresh: RefreshToken) -> Response:
+    lifetime = settings.SIMPLE_JWT["ACCESS_TOKEN_LIFETIME"]
+    body = {
+        "access": str(refresh.access_token),
+        "refresh": str(refresh),
+        "token_type": "Bearer",
+        "expires_in": int(lifetime.total_seconds()),
+    }
+    return Response(TokenPairSerializer(body).data)
+
+
+class LoginView(APIView):
+    authentication_classes: list = []
+    permission_classes = [AllowAny]
+
+    @extend_schema(
+        request=LoginRequestSerializer,
+        responses={200: TokenPairSerializer, 401: OpenApiResponse(description="Bad credentials"),
+                   429: OpenApiResponse(description="Too many failed attempts")},
+        tags=["auth"],
+    )
+    def post(self, request: Request) -> Response:
+        serializer = LoginRequestSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        username = serializer.validated_data["username"]
+        ip_address = request.META.get("REMOTE_ADDR", "")
+        if retry_after := services.login_retry_after(username=username, ip_address=ip_address):
+            raise TooManyLoginAttempts(wait=retry_after)
+        user = authenticate(request, username=username, password=serializer.validated_data["password"])
+        if user is None:
+            services.login_failure_record(username=username, ip_address=ip_address)
+            raise exceptions.AuthenticationFailed("Invalid username or password.", code="invalid_credentials")
+        services.login_success_record(username=username)
+        return _token_pair_response(RefreshToken.for_user(user))
+
+    def get_authenticate_header(self, request: Request) -> str:
+        return 'Bearer realm="api"'
+
+
+class RefreshView(APIView):
+    """Rotates the refresh token: the one presented is blacklisted and cannot be used again."""
+
+    authentication_classes: list = []
+    permission_classes = [AllowAny]
+
+    @extend_schema(request=RefreshRequestSerializer, responses={200: TokenPairSerializer}, tags=["auth"])
+    def post(self, request: Request) -> Response:
+        serializer = RefreshRequestSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        try:
+            presented = RefreshToken(serializer.validated_data["refresh"])  # signature, expiry, type, blacklist
+            _, newly_blacklisted = presented.blacklist()
+        except TokenError as exc:
+            raise InvalidToken(str(exc)) from exc
+        if not newly_blacklisted:
+            # Two refreshes raced with the same token: only the first one rotates.
+            raise InvalidToken("Token is blacklisted")
+        user_id = presented.payload.get(api_settings.USER_ID_CLAIM)
+        user = get_user_model().objects.filter(pk=user_id, is_active=True).first()
+        if user is None:
+            raise InvalidToken("The user of this token is not active.")
+        return _token_pair_response(RefreshToken.for_user(user))
+
+    def get_authenticate_header(self, request: Request) -> str:
+        return 'Bearer realm="api"'
+
+
+class LogoutView(APIView):
+    """Blacklists the refresh token; the short-lived access token simply expires."""
+
+    authentication_classes: list = []
+    permission_classes = [AllowAny]
+
+    @extend_schema(request=RefreshRequestSerializer, responses={204: None}, tags=["auth"])
+    def post(self, request: Request) -> Response:
+        serializer = RefreshRequestSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        try:
+            RefreshToken(serializer.validated_data["refresh"]).blacklist()
+        except TokenError as exc:
+            raise InvalidToken(str(exc)) from exc
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+    def get_authenticate_header(self, request: Request) -> str:
+        return 'Bearer realm="api"'
+
+
+class OnboardView(APIView):
+    permission_classes = [IsOperator]
+
+    @extend_schema(request=OnboardRequestSerializer, responses={201: ClientSerializer}, tags=["clients"])
+    def post(self, request: Request) -> Response:
+        serializer = OnboardRequestSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+        try:
+            client = services.client_onboard(
+                client_id=data["client_id"],
+                name=data["name"],
+                owner_username=data["owner"]["username"],
+                owner_password=data["owner"]["password"],
+                owner_email=data["owner"]["email"],
+            )
+        except services.OnboardingError as exc:
+            raise exceptions.ValidationError(exc.errors) from exc
+        return Response(ClientSerializer(client).data, status=status.HTTP_201_CREATED)

@@ -1,0 +1,73 @@
+"""Clients (the tenants), their domains and who may act on them. All in the public schema."""
+from __future__ import annotations
+
+from django.conf import settings
+from django.core.validators import RegexValidator
+from django.db import models
+from django_tenants.models import DomainMixin, TenantMixin
+
+# Lowercase letters, digits and single hyphens; starts with a letter. Hyphens become underscores
+# in the schema name, so underscores are not allowed here (it keeps the mapping one-to-one).
+CLIENT_ID_PATTERN = r"^[a-z][a-z0-9]*(?:-[a-z0-9]+)*$"
+CLIENT_ID_MAX_LENGTH = 40
+SCHEMA_PREFIX = "client_"
+RESERVED_CLIENT_IDS = frozenset({"onboard", "public", "template", "admin", "api", "static", "health"})
+
+client_id_validator = RegexValidator(
+    CLIENT_ID_PATTERN,
+    "Use lowercase letters, digits and single hyphens, starting with a letter.",
+    code="invalid_client_id",
+)
+
+
+def schema_name_for(client_id: str) -> str:
+    return SCHEMA_PREFIX + client_id.replace("-", "_")
+
+
+class Client(TenantMixin):
+    class Status(models.TextChoices):
+        ACTIVE = "active", "Active"
+        SUSPENDED = "suspended", "Suspended"
+
+    client_id = models.CharField(
+        max_length=CLIENT_ID_MAX_LENGTH, unique=True, validators=[client_id_validator]
+    )
+    name = models.CharField(max_length=200)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.ACTIVE)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    # Schemas are created explicitly by the onboarding service (cloned from the template), never
+    # as a side effect of saving; and never dropped by deleting a row.
+    auto_create_schema = False
+    auto_drop_schema = False
+
+    class Meta:
+        ordering = ["client_id"]
+
+    def __str__(self) -> str:
+        return self.client_id
+
+
+class Domain(DomainMixin):
+    """Host names of a client, for host-based routing; the API resolves clients from the path."""
+
+
+class Membership(models.Model):
+    class Role(models.TextChoices):
+        OWNER = "owner", "Owner"
+        TRADER = "trader", "Trader"
+        VIEWER = "viewer", "Viewer"
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="memberships")
+    client = models.ForeignKey(Client, on_delete=models.CASCADE, related_name="memberships")
+    role = models.CharField(max_length=16, choices=Role.choices)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["user", "client"], name="one_membership_per_client")]
+
+    def __str__(self) -> str:
+        return f"{self.user} @ {self.client}: {self.role}"
+
+
+ROLE_RANK = {Membership.Role.VIEWER: 1, Membership.Role.TRADER: 2, Membership.Role.OWNER: 3}

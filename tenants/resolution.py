@@ -1,0 +1,125 @@
+"""Tenant resolution, written once for HTTP and for websockets.
+
+Both paths take the client id from the URL (`/clients/{client_id}/...`), authenticate the access
+token, and ask `client_access_get` whether this user may see this client. A nonexistent client and
+one the user is not a member of give the same answer (HTTP 404, websocket close 4404).
+"""
+from __future__ import annotations
+
+import re
+from typing import Any
+from urllib.parse import parse_qs
+
+from channels.db import database_sync_to_async
+from django.contrib.auth.models import AnonymousUser
+from django.db import connection
+from rest_framework import exceptions
+from rest_framework.request import Request
+from rest_framework.views import APIView
+from rest_framework_simplejwt.authentication import JWTAuthentication
+from rest_framework_simplejwt.exceptions import InvalidToken, TokenError
+
+from tenants.models import Membership
+from tenants.selectors import ClientAccess, client_access_get
+from tradingplatform.logging import client_id_var, user_var
+
+CLIENT_PATH = re.compile(r"^/clients/(?P<client_id>[^/]+)/")
+WS_CLOSE_UNAUTHENTICATED = 4401
+WS_CLOSE_FORBIDDEN = 4403
+WS_CLOSE_NOT_FOUND = 4404
+WS_TOKEN_SUBPROTOCOL = "bearer"
+
+
+class ClientScopedAPIView(APIView):
+    """Base of every `/clients/{client_id}/...` view.
+
+    Anonymous callers get 401, non-members and unknown clients 404, members below
+    `required_role` 403. The view body runs with the connection on the client's schema, and
+    the connection goes back to the public schema afterwards whatever happens.
+    """
+
+    required_role: str = Membership.Role.VIEWER
+
+    def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
+        super().initial(request, *args, **kwargs)
+        access = client_access_get(user=request.user, client_id=kwargs["client_id"])
+        if access is None:
+            raise exceptions.NotFound()
+        if not access.allows(self.required_role):
+            raise exceptions.PermissionDenied(f"This needs the {self.required_role} role on this client.")
+        request.client_access = access
+        client_id_var.set(access.client.client_id)
+        user_var.set(request.user.get_username())
+        connection.set_tenant(access.client)
+
+    def dispatch(self, request: Any, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return super().dispatch(request, *args, **kwargs)
+        finally:
+            connection.set_schema_to_public()
+
+    @property
+    def client_access(self) -> ClientAccess:
+        return self.request.client_access
+
+
+def _token_from_scope(scope: dict) -> tuple[str | None, str | None]:
+    """The access token from `?token=` or from `Sec-WebSocket-Protocol: bearer, <token>`, and the
+    subprotocol to accept with."""
+    query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
+    if query.get("token"):
+        return query["token"][0], None
+    subprotocols = scope.get("subprotocols") or []
+    if len(subprotocols) >= 2 and subprotocols[0].lower() == WS_TOKEN_SUBPROTOCOL:
+        return subprotocols[1], subprotocols[0]
+    return None, None
+
+
+@database_sync_to_async
+def _authenticate_and_resolve(raw_token: str, client_id: str) -> tuple[Any, ClientAccess | None]:
+    authentication = JWTAuthentication()
+    try:
+        validated = authentication.get_validated_token(raw_token)
+        user = authentication.get_user(validated)
+    except (InvalidToken, TokenError, exceptions.AuthenticationFailed):
+        return AnonymousUser(), None
+    return user, client_access_get(user=user, client_id=client_id)
+
+
+async def _deny(send: Any, receive: Any, code: int) -> None:
+    """Accept then close with an application code: a refusal before accept would reach the client
+    only as HTTP 403, losing the reason."""
+    message = await receive()
+    if message["type"] != "websocket.connect":
+        return
+    await send({"type": "websocket.accept"})
+    await send({"type": "websocket.close", "code": code})
+
+
+class TenantWebsocketMiddleware:
+    """ASGI middleware for websockets under `/clients/{client_id}/`.
+
+    It puts `user`, `client_access` and `ws_subprotocol` in the scope. It does not switch the
+    database connection: consumers run their queries inside `tenant_context(client)` in the sync
+    function itself, because async code may run on another thread's connection.
+    """
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> Any:
+        if scope["type"] != "websocket":
+            return await self.app(scope, receive, send)
+        match = CLIENT_PATH.match(scope.get("path", ""))
+        if match is None:
+            return await _deny(send, receive, WS_CLOSE_NOT_FOUND)
+        raw_token, subprotocol = _token_from_scope(scope)
+        if raw_token is None:
+            return await _deny(send, receive, WS_CLOSE_UNAUTHENTICATED)
+        user, access = await _authenticate_and_resolve(raw_token, match["client_id"])
+        if not user.is_authenticated:
+            return await _deny(send, receive, WS_CLOSE_UNAUTHENTICATED)
+        if access is None:
+            return await _deny(send, receive, WS_CLOSE_NOT_FOUND)
+        scope = dict(scope, user=user, client_access=access, ws_subprotocol=subprotocol)
+        return await self.app(scope, receive, send)

@@ -1,0 +1,45 @@
+"""Reads about clients and who may act on them."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+
+from tenants.models import ROLE_RANK, Client, Membership
+
+OPERATOR = "operator"
+
+
+@dataclass(frozen=True, slots=True)
+class ClientAccess:
+    """What one user may do on one client. Operators (staff) read every client, change nothing."""
+
+    client: Client
+    role: str  # owner / trader / viewer, or "operator" for staff without a membership
+
+    def allows(self, required_role: str) -> bool:
+        rank = ROLE_RANK[Membership.Role.VIEWER] if self.role == OPERATOR else ROLE_RANK[self.role]
+        return rank >= ROLE_RANK[required_role]
+
+
+def client_access_get(*, user: AbstractBaseUser | AnonymousUser, client_id: str) -> ClientAccess | None:
+    """The user's access to the client, or None — the same None for a client that does not exist,
+    a suspended one and one the user is not a member of, so that clients cannot be enumerated."""
+    if not user.is_authenticated or not user.is_active:
+        return None
+    membership = (
+        Membership.objects.select_related("client")
+        .filter(user=user, client__client_id=client_id, client__status=Client.Status.ACTIVE)
+        .first()
+    )
+    if membership is not None:
+        return ClientAccess(client=membership.client, role=membership.role)
+    if user.is_staff:
+        client = Client.objects.filter(client_id=client_id).first()
+        if client is not None:
+            return ClientAccess(client=client, role=OPERATOR)
+    return None
+
+
+def client_list_for_user(*, user: AbstractBaseUser) -> list[Client]:
+    return list(Client.objects.filter(memberships__user=user).order_by("client_id"))
