@@ -1,0 +1,229 @@
+"""Exchange trading sessions as precomputed UTC intervals.
+
+`pandas_market_calendars` knows the CME Globex sessions, but asking pandas on every pre-trade check
+costs milliseconds. Instead each calendar is expanded once (lazily, per calendar, one year back and
+two years ahead, and widened when asked about a time outside) into two sorted tuples of epoch
+seconds, `opens` and `closes`, so that "is the market open" is one `bisect`.
+
+What the library returns for CME Globex (checked against pandas_market_calendars 5.5.0):
+- one row per exchange trade date, opening 17:00 Chicago time the evening before and closing 16:00
+  that day. The daily 16:00-17:00 CT maintenance break is the gap between consecutive rows; there
+  is no `break_start`/`break_end` column. The weekend is the gap between Friday's 16:00 close and
+  the Monday row's Sunday 17:00 open.
+- holidays with an early halt are rows with an early close: Thanksgiving 2026-11-26 closes 12:00 CT
+  for equity futures (the exchange's published hours: halt at 12:00 CT, reopen 17:00 CT for
+  Friday), and Friday 2026-11-27 runs 17:00 Thursday to 12:15 CT. Both agree with CME, so they
+  need no override.
+- CME books the short session of a Monday holiday (MLK, Presidents', Memorial, Labor Day) into the
+  next trade date; the library gives it its own row. We follow the library: the trading day that
+  the daily loss limit measures from restarts at 17:00 CT on the holiday.
+
+Where the library disagrees with the exchange, the exchange wins: see `SESSION_OVERRIDES`.
+
+Intervals are half-open, [open, close): at 16:00:00 CT the market is closed, at 17:00:00 open.
+"""
+from __future__ import annotations
+
+import bisect
+import threading
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
+from zoneinfo import ZoneInfo
+
+import pandas_market_calendars as mcal
+
+_DEFAULT_YEARS_BACK = 1
+_DEFAULT_YEARS_AHEAD = 2
+# When a time outside the precomputed range is asked about, extend past it by this much so that
+# neighbouring look-ups (the next session, a replay over a few weeks) do not rebuild again.
+_EXTENSION_MARGIN = timedelta(days=60)
+
+
+class UnknownCalendar(KeyError):
+    """The calendar name is not one pandas_market_calendars knows."""
+
+
+@dataclass(frozen=True, slots=True)
+class SessionOverride:
+    """The exchange's published hours for one trade date, replacing the library's.
+
+    `close_local` is the close in the calendar's time zone; None means no session that trade date.
+    The open of an overridden session stays the library's (17:00 the evening before).
+    """
+
+    calendar: str
+    trade_date: date
+    close_local: time | None
+    why: str
+
+
+_GOOD_FRIDAY_CLOSED = (
+    "Good Friday: CME equity futures trade an abbreviated session (to 08:15 CT) only when the BLS "
+    "employment report is released that day (2010, 2012, 2015, 2021, 2023, 2026); otherwise they "
+    "are closed. The library assumes an 08:15 CT session on every Good Friday since 2023."
+)
+
+SESSION_OVERRIDES: tuple[SessionOverride, ...] = (
+    SessionOverride("CME Globex Equity", date(2024, 3, 29), None, _GOOD_FRIDAY_CLOSED),
+    SessionOverride("CME Globex Equity", date(2025, 4, 18), None, _GOOD_FRIDAY_CLOSED),
+    # Not yet published by CME when written (the employment reports fall on 2027-04-02 and
+    # 2028-04-07); closed is also the fail-safe answer. Revisit when CME publishes its hours.
+    SessionOverride("CME Globex Equity", date(2027, 3, 26), None, _GOOD_FRIDAY_CLOSED),
+    SessionOverride("CME Globex Equity", date(2028, 4, 14), None, _GOOD_FRIDAY_CLOSED),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class SessionTable:
+    """The sessions of one calendar over a date range, as sorted epoch seconds (UTC)."""
+
+    calendar: str
+    opens: tuple[float, ...]
+    closes: tuple[float, ...]
+    first_trade_date: date
+    last_trade_date: date
+
+    def covers(self, epoch: float) -> bool:
+        # Before the first open or after the last close the table cannot tell a break from a
+        # session it never loaded.
+        return bool(self.opens) and self.opens[0] <= epoch < self.closes[-1]
+
+    def session_index(self, epoch: float) -> int:
+        """Index of the last session that opened at or before `epoch` (-1 when none did)."""
+        return bisect.bisect_right(self.opens, epoch) - 1
+
+    def is_open(self, epoch: float) -> bool:
+        i = bisect.bisect_right(self.opens, epoch) - 1
+        return i >= 0 and epoch < self.closes[i]
+
+
+def build_session_table(calendar: str, first_trade_date: date, last_trade_date: date) -> SessionTable:
+    """Expand a calendar's schedule between two trade dates (inclusive), overrides applied."""
+    try:
+        exchange = mcal.get_calendar(calendar)
+    except RuntimeError as exc:  # the library's answer to a name it does not know
+        raise UnknownCalendar(calendar) from exc
+    schedule = exchange.schedule(start_date=first_trade_date, end_date=last_trade_date)
+    zone = ZoneInfo(str(exchange.tz))
+    overrides = {o.trade_date: o for o in SESSION_OVERRIDES if o.calendar == calendar}
+
+    intervals: list[tuple[float, float]] = []
+    for trade_day, market_open, market_close in zip(
+        schedule.index, schedule["market_open"], schedule["market_close"], strict=True
+    ):
+        trade_date = trade_day.date()
+        override = overrides.get(trade_date)
+        if override is not None:
+            if override.close_local is None:
+                continue
+            close_epoch = datetime.combine(trade_date, override.close_local, zone).timestamp()
+        else:
+            close_epoch = market_close.timestamp()
+        intervals.append((market_open.timestamp(), close_epoch))
+
+    intervals.sort()
+    for (_, previous_close), (next_open, _) in zip(intervals, intervals[1:]):
+        if next_open < previous_close:
+            raise ValueError(f"calendar {calendar!r} has overlapping sessions near {next_open}")
+    return SessionTable(
+        calendar=calendar,
+        opens=tuple(o for o, _ in intervals),
+        closes=tuple(c for _, c in intervals),
+        first_trade_date=first_trade_date,
+        last_trade_date=last_trade_date,
+    )
+
+
+def _epoch(at: datetime) -> float:
+    if at.tzinfo is None:
+        raise ValueError("market hours need a timezone-aware datetime")
+    return at.timestamp()
+
+
+class MarketHours:
+    """Session look-ups for every calendar the platform trades; build one per process and share it.
+
+    `always_open=True` is the simulated market: every calendar is open at every instant, while the
+    trading day still follows the real calendar (so the daily loss limit resets as it would live).
+    Safe to share between threads: tables are immutable and built under a lock.
+    """
+
+    def __init__(
+        self,
+        *,
+        always_open: bool = False,
+        today: date | None = None,
+        years_back: int = _DEFAULT_YEARS_BACK,
+        years_ahead: int = _DEFAULT_YEARS_AHEAD,
+    ) -> None:
+        self.always_open = always_open
+        anchor = today or datetime.now(UTC).date()
+        self._default_first = anchor - timedelta(days=366 * years_back)
+        self._default_last = anchor + timedelta(days=366 * years_ahead)
+        self._tables: dict[str, SessionTable] = {}
+        self._lock = threading.Lock()
+
+    def table(self, calendar: str, covering: float | None = None) -> SessionTable:
+        """The precomputed sessions of `calendar`, widened if needed to cover epoch `covering`."""
+        table = self._tables.get(calendar)
+        if table is not None and (covering is None or table.covers(covering)):
+            return table
+        with self._lock:
+            table = self._tables.get(calendar)
+            if table is not None and (covering is None or table.covers(covering)):
+                return table
+            first = self._default_first if table is None else table.first_trade_date
+            last = self._default_last if table is None else table.last_trade_date
+            if covering is not None:
+                day = datetime.fromtimestamp(covering, UTC).date()
+                first = min(first, day - _EXTENSION_MARGIN)
+                last = max(last, day + _EXTENSION_MARGIN)
+            table = build_session_table(calendar, first, last)
+            self._tables[calendar] = table
+            return table
+
+    def is_open(self, calendar: str, at: datetime) -> bool:
+        if self.always_open:
+            return True
+        epoch = _epoch(at)
+        return self.table(calendar, epoch).is_open(epoch)
+
+    def trading_day_start(self, calendar: str, at: datetime) -> datetime:
+        """Start of the trading session `at` belongs to (CME: 17:00 CT the evening before).
+
+        In a break or over a weekend or holiday, the session that most recently began: the trading
+        day that just ended still counts until the next one opens.
+        """
+        epoch = _epoch(at)
+        table = self.table(calendar, epoch)
+        return datetime.fromtimestamp(table.opens[table.session_index(epoch)], UTC)
+
+    def next_trading_day_start(self, calendar: str, at: datetime) -> datetime:
+        """The first session open strictly after `at`: when a new trading day begins."""
+        epoch = _epoch(at)
+        table = self.table(calendar, epoch)
+        if table.session_index(epoch) + 1 >= len(table.opens):
+            table = self.table(calendar, table.closes[-1] + _EXTENSION_MARGIN.total_seconds())
+        return datetime.fromtimestamp(table.opens[table.session_index(epoch) + 1], UTC)
+
+
+_shared_lock = threading.Lock()
+_shared: MarketHours | None = None
+
+
+def shared_market_hours() -> MarketHours:
+    """The process-wide real-calendar instance behind the module-level functions."""
+    global _shared
+    if _shared is None:
+        with _shared_lock:
+            if _shared is None:
+                _shared = MarketHours()
+    return _shared
+
+
+def is_open(calendar: str, at_utc: datetime) -> bool:
+    return shared_market_hours().is_open(calendar, at_utc)
+
+
+def trading_day_start(calendar: str, at_utc: datetime) -> datetime:
+    return shared_market_hours().trading_day_start(calendar, at_utc)
