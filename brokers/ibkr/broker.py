@@ -1,0 +1,690 @@
+"""`IBKRBroker`: the Broker interface over TWS / IB Gateway through ib_async.
+
+Safety properties the rest of the platform relies on:
+- our client order id travels in `Order.orderRef`; `place_order` first asks `order_status` for it
+  (which resynchronises with TWS before answering "never seen"), so a retry after an unknown
+  outcome never sends a second order;
+- after any reconnect and on IB notices 1101/1102 the open orders, completed orders, positions
+  and executions are fetched again, so fills made while we were away appear in `fills_since`;
+- every public method raises only `BrokerError`, with `retryable` from `errors.IB_ERRORS`.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from typing import Any, TypeVar
+
+from ib_async import IB, Contract, StartupFetch, Ticker, Trade
+from ib_async import Fill as IBFill
+from ib_async.wrapper import RequestError
+
+from brokers.domain import (
+    AccountSummary, Broker, BrokerError, BrokerHealth, Fill, Instrument, OrderRequest,
+    OrderStatus, Position, Quote, Right, SecType,
+)
+from brokers.ibkr.contracts import (
+    ContractSettings, combo_for, contract_for, greeks_from_ib, ib_order_for,
+    instrument_from_details, lookup_contract, order_state_from_ib,
+    parse_ib_expiry, utc_now,
+)
+from brokers.ibkr.errors import (
+    BROKER_NAME, INFORMATIONAL_CODES, LINK_DOWN_CODES, LINK_RESTORED_CODES,
+    broker_error_from_ib,
+)
+from brokers.ibkr.runtime import LoopThread, TokenBucket
+from brokers.products import PRODUCTS
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+_STARTUP_FETCH = (StartupFetch.POSITIONS | StartupFetch.ORDERS_OPEN
+                  | StartupFetch.ORDERS_COMPLETE | StartupFetch.EXECUTIONS)
+_PENDING_STATES = frozenset({"PendingSubmit", "ApiPending", ""})
+_MAX_BACKOFF_SECONDS = 60.0
+
+
+@dataclass(frozen=True, slots=True)
+class IBKRConfig:
+    host: str
+    port: int
+    client_id: int
+    underlying_instrument: str
+    underlying_expiry: str  # YYYYMM or YYYYMMDD
+    connect_retries: int = 3
+    connect_backoff_seconds: float = 1.0
+    exchange_overrides: dict[str, str] = field(default_factory=dict)
+    trading_class: str | None = None
+    multiplier: float | None = None
+    request_timeout_seconds: float = 10.0
+    order_ack_timeout_seconds: float = 5.0
+    market_data_wait_seconds: float = 2.0
+    commission_wait_seconds: float = 1.0
+    messages_per_second: float = 45.0  # IB's hard limit is 50
+
+    @property
+    def contract_settings(self) -> ContractSettings:
+        return ContractSettings(exchange_overrides=dict(self.exchange_overrides),
+                                trading_class=self.trading_class, multiplier=self.multiplier,
+                                product=self.underlying_instrument)
+
+
+class _Failure(Exception):
+    """Raised inside the loop; turned into a BrokerError carrying the public operation name."""
+
+    def __init__(self, code: str, message: str, *, retryable: bool,
+                 context: dict[str, Any] | None = None) -> None:
+        super().__init__(message)
+        self.code, self.message, self.retryable = code, message, retryable
+        self.context = dict(context or {})
+
+
+class _IBFailure(Exception):
+    def __init__(self, ib_code: int, ib_message: str, context: dict[str, Any]) -> None:
+        super().__init__(ib_message)
+        self.ib_code, self.ib_message, self.context = ib_code, ib_message, context
+
+
+class IBKRBroker(Broker):
+    name = BROKER_NAME
+
+    def __init__(self, config: IBKRConfig) -> None:
+        self._config = config
+        self._settings = config.contract_settings
+        self._loop_thread = LoopThread(f"ibkr-{config.host}:{config.port}/{config.client_id}")
+        self._ib: IB | None = None
+        self._bucket: TokenBucket | None = None
+        self._reconnect_lock: asyncio.Lock | None = None
+        self._reconnect_task: asyncio.Task[None] | None = None
+        self._wanted = False  # connect() called and no disconnect() since
+        self._connecting = False
+        self._link_down_code: int | None = None
+        self._errors_by_req: dict[int, tuple[int, str]] = {}
+        self._instruments: dict[int, Instrument] = {}
+        self._expiries: dict[int, date] = {}
+
+    @classmethod
+    def from_credentials(cls, validated: dict[str, Any]) -> IBKRBroker:
+        """From `IBKRCredentialsSerializer(...).validated_data`."""
+        keys = ("host", "port", "client_id", "underlying_instrument", "underlying_expiry",
+                "connect_retries", "connect_backoff_seconds", "exchange_overrides",
+                "trading_class", "multiplier")
+        return cls(IBKRConfig(**{k: validated[k] for k in keys if validated.get(k) is not None}))
+
+    # ------------------------------------------------------------------ plumbing
+
+    def _run(self, operation: str, make: Callable[[], Awaitable[T]],
+             timeout: float | None = None) -> T:
+        async def call() -> T:
+            return await make()
+        try:
+            return self._loop_thread.run(call(), timeout or self._config.request_timeout_seconds)
+        except BrokerError:
+            raise
+        except _Failure as e:
+            raise self._error(operation, e.code, e.message, e.retryable, e.context) from None
+        except _IBFailure as e:
+            raise broker_error_from_ib(operation=operation, ib_code=e.ib_code,
+                                       ib_message=e.ib_message, context=e.context) from None
+        except RequestError as e:
+            raise broker_error_from_ib(operation=operation, ib_code=e.code,
+                                       ib_message=e.message) from None
+        except (TimeoutError, asyncio.TimeoutError):
+            raise self._error(operation, "timeout", "IBKR did not answer in time", True) from None
+        except (ConnectionError, OSError) as e:
+            raise self._error(operation, "not_connected", f"connection to TWS failed: {e}",
+                              True) from None
+        except Exception as e:  # anything else is our bug or ib_async's: surface, never retry
+            logger.exception("IBKR %s failed unexpectedly", operation)
+            raise self._error(operation, "internal_error", f"{type(e).__name__}: {e}",
+                              False) from None
+
+    def _error(self, operation: str, code: str, message: str, retryable: bool,
+               context: dict[str, Any] | None = None) -> BrokerError:
+        return BrokerError(operation=operation, broker=BROKER_NAME, code=code, message=message,
+                           retryable=retryable, context=context)
+
+    @property
+    def _client(self) -> IB:
+        assert self._ib is not None
+        return self._ib
+
+    async def _permit(self, messages: int = 1) -> None:
+        assert self._bucket is not None
+        await self._bucket.acquire(messages)
+
+    # ------------------------------------------------------------------ connection
+
+    def connect(self) -> None:
+        c = self._config
+        backoff_total = sum(min(c.connect_backoff_seconds * 2 ** i, _MAX_BACKOFF_SECONDS)
+                            for i in range(c.connect_retries))
+        budget = (c.connect_retries + 1) * (c.request_timeout_seconds * 2) + backoff_total + 5
+        self._wanted = True
+        self._run("connect", self._ensure_connected, timeout=budget)
+
+    def disconnect(self) -> None:
+        self._wanted = False
+        if self._ib is not None:
+            self._run("disconnect", self._disconnect_async)
+        self._loop_thread.stop()
+        self._ib = None
+
+    async def _disconnect_async(self) -> None:
+        if self._reconnect_task is not None:
+            self._reconnect_task.cancel()
+        self._client.disconnect()
+
+    async def _ensure_connected(self) -> None:
+        if not self._wanted:
+            raise _Failure("not_connected", "call connect() first", retryable=False)
+        if self._ib is None:
+            self._ib = IB()
+            self._ib.RaiseRequestErrors = True
+            self._ib.errorEvent += self._on_ib_error
+            self._ib.disconnectedEvent += self._on_disconnected
+            self._bucket = TokenBucket(self._config.messages_per_second,
+                                       self._config.messages_per_second)
+            self._reconnect_lock = asyncio.Lock()
+        assert self._reconnect_lock is not None
+        async with self._reconnect_lock:
+            if not self._client.isConnected():
+                await self._connect_with_retries()
+
+    async def _connect_with_retries(self) -> None:
+        c = self._config
+        attempts = c.connect_retries + 1
+        self._connecting = True
+        try:
+            for attempt in range(attempts):
+                try:
+                    await self._permit(6)  # handshake, startApi and the startup requests
+                    await self._client.connectAsync(
+                        c.host, c.port, c.client_id, timeout=c.request_timeout_seconds,
+                        raiseSyncErrors=True, fetchFields=_STARTUP_FETCH)
+                except (OSError, TimeoutError, asyncio.TimeoutError, ConnectionError) as e:
+                    logger.warning("IBKR connect attempt %d/%d to %s:%d failed: %s",
+                                   attempt + 1, attempts, c.host, c.port, e or type(e).__name__)
+                    if attempt + 1 < attempts:
+                        await asyncio.sleep(min(c.connect_backoff_seconds * 2 ** attempt,
+                                                _MAX_BACKOFF_SECONDS))
+                    continue
+                self._link_down_code = None
+                logger.info("IBKR connected to %s:%d as client %d (server version %d)",
+                            c.host, c.port, c.client_id, self._client.client.serverVersion())
+                return
+        finally:
+            self._connecting = False
+        raise _Failure("connect_failed",
+                       f"could not reach TWS/IB Gateway at {c.host}:{c.port} after "
+                       f"{attempts} attempt(s)", retryable=True,
+                       context={"host": c.host, "port": c.port, "attempts": attempts})
+
+    def _on_disconnected(self) -> None:
+        if not self._wanted or self._connecting:
+            return
+        logger.warning("IBKR connection lost; reconnecting in the background")
+        if self._reconnect_task is None or self._reconnect_task.done():
+            self._reconnect_task = asyncio.get_running_loop().create_task(
+                self._reconnect_in_background())
+
+    async def _reconnect_in_background(self) -> None:
+        try:
+            await self._ensure_connected()
+        except _Failure as e:
+            logger.warning("IBKR background reconnect gave up: %s; the next call retries",
+                           e.message)
+
+    def _on_ib_error(self, req_id: int, code: int, message: str, contract: Contract | None) -> None:
+        if code in LINK_DOWN_CODES:
+            self._link_down_code = code
+            logger.warning("IBKR link down (%d): %s", code, message)
+        elif code in LINK_RESTORED_CODES:
+            self._link_down_code = None
+            logger.info("IBKR link restored (%d); resynchronising", code)
+            asyncio.get_running_loop().create_task(self._resync_logged())
+        elif code not in INFORMATIONAL_CODES and req_id >= 0:
+            self._errors_by_req[req_id] = (code, message)
+
+    async def _resync_logged(self) -> None:
+        try:
+            await self._resync()
+        except Exception:
+            logger.exception("IBKR resynchronisation failed; the next call retries")
+
+    async def _resync(self) -> None:
+        """Fetch everything TWS knows that we may have missed while away."""
+        ib = self._client
+        await self._permit(4)
+        await asyncio.gather(ib.reqOpenOrdersAsync(), ib.reqCompletedOrdersAsync(False),
+                             ib.reqPositionsAsync())
+        # executions after the orders, so that each one finds its trade
+        await ib.reqExecutionsAsync()
+
+    def health(self) -> BrokerHealth:
+        now = utc_now()
+        if not self._wanted or self._ib is None:
+            return BrokerHealth(BROKER_NAME, False, "not connected", now)
+        try:
+            version = self._run("health", self._ping, timeout=5.0)
+        except BrokerError as e:
+            return BrokerHealth(BROKER_NAME, False, f"{e.code}: {e.message}", now)
+        if self._link_down_code is not None:
+            return BrokerHealth(BROKER_NAME, False,
+                                f"TWS reports IB error {self._link_down_code}: no link to IB",
+                                now)
+        return BrokerHealth(BROKER_NAME, True, f"TWS server version {version}", now)
+
+    async def _ping(self) -> int:
+        await self._ensure_connected()
+        await self._permit()
+        await self._client.reqCurrentTimeAsync()
+        return self._client.client.serverVersion()
+
+    # ------------------------------------------------------------------ contracts
+
+    def lookup_instrument(self, *, symbol: str, sec_type: SecType, expiry: date | None = None,
+                          strike: float | None = None, right: Right | None = None) -> Instrument:
+        return self._run("lookup_instrument", lambda: self._lookup(
+            symbol.upper(), sec_type, expiry, strike, right))
+
+    async def _lookup(self, symbol: str, sec_type: str, expiry: date | None,
+                      strike: float | None, right: str | None) -> Instrument:
+        if symbol not in PRODUCTS:
+            raise _Failure("unknown_product", f"{symbol} is not a product of the platform",
+                           retryable=False, context={"symbol": symbol})
+        await self._ensure_connected()
+        query = lookup_contract(symbol=symbol, sec_type=sec_type, expiry=expiry, strike=strike,
+                                right=right, settings=self._settings)
+        details = await self._contract_details(query)
+        if sec_type == "FUT" and expiry is None:
+            today = utc_now().date()
+            live = [d for d in details if parse_ib_expiry(
+                d.realExpirationDate or d.contract.lastTradeDateOrContractMonth) >= today]
+            details = sorted(live, key=lambda d: d.contract.lastTradeDateOrContractMonth)[:1]
+        if len(details) != 1:
+            raise _Failure("ambiguous_contract" if details else "unknown_contract",
+                           f"{len(details)} IB contracts match {symbol} {sec_type} "
+                           f"{expiry or ''} {strike or ''} {right or ''}".strip(),
+                           retryable=False, context={"symbol": symbol, "matches": len(details)})
+        return await self._instrument_from_details(details[0])
+
+    def underlying(self) -> Instrument:
+        """The future this connection was configured for (`underlying_instrument`/`_expiry`)."""
+        c = self._config
+        expiry = c.underlying_expiry
+        return self._run("underlying", lambda: self._lookup_underlying(
+            c.underlying_instrument, expiry))
+
+    async def _lookup_underlying(self, symbol: str, expiry: str) -> Instrument:
+        await self._ensure_connected()
+        query = lookup_contract(symbol=symbol, sec_type="FUT", expiry=None, strike=None,
+                                right=None, settings=self._settings)
+        query.lastTradeDateOrContractMonth = expiry  # YYYYMM selects the contract month
+        details = await self._contract_details(query)
+        if len(details) != 1:
+            raise _Failure("ambiguous_contract" if details else "unknown_contract",
+                           f"{len(details)} IB futures match {symbol} {expiry}",
+                           retryable=False, context={"symbol": symbol, "expiry": expiry})
+        return await self._instrument_from_details(details[0])
+
+    async def _contract_details(self, contract: Contract) -> list[Any]:
+        await self._permit()
+        return await self._client.reqContractDetailsAsync(contract)
+
+    async def _instrument_from_details(self, details: Any) -> Instrument:
+        under = await self._expiry_of(details.underConId) if details.contract.secType == "FOP" \
+            else None
+        instrument = instrument_from_details(details, underlying_expiry=under)
+        self._instruments[details.contract.conId] = instrument
+        if details.contract.secType == "FUT":
+            self._expiries[details.contract.conId] = instrument.expiry
+        return instrument
+
+    async def _expiry_of(self, con_id: int) -> date | None:
+        if not con_id:
+            return None
+        if con_id not in self._expiries:
+            details = await self._contract_details(Contract(conId=con_id))
+            self._expiries[con_id] = parse_ib_expiry(
+                details[0].realExpirationDate or details[0].contract.lastTradeDateOrContractMonth)
+        return self._expiries[con_id]
+
+    async def _instrument_for(self, contract: Contract) -> Instrument:
+        """The Instrument of a contract seen in a position or an execution (cached by conId)."""
+        if contract.conId not in self._instruments:
+            details = await self._contract_details(Contract(conId=contract.conId))
+            await self._instrument_from_details(details[0])
+        return self._instruments[contract.conId]
+
+    async def _qualified(self, instrument: Instrument) -> Contract:
+        contract = contract_for(instrument, self._settings)
+        if not contract.conId:
+            details = await self._contract_details(contract)
+            if len(details) != 1:
+                raise _Failure("unknown_contract" if not details else "ambiguous_contract",
+                               f"{len(details)} IB contracts match {instrument.key}",
+                               retryable=False, context={"instrument": instrument.key})
+            contract = details[0].contract
+        return contract
+
+    def option_chain(self, underlying: Instrument) -> list[Instrument]:
+        return self._run("option_chain", lambda: self._option_chain(underlying),
+                         timeout=self._config.request_timeout_seconds * 3)
+
+    async def _option_chain(self, underlying: Instrument) -> list[Instrument]:
+        await self._ensure_connected()
+        future = await self._qualified(underlying)
+        # a FOP with blank expiry and strike lists every option of the class; keep this future's
+        query = lookup_contract(symbol=underlying.symbol, sec_type="FOP", expiry=None,
+                                strike=None, right=None, settings=self._settings)
+        details = await self._contract_details(query)
+        self._expiries[future.conId] = underlying.expiry
+        options = [await self._instrument_from_details(d) for d in details
+                   if d.underConId == future.conId]
+        return sorted(options, key=lambda i: (i.expiry, i.strike or 0.0, i.right or ""))
+
+    # ------------------------------------------------------------------ market data
+
+    def quotes(self, instruments: list[Instrument]) -> list[Quote]:
+        timeout = self._config.request_timeout_seconds + self._config.market_data_wait_seconds
+        return self._run("quotes", lambda: self._quotes(instruments), timeout=timeout)
+
+    async def _quotes(self, instruments: list[Instrument]) -> list[Quote]:
+        await self._ensure_connected()
+        ib = self._client
+        contracts = [await self._qualified(i) for i in instruments]
+        tickers: list[tuple[int, Ticker]] = []
+        try:
+            for instrument, contract in zip(instruments, contracts):
+                await self._permit()
+                ticker = ib.reqMktData(contract, "106" if instrument.is_option else "")
+                req_id = next(r for r, t in ib.wrapper.reqId2Ticker.items() if t is ticker)
+                tickers.append((req_id, ticker))
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + self._config.market_data_wait_seconds
+            while loop.time() < deadline and not all(
+                    _ticker_ready(t, i.is_option) or r in self._errors_by_req
+                    for (r, t), i in zip(tickers, instruments)):
+                await asyncio.sleep(0.01)
+            for (req_id, _), instrument in zip(tickers, instruments):
+                if req_id in self._errors_by_req:
+                    code, message = self._errors_by_req.pop(req_id)
+                    raise _IBFailure(code, message, {"instrument": instrument.key})
+            now = utc_now()
+            return [_quote_from_ticker(i, t, now) for (_, t), i in zip(tickers, instruments)]
+        finally:
+            for _, ticker in tickers:
+                ib.cancelMktData(ticker.contract)
+
+    # ------------------------------------------------------------------ orders
+
+    def place_order(self, order: OrderRequest) -> OrderStatus:
+        problem = _order_problem(order)
+        if problem:
+            raise self._error("place_order", "invalid_order", problem, False,
+                              {"client_order_id": order.client_order_id})
+        timeout = self._config.request_timeout_seconds * 2 + self._config.order_ack_timeout_seconds
+        return self._run("place_order", lambda: self._place(order), timeout=timeout)
+
+    async def _place(self, request: OrderRequest) -> OrderStatus:
+        await self._ensure_connected()
+        cid = request.client_order_id
+        existing = await self._status_async(cid)
+        if existing is not None:
+            logger.info("IBKR order %s already known (%s); not sending again", cid, existing.state)
+            return existing
+        if self._link_down_code is not None:
+            raise _Failure("connectivity_lost", "TWS has no link to IB; order not sent",
+                           retryable=True, context={"client_order_id": cid,
+                                                    "ib_code": self._link_down_code})
+        if request.is_combo:
+            con_ids = [int((await self._qualified(leg.instrument)).conId) for leg in request.legs]
+            try:
+                contract, units = combo_for(request.legs, con_ids, self._settings)
+            except ValueError as e:
+                raise _Failure("invalid_order", str(e), retryable=False,
+                               context={"client_order_id": cid}) from None
+            ib_order = ib_order_for(request, units, "BUY")
+        else:
+            (leg,) = request.legs
+            contract = await self._qualified(leg.instrument)
+            ib_order = ib_order_for(request, leg.quantity, leg.side)
+        await self._permit()
+        trade = self._client.placeOrder(contract, ib_order)
+        logger.info("IBKR placed %s as order %d", cid, trade.order.orderId)
+        try:
+            await self._wait_for(trade, lambda: trade.orderStatus.status not in _PENDING_STATES,
+                                 self._config.order_ack_timeout_seconds)
+        except (TimeoutError, asyncio.TimeoutError):
+            raise _Failure("order_outcome_unknown",
+                           "TWS did not acknowledge the order in time; ask order_status before "
+                           "sending it again", retryable=True,
+                           context={"client_order_id": cid,
+                                    "broker_order_id": str(trade.order.orderId)}) from None
+        status = self._status_from_trade(cid, trade)
+        if status.state in ("rejected", "cancelled") and status.filled_quantity == 0:
+            code = _last_error_code(trade)
+            if code is not None:
+                raise _IBFailure(code, status.message.split(": ", 1)[-1],
+                                 {"client_order_id": cid,
+                                  "broker_order_id": status.broker_order_id})
+        return status
+
+    async def _wait_for(self, trade: Trade, done: Callable[[], bool], timeout: float) -> None:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while not done():
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                raise TimeoutError
+            await asyncio.wait_for(trade.statusEvent, remaining)
+
+    def cancel_order(self, client_order_id: str) -> OrderStatus:
+        timeout = self._config.request_timeout_seconds * 2 + self._config.order_ack_timeout_seconds
+        return self._run("cancel_order", lambda: self._cancel(client_order_id), timeout=timeout)
+
+    async def _cancel(self, cid: str) -> OrderStatus:
+        await self._ensure_connected()
+        status = await self._status_async(cid)
+        trade = self._find_trade(cid)
+        if status is None:
+            raise _Failure("order_not_found", f"IBKR never received order {cid}",
+                           retryable=False, context={"client_order_id": cid})
+        if trade is None or trade.isDone():
+            return status
+        await self._permit()
+        self._client.cancelOrder(trade.order)
+        try:
+            await self._wait_for(trade, trade.isDone, self._config.order_ack_timeout_seconds)
+        except (TimeoutError, asyncio.TimeoutError):
+            logger.warning("IBKR cancel of %s not confirmed in time", cid)
+        return self._status_from_trade(cid, trade)
+
+    def order_status(self, client_order_id: str) -> OrderStatus | None:
+        return self._run("order_status", lambda: self._status_with_connect(client_order_id),
+                         timeout=self._config.request_timeout_seconds * 2)
+
+    async def _status_with_connect(self, cid: str) -> OrderStatus | None:
+        await self._ensure_connected()
+        return await self._status_async(cid)
+
+    async def _status_async(self, cid: str) -> OrderStatus | None:
+        status = self._local_status(cid)
+        if status is None:
+            # "never seen" is only trustworthy after asking TWS again
+            await self._resync()
+            status = self._local_status(cid)
+        return status
+
+    def _local_status(self, cid: str) -> OrderStatus | None:
+        trade = self._find_trade(cid)
+        if trade is not None:
+            return self._status_from_trade(cid, trade)
+        executions = [f for f in self._client.fills()
+                      if f.execution.orderRef == cid and f.contract.secType != "BAG"]
+        if not executions:
+            return None
+        # only executions survived (the order itself is no longer listed): report what filled
+        first = executions[0].execution
+        fills = [f for f in executions if f.contract.conId == executions[0].contract.conId]
+        quantity = sum(f.execution.shares for f in fills)
+        return OrderStatus(client_order_id=cid, broker_order_id=str(first.orderId),
+                           state="filled", filled_quantity=int(quantity),
+                           average_fill_price=sum(f.execution.shares * f.execution.price
+                                                  for f in fills) / quantity,
+                           time=max(f.time for f in fills))
+
+    def _find_trade(self, cid: str) -> Trade | None:
+        matches = [t for t in self._client.trades() if t.order.orderRef == cid]
+        # the live trade (with an order id) carries more than a completed-orders copy
+        matches.sort(key=lambda t: (t.order.orderId > 0, t.order.permId))
+        return matches[-1] if matches else None
+
+    def _status_from_trade(self, cid: str, trade: Trade) -> OrderStatus:
+        is_bag = trade.contract.secType == "BAG"
+        own = [f for f in trade.fills if (f.contract.secType == "BAG") == is_bag]
+        filled = max(trade.orderStatus.filled, sum(f.execution.shares for f in own),
+                     trade.order.filledQuantity if _finite(trade.order.filledQuantity) else 0.0)
+        total = trade.order.totalQuantity
+        average = trade.orderStatus.avgFillPrice or (
+            sum(f.execution.shares * f.execution.price for f in own) / filled if own else 0.0)
+        errors = [e for e in trade.log if e.errorCode]
+        state = order_state_from_ib(trade.orderStatus.status, filled=filled, total=total,
+                                    error_codes=frozenset(e.errorCode for e in errors))
+        message = errors[-1].message if errors else ""
+        broker_id = trade.order.orderId or trade.order.permId
+        return OrderStatus(
+            client_order_id=cid, broker_order_id=str(broker_id), state=state,
+            filled_quantity=int(filled), remaining_quantity=int(max(total - filled, 0)),
+            average_fill_price=average if filled else None, message=message,
+            time=trade.log[-1].time if trade.log else None)
+
+    # ------------------------------------------------------------------ account
+
+    def fills_since(self, since: datetime) -> list[Fill]:
+        return self._run("fills_since", lambda: self._fills_since(since),
+                         timeout=self._config.request_timeout_seconds * 3)
+
+    async def _fills_since(self, since: datetime) -> list[Fill]:
+        await self._ensure_connected()
+        await self._permit()
+        await self._client.reqExecutionsAsync()
+        ib_fills = [f for f in self._client.fills()
+                    if f.contract.secType in ("FUT", "FOP") and f.execution.time >= since]
+        await self._wait_for_commissions(ib_fills)
+        fills = [await self._fill_from_ib(f) for f in ib_fills]
+        return sorted(fills, key=lambda f: (f.time, f.fill_id))
+
+    async def _wait_for_commissions(self, ib_fills: list[IBFill]) -> None:
+        # TWS sends each commission report shortly after its execution, sometimes after the end
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._config.commission_wait_seconds
+        while any(not f.commissionReport.execId for f in ib_fills):
+            if loop.time() >= deadline:
+                missing = [f.execution.execId for f in ib_fills if not f.commissionReport.execId]
+                logger.warning("IBKR commission reports missing for %s; reporting 0", missing)
+                return
+            await asyncio.sleep(0.01)
+
+    async def _fill_from_ib(self, f: IBFill) -> Fill:
+        realized = f.commissionReport.realizedPNL
+        return Fill(
+            fill_id=f.execution.execId, client_order_id=f.execution.orderRef,
+            instrument=await self._instrument_for(f.contract),
+            side="BUY" if f.execution.side == "BOT" else "SELL",
+            quantity=int(f.execution.shares), price=f.execution.price,
+            commission=f.commissionReport.commission, time=f.execution.time,
+            # ib_async reports "no realized P&L" (an opening fill) as 0.0
+            realized_pnl=realized if realized and _finite(realized) else None)
+
+    def positions(self) -> list[Position]:
+        return self._run("positions", self._positions,
+                         timeout=self._config.request_timeout_seconds * 2)
+
+    async def _positions(self) -> list[Position]:
+        await self._ensure_connected()
+        await self._permit()
+        ib_positions = await self._client.reqPositionsAsync()
+        positions = []
+        for p in ib_positions:
+            if p.contract.secType not in ("FUT", "FOP") or not p.position:
+                continue
+            instrument = await self._instrument_for(p.contract)
+            # IB's average cost of a future or option includes the multiplier
+            positions.append(Position(instrument, int(p.position),
+                                      p.avgCost / instrument.multiplier))
+        return sorted(positions, key=lambda p: p.instrument.key)
+
+    def account_summary(self) -> AccountSummary:
+        return self._run("account_summary", self._account_summary)
+
+    async def _account_summary(self) -> AccountSummary:
+        await self._ensure_connected()
+        await self._permit()
+        account = (self._client.managedAccounts() or [""])[0]
+        values = {v.tag: v for v in await self._client.accountSummaryAsync(account)}
+        missing = [t for t in ("NetLiquidation", "InitMarginReq", "MaintMarginReq",
+                               "AvailableFunds") if t not in values]
+        if missing:
+            raise _Failure("account_data_missing", f"TWS sent no {', '.join(missing)}",
+                           retryable=True, context={"missing": missing})
+
+        def number(tag: str) -> float | None:
+            return float(values[tag].value) if tag in values else None
+
+        return AccountSummary(
+            currency=values["NetLiquidation"].currency or "USD",
+            net_liquidation=float(values["NetLiquidation"].value),
+            initial_margin=float(values["InitMarginReq"].value),
+            maintenance_margin=float(values["MaintMarginReq"].value),
+            available_funds=float(values["AvailableFunds"].value),
+            realized_pnl=number("RealizedPnL"), unrealized_pnl=number("UnrealizedPnL"))
+
+
+def _order_problem(order: OrderRequest) -> str:
+    if not order.client_order_id:
+        return "client_order_id is required"
+    if not order.legs:
+        return "an order needs at least one leg"
+    if any(leg.quantity <= 0 for leg in order.legs):
+        return "leg quantities must be positive"
+    if order.order_type == "LMT" and (order.limit_price is None
+                                      or not math.isfinite(order.limit_price)):
+        return "a limit order needs a finite limit_price"
+    return ""
+
+
+def _last_error_code(trade: Trade) -> int | None:
+    codes = [e.errorCode for e in trade.log if e.errorCode]
+    return codes[-1] if codes else None
+
+
+def _finite(value: float) -> bool:
+    return math.isfinite(value) and abs(value) < 1e300  # IB's UNSET_DOUBLE is 1.797e308
+
+
+def _price(value: float) -> float | None:
+    return float(value) if _finite(value) and value > 0 else None
+
+
+def _ticker_ready(ticker: Ticker, is_option: bool) -> bool:
+    has_book = _price(ticker.bid) is not None and _price(ticker.ask) is not None
+    return has_book and (not is_option or ticker.modelGreeks is not None)
+
+
+def _quote_from_ticker(instrument: Instrument, ticker: Ticker, now: datetime) -> Quote:
+    model = ticker.modelGreeks
+    return Quote(
+        instrument=instrument, bid=_price(ticker.bid), ask=_price(ticker.ask),
+        last=_price(ticker.last),
+        bid_size=int(ticker.bidSize) if _finite(ticker.bidSize) else 0,
+        ask_size=int(ticker.askSize) if _finite(ticker.askSize) else 0,
+        time=ticker.time or now,
+        underlying_price=model.undPrice if model is not None else None,
+        greeks=greeks_from_ib(model, expiry=instrument.expiry, at=ticker.time or now)
+        if instrument.is_option else None)

@@ -1,0 +1,59 @@
+"""Validation of the `credentials` payload of `POST /clients/{id}/connect-broker` for IBKR.
+
+An IB connection holds no secret (TWS / IB Gateway does the login); the payload says where the
+gateway listens and which product this client trades. Importing this module needs DRF; validating
+needs Django settings.
+"""
+from __future__ import annotations
+
+import math
+import re
+
+from rest_framework import serializers
+
+from brokers.ibkr.contracts import ALLOWED_EXCHANGES
+from brokers.products import PRODUCTS
+
+_EXPIRY = re.compile(r"^\d{4}(0[1-9]|1[0-2])((0[1-9]|[12]\d|3[01]))?$")
+
+
+class IBKRCredentialsSerializer(serializers.Serializer):
+    host = serializers.CharField(max_length=255, trim_whitespace=True)
+    port = serializers.IntegerField(min_value=1, max_value=65535)
+    client_id = serializers.IntegerField(min_value=0)
+    underlying_instrument = serializers.ChoiceField(choices=sorted(PRODUCTS))
+    underlying_expiry = serializers.CharField()
+    connect_retries = serializers.IntegerField(min_value=0, max_value=10, default=3)
+    connect_backoff_seconds = serializers.FloatField(min_value=0, max_value=60, default=1.0)
+    exchange_overrides = serializers.DictField(
+        child=serializers.CharField(), required=False, default=dict)
+    trading_class = serializers.CharField(max_length=32, required=False, allow_blank=False)
+    multiplier = serializers.FloatField(required=False)
+
+    def validate_underlying_expiry(self, value: str) -> str:
+        if not _EXPIRY.match(value):
+            raise serializers.ValidationError("Use YYYYMM or YYYYMMDD, e.g. 202612 or 20261218.")
+        return value
+
+    def validate_exchange_overrides(self, value: dict[str, str]) -> dict[str, str]:
+        errors: dict[str, str] = {}
+        cleaned: dict[str, str] = {}
+        for symbol, exchange in value.items():
+            exchange = exchange.strip().upper()
+            if symbol not in PRODUCTS:
+                errors[symbol] = f"Unknown product; known: {', '.join(sorted(PRODUCTS))}."
+            elif exchange == "GLOBEX":
+                errors[symbol] = ("GLOBEX is no longer accepted by Interactive Brokers; use the "
+                                  "listing exchange (CME, CBOT, NYMEX or COMEX).")
+            elif exchange not in ALLOWED_EXCHANGES:
+                errors[symbol] = f"Use one of {', '.join(sorted(ALLOWED_EXCHANGES))}."
+            else:
+                cleaned[symbol] = exchange
+        if errors:
+            raise serializers.ValidationError(errors)
+        return cleaned
+
+    def validate_multiplier(self, value: float) -> float:
+        if not math.isfinite(value) or value <= 0:
+            raise serializers.ValidationError("Must be a positive number.")
+        return value

@@ -1,0 +1,680 @@
+"""A loopback stand-in for TWS / IB Gateway that speaks the real TWS socket protocol.
+
+The unmodified `ib_async` client connects to it over TCP on 127.0.0.1. It negotiates server
+version 157, the oldest one ib_async 2.1 accepts, because that version keeps the field-heavy
+messages (openOrder, completedOrder, contractDetails) at their shortest; every field order below
+follows ib_async's `decoder.py` for that version, and incoming messages are parsed after its
+`client.py`.
+
+Scripting from tests (every method is thread-safe; state lives on the fake's own event loop):
+- `list_future(...)` / `list_option(...)` register contracts and return their conIds;
+- `set_quote(con_id, ...)` and `set_greeks(con_id, ...)` feed reqMktData;
+- `script_next_order(Fill(...) | Rest() | Reject(code, message))` decides what happens to the next
+  placeOrder (default: `Fill()` at the order's limit price);
+- `fill_resting_order(order_ref, price)` fills a working order now, whether a client is connected
+  or not (executions made "while disconnected" are served by the next reqExecutions);
+- `send_error(code, message)` pushes an error/notice (1100, 1102, 2110, ...) to every client;
+- `drop_connections()` closes client sockets; `stop()` also stops listening; `start()` listens
+  again on the same port with every order, execution and position remembered;
+- `messages(msg_id)` returns what clients sent (e.g. 3 = placeOrder) to assert on the wire.
+"""
+from __future__ import annotations
+
+import asyncio
+import inspect
+import itertools
+import struct
+import threading
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+SERVER_VERSION = 157
+BAG_CON_ID = 28812380  # IB's conId for every BAG contract
+
+@dataclass(frozen=True)
+class FakeContract:
+    con_id: int
+    symbol: str
+    sec_type: str  # FUT, FOP
+    last_trade_date: str  # YYYYMMDD
+    exchange: str
+    multiplier: str
+    trading_class: str
+    local_symbol: str
+    strike: float = 0.0
+    right: str = ""
+    currency: str = "USD"
+    under_con_id: int = 0
+
+    @property
+    def contract_month(self) -> str:
+        return self.last_trade_date[:6]
+
+    def wire(self) -> list[Any]:
+        """The 11 contract fields of openOrder/execDetails/position (no primaryExchange)."""
+        return [self.con_id, self.symbol, self.sec_type, self.last_trade_date,
+                _num(self.strike), self.right, self.multiplier, self.exchange, self.currency,
+                self.local_symbol, self.trading_class]
+
+
+@dataclass(frozen=True)
+class ComboLegSpec:
+    con_id: int
+    ratio: int
+    action: str
+    exchange: str
+
+
+@dataclass(frozen=True)
+class Fill:
+    """Fill the order completely at `price` (default: its limit price)."""
+
+    price: float | None = None
+    commission_per_contract: float = 1.25
+    leg_prices: dict[int, float] | None = None  # combos: conId -> price per leg
+
+
+@dataclass(frozen=True)
+class Rest:
+    """Accept the order and leave it working."""
+
+
+@dataclass(frozen=True)
+class Reject:
+    code: int = 201
+    message: str = "Order rejected - reason:"
+
+
+OrderAction = Fill | Rest | Reject
+
+
+@dataclass
+class FakeOrder:
+    order_id: int
+    client_id: int
+    perm_id: int
+    contract: FakeContract | None  # None for a BAG
+    symbol: str
+    exchange: str
+    legs: list[ComboLegSpec]
+    action: str
+    quantity: float
+    order_type: str
+    limit_price: float | None
+    tif: str
+    order_ref: str
+    status: str = "PreSubmitted"
+    filled: float = 0.0
+    avg_fill_price: float = 0.0
+
+    @property
+    def is_done(self) -> bool:
+        return self.status in ("Filled", "Cancelled", "Inactive")
+
+
+@dataclass
+class FakeExecution:
+    exec_id: str
+    order: FakeOrder
+    contract: FakeContract | None  # None: the BAG-level summary line of a combo
+    side: str  # BOT / SLD
+    shares: float
+    price: float
+    time: datetime
+    commission: float
+    realized_pnl: float | None = None
+
+
+@dataclass
+class _PositionState:
+    quantity: float = 0.0
+    average_price: float = 0.0
+
+
+@dataclass
+class _Session:
+    writer: asyncio.StreamWriter
+    client_id: int = -1
+    outbox: list[bytes] = field(default_factory=list)
+
+
+@dataclass
+class FakeTWS:
+    account: str = "DU1234567"
+    host: str = "127.0.0.1"
+    account_values: dict[str, str] = field(default_factory=lambda: {
+        "NetLiquidation": "1000000.00", "InitMarginReq": "125000.00",
+        "MaintMarginReq": "100000.00", "AvailableFunds": "875000.00",
+        "RealizedPnL": "0.00", "UnrealizedPnL": "0.00",
+    })
+
+    def __post_init__(self) -> None:
+        self.port = 0
+        self._contracts: dict[int, FakeContract] = {}
+        self._quotes: dict[int, tuple[float, float, float, int, int]] = {}
+        self._greeks: dict[int, tuple[float, float, float, float, float, float, float]] = {}
+        self._orders: dict[tuple[int, int], FakeOrder] = {}
+        self._executions: list[FakeExecution] = []
+        self._positions: dict[int, _PositionState] = {}
+        self._actions: deque[OrderAction] = deque()
+        self._received: list[tuple[int, list[str]]] = []
+        self._sessions: list[_Session] = []
+        self._server: asyncio.base_events.Server | None = None
+        self._next_order_id = 1
+        self._perm_ids = itertools.count(900_000_001)
+        self._exec_seq = itertools.count(1)
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="fake-tws",
+                                        daemon=True)
+        self._thread.start()
+
+    # ----------------------------------------------------------------- lifecycle
+
+    def start(self, port: int | None = None) -> FakeTWS:
+        """Listen on `port`, on the previous port after a stop(), or on an ephemeral one."""
+        if port is not None:
+            self.port = port
+        self._call(self._start)
+        return self
+
+    def stop(self) -> None:
+        """Stop listening and drop every client; all state is kept for the next start()."""
+        self._call(self._stop)
+
+    def drop_connections(self) -> None:
+        self._call(self._drop_sessions)
+
+    def close(self) -> None:
+        if self._loop.is_closed():
+            return
+        self.stop()
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(5)
+        self._loop.close()
+
+    def __enter__(self) -> FakeTWS:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ----------------------------------------------------------------- scripting
+
+    def list_future(self, *, con_id: int, symbol: str, last_trade_date: str, exchange: str,
+                    multiplier: float, trading_class: str | None = None) -> int:
+        contract = FakeContract(
+            con_id, symbol, "FUT", last_trade_date, exchange, f"{multiplier:g}",
+            trading_class or symbol, f"{symbol}{_month_code(last_trade_date)}")
+        self._call(lambda: self._contracts.__setitem__(con_id, contract))
+        return con_id
+
+    def list_option(self, *, con_id: int, under_con_id: int, last_trade_date: str, strike: float,
+                    right: str, trading_class: str) -> int:
+        def add() -> None:
+            future = self._contracts[under_con_id]
+            self._contracts[con_id] = FakeContract(
+                con_id, future.symbol, "FOP", last_trade_date, future.exchange,
+                future.multiplier, trading_class,
+                f"{trading_class}{_month_code(last_trade_date)} {right}{strike:g}",
+                strike=strike, right=right, under_con_id=under_con_id)
+        self._call(add)
+        return con_id
+
+    def set_quote(self, con_id: int, *, bid: float, ask: float, last: float | None = None,
+                  bid_size: int = 10, ask_size: int = 10) -> None:
+        quote = (bid, ask, last if last is not None else (bid + ask) / 2, bid_size, ask_size)
+        self._call(lambda: self._quotes.__setitem__(con_id, quote))
+
+    def set_greeks(self, con_id: int, *, implied_vol: float, delta: float, gamma: float,
+                   vega: float, theta: float, option_price: float,
+                   underlying_price: float) -> None:
+        greeks = (implied_vol, delta, option_price, gamma, vega, theta, underlying_price)
+        self._call(lambda: self._greeks.__setitem__(con_id, greeks))
+
+    def set_position(self, con_id: int, quantity: float, average_price: float) -> None:
+        state = _PositionState(quantity, average_price)
+        self._call(lambda: self._positions.__setitem__(con_id, state))
+
+    def script_next_order(self, action: OrderAction) -> None:
+        self._call(lambda: self._actions.append(action))
+
+    def fill_resting_order(self, order_ref: str, price: float,
+                           commission_per_contract: float = 1.25) -> None:
+        def fill() -> None:
+            order = next(o for o in self._orders.values()
+                         if o.order_ref == order_ref and not o.is_done)
+            self._fill(order, Fill(price, commission_per_contract))
+        self._call(fill)
+
+    def send_error(self, code: int, message: str, req_id: int = -1) -> None:
+        self._call(lambda: self._broadcast([4, 2, req_id, code, message]))
+
+    def messages(self, msg_id: int) -> list[list[str]]:
+        return self._call(lambda: [f for m, f in self._received if m == msg_id])
+
+    @property
+    def connected_clients(self) -> int:
+        return self._call(lambda: len(self._sessions))
+
+    @property
+    def orders(self) -> list[FakeOrder]:
+        return self._call(lambda: list(self._orders.values()))
+
+    @property
+    def executions(self) -> list[FakeExecution]:
+        return self._call(lambda: list(self._executions))
+
+    # ----------------------------------------------------------------- loop plumbing
+
+    def _call(self, fn: Callable[[], Any]) -> Any:
+        async def run() -> Any:
+            result = fn()
+            result = await result if inspect.isawaitable(result) else result
+            self._flush()
+            return result
+        return asyncio.run_coroutine_threadsafe(run(), self._loop).result(5)
+
+    async def _start(self) -> None:
+        if self._server is None:
+            self._server = await asyncio.start_server(
+                self._serve, self.host, self.port, reuse_address=True)
+            self.port = self._server.sockets[0].getsockname()[1]
+
+    def _stop(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            self._server = None
+        self._drop_sessions()
+
+    def _drop_sessions(self) -> None:
+        for session in self._sessions:
+            session.writer.close()
+        self._sessions.clear()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        session = _Session(writer)
+        try:
+            greeting = await reader.readexactly(4)
+            if greeting != b"API\0":
+                return
+            await _read_frame(reader)  # "v157..178": any range that includes 157 will do
+            now = datetime.now(timezone.utc).strftime("%Y%m%d %H:%M:%S UTC")
+            writer.write(_frame([SERVER_VERSION, now]))
+            self._sessions.append(session)
+            while True:
+                fields = (await _read_frame(reader)).decode().split("\0")[:-1]
+                msg_id = int(fields[0])
+                self._received.append((msg_id, fields))
+                handler = self._handlers().get(msg_id)
+                if handler is not None:
+                    handler(session, fields)
+                self._flush()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            if session in self._sessions:
+                self._sessions.remove(session)
+            writer.close()
+
+    def _send(self, session: _Session, fields: list[Any]) -> None:
+        session.outbox.append(_frame(fields))
+
+    def _flush(self) -> None:
+        """One write per reaction: like TWS, an order's status and its fill arrive together."""
+        for session in self._sessions:
+            if session.outbox and not session.writer.is_closing():
+                session.writer.write(b"".join(session.outbox))
+            session.outbox.clear()
+
+    def _broadcast(self, fields: list[Any]) -> None:
+        for session in self._sessions:
+            self._send(session, fields)
+
+    def _session_of(self, client_id: int) -> _Session | None:
+        return next((s for s in self._sessions if s.client_id == client_id), None)
+
+    # ----------------------------------------------------------------- request handlers
+
+    def _handlers(self) -> dict[int, Callable[[_Session, list[str]], None]]:
+        return {
+            71: self._start_api, 1: self._req_mkt_data, 3: self._place_order,
+            4: self._cancel_order, 5: self._req_open_orders, 16: self._req_all_open_orders,
+            7: self._req_executions, 9: self._req_contract_details, 61: self._req_positions,
+            62: self._req_account_summary, 6: self._req_account_updates,
+            76: self._req_account_updates_multi, 78: self._req_sec_def_opt_params,
+            99: self._req_completed_orders, 49: self._req_current_time, 8: self._req_ids,
+        }
+
+    def _start_api(self, session: _Session, fields: list[str]) -> None:
+        session.client_id = int(fields[2])
+        self._send(session, [9, 1, self._next_order_id])
+        self._send(session, [15, 1, self.account])
+
+    def _req_ids(self, session: _Session, fields: list[str]) -> None:
+        self._send(session, [9, 1, self._next_order_id])
+
+    def _req_current_time(self, session: _Session, fields: list[str]) -> None:
+        self._send(session, [49, 1, int(datetime.now(timezone.utc).timestamp())])
+
+    def _req_mkt_data(self, session: _Session, fields: list[str]) -> None:
+        req_id, con_id = int(fields[2]), int(fields[3] or 0)
+        if con_id not in self._contracts:
+            self._send(session, [4, 2, req_id, 200,
+                                 "No security definition has been found for the request"])
+            return
+        if con_id in self._quotes:
+            bid, ask, last, bid_size, ask_size = self._quotes[con_id]
+            self._send(session, [1, 6, req_id, 1, bid, bid_size, 0])
+            self._send(session, [1, 6, req_id, 2, ask, ask_size, 0])
+            self._send(session, [1, 6, req_id, 4, last, 1, 0])
+        if con_id in self._greeks:
+            iv, delta, price, gamma, vega, theta, und = self._greeks[con_id]
+            self._send(session, [21, req_id, 13, 0, iv, delta, price, 0, gamma, vega, theta, und])
+
+    def _place_order(self, session: _Session, fields: list[str]) -> None:
+        order_id = int(fields[1])
+        con_id, symbol, sec_type = int(fields[2] or 0), fields[3], fields[4]
+        exchange = fields[9]
+        key = (session.client_id, order_id)
+        if key in self._orders:
+            self._send(session, [4, 2, order_id, 103, "Duplicate order id"])
+            return
+        legs: list[ComboLegSpec] = []
+        if sec_type == "BAG":
+            for i in range(int(fields[35])):
+                leg = fields[36 + 8 * i: 44 + 8 * i]
+                legs.append(ComboLegSpec(int(leg[0]), int(leg[1]), leg[2], leg[3]))
+        contract = None if sec_type == "BAG" else self._contracts.get(con_id)
+        if sec_type != "BAG" and contract is None:
+            self._send(session, [4, 2, order_id, 200,
+                                 "No security definition has been found for the request"])
+            return
+        self._next_order_id = max(self._next_order_id, order_id + 1)
+        order = FakeOrder(
+            order_id=order_id, client_id=session.client_id, perm_id=next(self._perm_ids),
+            contract=contract, symbol=symbol, exchange=exchange, legs=legs, action=fields[16],
+            quantity=float(fields[17]), order_type=fields[18],
+            limit_price=float(fields[19]) if fields[19] else None, tif=fields[21],
+            order_ref=fields[26])
+        self._orders[key] = order
+        action = self._actions.popleft() if self._actions else Fill()
+        if isinstance(action, Reject):
+            order.status = "Cancelled"
+            self._send(session, [4, 2, order_id, action.code, action.message])
+            return
+        order.status = "Submitted"
+        self._send(session, self._open_order_fields(order))
+        self._send(session, self._order_status_fields(order))
+        if isinstance(action, Fill):
+            self._fill(order, action)
+
+    def _fill(self, order: FakeOrder, action: Fill) -> None:
+        price = action.price if action.price is not None else order.limit_price
+        if price is None:
+            price = self._quotes[order.contract.con_id][2] if order.contract else 0.0
+        now = datetime.now(timezone.utc)
+        side = "BOT" if order.action == "BUY" else "SLD"
+        executions: list[FakeExecution] = []
+        if order.contract is not None:
+            executions.append(self._execution(order, order.contract, side, order.quantity, price,
+                                              now, action.commission_per_contract))
+        else:
+            leg_prices = action.leg_prices or {}
+            for i, leg in enumerate(order.legs):
+                leg_side = "BOT" if (leg.action == "BUY") == (order.action == "BUY") else "SLD"
+                leg_price = leg_prices.get(leg.con_id, price if i == 0 else 0.0)
+                executions.append(self._execution(
+                    order, self._contracts[leg.con_id], leg_side, order.quantity * leg.ratio,
+                    leg_price, now, action.commission_per_contract))
+            executions.append(FakeExecution(self._exec_id(order), order, None, side,
+                                            order.quantity, price, now, 0.0))
+        order.status, order.filled, order.avg_fill_price = "Filled", order.quantity, price
+        self._executions.extend(executions)
+        session = self._session_of(order.client_id)
+        if session is None:
+            return  # the client learns about it from reqExecutions after reconnecting
+        for execution in executions:
+            self._send(session, self._exec_fields(-1, execution))
+        self._send(session, self._order_status_fields(order))
+        for execution in executions:
+            self._send(session, self._commission_fields(execution))
+
+    def _execution(self, order: FakeOrder, contract: FakeContract, side: str, shares: float,
+                   price: float, now: datetime, commission_per_contract: float) -> FakeExecution:
+        signed = shares if side == "BOT" else -shares
+        position = self._positions.setdefault(contract.con_id, _PositionState())
+        realized: float | None = None
+        if position.quantity and (position.quantity > 0) != (signed > 0):
+            closed = min(abs(signed), abs(position.quantity))
+            direction = 1 if position.quantity > 0 else -1
+            realized = closed * direction * (price - position.average_price) * float(
+                contract.multiplier)
+        new_quantity = position.quantity + signed
+        if new_quantity == 0:
+            position.average_price = 0.0
+        elif position.quantity == 0 or (position.quantity > 0) != (new_quantity > 0):
+            position.average_price = price
+        elif (position.quantity > 0) == (signed > 0):
+            position.average_price = (position.average_price * abs(position.quantity)
+                                      + price * abs(signed)) / abs(new_quantity)
+        position.quantity = new_quantity
+        return FakeExecution(self._exec_id(order), order, contract, side, shares, price, now,
+                             commission_per_contract * shares, realized)
+
+    def _exec_id(self, order: FakeOrder) -> str:
+        return f"0000{order.perm_id:08x}.{next(self._exec_seq):08d}.01.01"
+
+    def _cancel_order(self, session: _Session, fields: list[str]) -> None:
+        order_id = int(fields[2])
+        order = self._orders.get((session.client_id, order_id))
+        if order is None:
+            self._send(session, [4, 2, order_id, 10147,
+                                 f"OrderId {order_id} that needs to be cancelled is not found."])
+        elif order.is_done:
+            self._send(session, [4, 2, order_id, 10148,
+                                 f"OrderId {order_id} that needs to be cancelled cannot be "
+                                 f"cancelled, state: {order.status}."])
+        else:
+            order.status = "Cancelled"
+            self._send(session, self._order_status_fields(order))
+            self._send(session, [4, 2, order_id, 202, "Order Canceled - reason:"])
+
+    def _req_open_orders(self, session: _Session, fields: list[str]) -> None:
+        self._send_open_orders(session, lambda o: o.client_id == session.client_id)
+
+    def _req_all_open_orders(self, session: _Session, fields: list[str]) -> None:
+        self._send_open_orders(session, lambda o: True)
+
+    def _send_open_orders(self, session: _Session, keep: Callable[[FakeOrder], bool]) -> None:
+        for order in self._orders.values():
+            if keep(order) and not order.is_done:
+                self._send(session, self._open_order_fields(order))
+                self._send(session, self._order_status_fields(order))
+        self._send(session, [53, 1])
+
+    def _req_completed_orders(self, session: _Session, fields: list[str]) -> None:
+        for order in self._orders.values():
+            if order.is_done:
+                self._send(session, self._completed_order_fields(order))
+        self._send(session, [102])
+
+    def _req_executions(self, session: _Session, fields: list[str]) -> None:
+        req_id = int(fields[2])
+        for execution in self._executions:
+            self._send(session, self._exec_fields(req_id, execution))
+        for execution in self._executions:
+            self._send(session, self._commission_fields(execution))
+        self._send(session, [55, 1, req_id])
+
+    def _req_contract_details(self, session: _Session, fields: list[str]) -> None:
+        req_id = int(fields[2])
+        (con_id, symbol, sec_type, expiry, strike, right, multiplier, exchange, _primary,
+         currency, local_symbol, trading_class) = fields[3:15]
+        wanted_strike = float(strike) if strike else 0.0
+
+        def matches(c: FakeContract) -> bool:
+            if con_id and int(con_id):
+                return c.con_id == int(con_id)
+            return ((not symbol or c.symbol == symbol)
+                    and (not sec_type or c.sec_type == sec_type)
+                    and (not expiry or expiry in (c.last_trade_date, c.contract_month))
+                    and (not wanted_strike or c.strike == wanted_strike)
+                    and (not right or c.right == right[0])
+                    and (not multiplier or float(c.multiplier) == float(multiplier))
+                    and (not exchange or c.exchange == exchange)
+                    and (not currency or c.currency == currency)
+                    and (not local_symbol or c.local_symbol == local_symbol)
+                    and (not trading_class or c.trading_class == trading_class))
+
+        found = [c for c in self._contracts.values() if matches(c)]
+        if not found:
+            self._send(session, [4, 2, req_id, 200,
+                                 "No security definition has been found for the request"])
+            return
+        for contract in found:
+            self._send(session, self._contract_details_fields(req_id, contract))
+        self._send(session, [52, 1, req_id])
+
+    def _req_positions(self, session: _Session, fields: list[str]) -> None:
+        for con_id, position in self._positions.items():
+            contract = self._contracts[con_id]
+            avg_cost = position.average_price * float(contract.multiplier)
+            self._send(session, [61, 3, self.account, *contract.wire(),
+                                 _num(position.quantity), _num(avg_cost)])
+        self._send(session, [62, 1])
+
+    def _req_account_summary(self, session: _Session, fields: list[str]) -> None:
+        req_id, tags = int(fields[2]), set(fields[4].split(","))
+        for tag, value in self.account_values.items():
+            if tag in tags or "All" in tags:
+                self._send(session, [63, 1, req_id, self.account, tag, value, "USD"])
+        self._send(session, [64, 1, req_id])
+
+    def _req_account_updates(self, session: _Session, fields: list[str]) -> None:
+        if fields[2] == "1":
+            for tag, value in self.account_values.items():
+                self._send(session, [6, 2, tag, value, "USD", self.account])
+            self._send(session, [54, 1, self.account])
+
+    def _req_account_updates_multi(self, session: _Session, fields: list[str]) -> None:
+        self._send(session, [74, 1, int(fields[2])])
+
+    def _req_sec_def_opt_params(self, session: _Session, fields: list[str]) -> None:
+        req_id, under_con_id = int(fields[1]), int(fields[5] or 0)
+        classes: dict[tuple[str, str, str], tuple[set[str], set[float]]] = {}
+        for c in self._contracts.values():
+            if c.sec_type == "FOP" and c.under_con_id == under_con_id:
+                expiries, strikes = classes.setdefault(
+                    (c.exchange, c.trading_class, c.multiplier), (set(), set()))
+                expiries.add(c.last_trade_date)
+                strikes.add(c.strike)
+        for (exchange, trading_class, multiplier), (expiries, strikes) in classes.items():
+            self._send(session, [75, req_id, exchange, under_con_id, trading_class, multiplier,
+                                 len(expiries), *sorted(expiries), len(strikes),
+                                 *(_num(s) for s in sorted(strikes))])
+        self._send(session, [76, req_id])
+
+    # ----------------------------------------------------------------- message encoders
+
+    def _contract_details_fields(self, req_id: int, c: FakeContract) -> list[Any]:
+        under = self._contracts.get(c.under_con_id)
+        return [
+            10, 8, req_id, c.symbol, c.sec_type, c.last_trade_date, _num(c.strike), c.right,
+            c.exchange, c.currency, c.local_symbol, c.trading_class, c.trading_class, c.con_id,
+            0.25, 1,  # minTick, the obsolete mdSizeMultiplier
+            c.multiplier, "LMT,MKT", c.exchange, 1, c.under_con_id, c.symbol, "",
+            c.contract_month, "", "", "", "US/Central", "", "", "", "", 0,  # no secIds
+            "", c.symbol, under.sec_type if under else "", "", c.last_trade_date, "",
+        ]
+
+    def _order_contract_fields(self, order: FakeOrder) -> list[Any]:
+        if order.contract is not None:
+            return order.contract.wire()
+        return [BAG_CON_ID, order.symbol, "BAG", "", 0, "", "", order.exchange, "USD", "",
+                order.symbol]
+
+    def _combo_fields(self, order: FakeOrder) -> list[Any]:
+        legs: list[Any] = [len(order.legs)]
+        for leg in order.legs:
+            legs += [leg.con_id, leg.ratio, leg.action, leg.exchange, 0, 0, "", -1]
+        return legs
+
+    def _open_order_fields(self, o: FakeOrder) -> list[Any]:
+        return [
+            5, o.order_id, *self._order_contract_fields(o),
+            o.action, _num(o.quantity), o.order_type, _opt(o.limit_price), "", o.tif, "",
+            self.account, "", 0, o.order_ref, o.client_id, o.perm_id, 0, 0, 0, "",
+            "", "", "", "",  # sharesAllocation, faGroup, faMethod, faPercentage
+            "",  # faProfile (server < 177)
+            *[""] * 29,  # modelCode .. deltaNeutralAuxPrice (no delta-neutral order type)
+            *[""] * 6, "",  # continuousUpdate .. basisPointsType, comboLegsDescrip
+            *self._combo_fields(o), 0, 0,  # order combo legs, smart routing params
+            "", "", "",  # scale init/subs level, price increment
+            "",  # hedgeType
+            0, "", "", 0, 0,  # optOutSmartRouting, clearing account/intent, notHeld, no DNC
+            "",  # algoStrategy
+            0, 0, o.status, *[""] * 13, "", 0, 0,  # solicited, whatIf, state, randomize
+            0,  # conditions
+            *[""] * 16,
+        ]
+
+    def _completed_order_fields(self, o: FakeOrder) -> list[Any]:
+        return [
+            101, *self._order_contract_fields(o),
+            o.action, _num(o.quantity), o.order_type, _opt(o.limit_price), "", o.tif, "",
+            self.account, "", 0, o.order_ref, o.perm_id, 0, 0, "", "", "", "", "",
+            "",  # faProfile (server < 177)
+            *[""] * 23,  # modelCode .. deltaNeutralAuxPrice
+            "", "", "", "", "",  # continuousUpdate .. comboLegsDescrip
+            *self._combo_fields(o), 0, 0,
+            "", "", "",  # scale fields
+            "",  # hedgeType
+            "", "", 0, 0,  # clearing account/intent, notHeld, no DNC
+            "",  # algoStrategy
+            0, o.status, 0, 0,  # solicited, status, randomize size/price
+            0,  # conditions
+            "", "", "", 0, 0, "", _num(o.filled), 0, 0, "", 0, 0, 0,
+            datetime.now(timezone.utc).strftime("%Y%m%d %H:%M:%S UTC"), o.status,
+        ]
+
+    def _order_status_fields(self, o: FakeOrder) -> list[Any]:
+        return [3, o.order_id, o.status, _num(o.filled), _num(o.quantity - o.filled),
+                o.avg_fill_price, o.perm_id, 0, o.avg_fill_price, o.client_id, "", 0]
+
+    def _exec_fields(self, req_id: int, e: FakeExecution) -> list[Any]:
+        order = e.order
+        contract = e.contract.wire() if e.contract else self._order_contract_fields(order)
+        return [
+            11, req_id, order.order_id, *contract, e.exec_id,
+            e.time.strftime("%Y%m%d %H:%M:%S UTC"), self.account, order.exchange, e.side,
+            _num(e.shares), e.price, order.perm_id, order.client_id, 0, _num(e.shares), e.price,
+            order.order_ref, "", "", "", 1,
+        ]
+
+    def _commission_fields(self, e: FakeExecution) -> list[Any]:
+        return [59, 1, e.exec_id, e.commission, "USD", _opt(e.realized_pnl), "", ""]
+
+
+def _frame(fields: list[Any]) -> bytes:
+    payload = "".join(f"{value}\0" for value in fields).encode()
+    return struct.pack(">I", len(payload)) + payload
+
+
+async def _read_frame(reader: asyncio.StreamReader) -> bytes:
+    (size,) = struct.unpack(">I", await reader.readexactly(4))
+    return await reader.readexactly(size)
+
+
+def _num(value: float) -> str:
+    return f"{value:g}" if value != int(value) else str(int(value))
+
+
+def _opt(value: float | None) -> str:
+    return "" if value is None else repr(value)
+
+
+def _month_code(last_trade_date: str) -> str:
+    return "FGHJKMNQUVXZ"[int(last_trade_date[4:6]) - 1] + last_trade_date[3]
