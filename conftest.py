@@ -56,7 +56,7 @@ def _make_client(client_id: str) -> ClientFixture:
 def django_db_setup(django_db_setup, django_db_blocker):
     with django_db_blocker.unblock():
         template_schema_migrate()
-        clients = {client_id: _make_client(client_id) for client_id in ("alpha", "beta")}
+        clients = {client_id: _make_client(client_id) for client_id in ("alpha", "beta", "race")}
         get_user_model().objects.create_user(username="operator", password=PASSWORD, is_staff=True)
     return clients
 

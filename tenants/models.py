@@ -71,3 +71,16 @@ class Membership(models.Model):
 
 
 ROLE_RANK = {Membership.Role.VIEWER: 1, Membership.Role.TRADER: 2, Membership.Role.OWNER: 3}
+
+
+class PlatformControl(models.Model):
+    """Platform-wide operator controls: one row. The emergency halt stops every execution."""
+
+    singleton = models.BooleanField(default=True, unique=True, editable=False)
+    emergency_halted = models.BooleanField(default=False)
+    reason = models.CharField(max_length=500, blank=True)
+    changed_by = models.CharField(max_length=150, blank=True)
+    changed_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return "emergency halt ON" if self.emergency_halted else "trading allowed"

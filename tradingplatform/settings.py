@@ -44,12 +44,15 @@ PORT = env.int("PORT", default=8000)
 USE_MOCK_BROKER = env.bool("USE_MOCK_BROKER", default=True)
 AUTONOMOUS_ENABLED = env.bool("AUTONOMOUS_ENABLED", default=False)
 AUTO_CREATE_TABLES = env.bool("AUTO_CREATE_TABLES", default=not IS_PRODUCTION)
+# Annual rate used to discount option values (Black-76); a decimal, 0.04 is 4 %.
+RISK_FREE_RATE = env.float("RISK_FREE_RATE", default=0.04)
 PHILLIP_BASE_URL = env.str("PHILLIP_BASE_URL", default="https://api.phillipcapital.example/v1")
 
 SHARED_APPS = [
     "django_tenants",
     "daphne",
     "tenants",
+    "audit",
     "django.contrib.contenttypes",
     "django.contrib.auth",
     "django.contrib.admin",
@@ -66,6 +69,8 @@ SHARED_APPS = [
 ]
 TENANT_APPS = [
     "django.contrib.contenttypes",
+    "brokers",
+    "risk",
     "agents",
 ]
 INSTALLED_APPS = SHARED_APPS + [app for app in TENANT_APPS if app not in SHARED_APPS]

@@ -3,6 +3,7 @@ from django.http import JsonResponse
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
+from risk import api as risk_api
 from tenants import api as tenants_api
 from tradingplatform import health
 
@@ -14,8 +15,13 @@ urlpatterns = [
     path("auth/logout", tenants_api.LogoutView.as_view(), name="auth-logout"),
     path("clients/onboard", tenants_api.OnboardView.as_view(), name="clients-onboard"),
     path("clients/<str:client_id>/", include("agents.urls")),
+    path("clients/<str:client_id>/", include("brokers.urls")),
+    path("clients/<str:client_id>/", include("risk.urls")),
+    path("clients/<str:client_id>/", include("audit.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
+    path("admin/emergency-halt", risk_api.EmergencyHaltView.as_view(), name="emergency-halt"),
+    path("admin/clients/<str:client_id>/halt", risk_api.ClientHaltView.as_view(), name="client-halt"),
     path("admin/", admin.site.urls),
 ]
 

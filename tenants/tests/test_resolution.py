@@ -24,7 +24,7 @@ def _client_routes() -> list[tuple[str, str]]:
             route = prefix + str(entry.pattern)
             if isinstance(entry, URLResolver):
                 walk(entry.url_patterns, route)
-            elif isinstance(entry, URLPattern) and "<str:client_id>" in route:
+            elif isinstance(entry, URLPattern) and route.startswith("/clients/<str:client_id>/"):
                 view = getattr(entry.callback, "view_class", None) or getattr(entry.callback, "cls", None)
                 for method in ("get", "post", "put", "patch", "delete"):
                     if view is not None and hasattr(view, method):

@@ -1,0 +1,104 @@
+"""Thin views: connect a broker, read positions (with greeks) and trades."""
+from __future__ import annotations
+
+from drf_spectacular.utils import extend_schema
+from rest_framework.pagination import LimitOffsetPagination
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from brokers import selectors, services
+from brokers.codec import instrument_to_json
+from brokers.serializers import (
+    ConnectBrokerRequestSerializer,
+    ConnectBrokerResponseSerializer,
+    FillSerializer,
+    PositionsSerializer,
+    finite_or_none,
+)
+from tenants.models import Membership
+from tenants.resolution import ClientScopedAPIView
+
+
+class ConnectBrokerView(ClientScopedAPIView):
+    required_role = Membership.Role.OWNER
+
+    @extend_schema(request=ConnectBrokerRequestSerializer, responses={200: ConnectBrokerResponseSerializer},
+                   tags=["broker"])
+    def post(self, request: Request, client_id: str) -> Response:
+        serializer = ConnectBrokerRequestSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        result = services.broker_connect(
+            client=self.client_access.client,
+            broker=serializer.validated_data["broker"],
+            credentials=serializer.validated_data["credentials"],
+            actor=request.user.get_username(),
+        )
+        body = {
+            "broker": result.connection.broker,
+            "routed_to": result.routed_to,
+            "status": result.connection.status,
+            "connected": bool(result.health and result.health.connected),
+            "detail": result.health.detail if result.health else "",
+            "error": result.error.payload() if result.error else None,
+            "checked_at": result.connection.last_checked_at,
+        }
+        return Response(ConnectBrokerResponseSerializer(body).data)
+
+
+def _leg_json(leg) -> dict:
+    risk = leg.risk
+    return {
+        "instrument": {"key": risk.instrument.key, **instrument_to_json(risk.instrument)},
+        "quantity": leg.quantity,
+        "average_price": leg.average_price,
+        "mark": finite_or_none(risk.mark),
+        "quote_time": risk.quote_time,
+        "unrealized_pnl": finite_or_none(leg.unrealized_pnl),
+        "greeks": {
+            "delta": finite_or_none(risk.delta),
+            "gamma": finite_or_none(risk.gamma),
+            "vega": finite_or_none(risk.vega),
+            "theta": finite_or_none(risk.theta),
+            "rho": finite_or_none(risk.rho),
+            "implied_vol": finite_or_none(risk.implied_vol),
+            "source": risk.greeks_source,
+            "delta_contracts": finite_or_none(leg.delta_equivalent),
+        },
+    }
+
+
+class PositionsView(ClientScopedAPIView):
+    @extend_schema(responses={200: PositionsSerializer}, tags=["book"])
+    def get(self, request: Request, client_id: str) -> Response:
+        with services.broker_session() as broker:
+            snapshot = services.book_refresh(broker=broker)
+        valuation = snapshot.valuation
+        body = {
+            "as_of": valuation.as_of,
+            "broker": snapshot.health.broker,
+            "legs": [_leg_json(leg) for leg in valuation.legs],
+            "net_greeks": [
+                {"underlying": entry.symbol, "delta": finite_or_none(entry.greeks.delta),
+                 "gamma": finite_or_none(entry.greeks.gamma), "vega": finite_or_none(entry.greeks.vega),
+                 "theta": finite_or_none(entry.greeks.theta)}
+                for entry in valuation.net
+            ],
+            "net_delta": finite_or_none(valuation.net_delta),
+            "unrealized_pnl": finite_or_none(valuation.unrealized_pnl),
+        }
+        return Response(PositionsSerializer(body).data)
+
+
+class TradesPagination(LimitOffsetPagination):
+    default_limit = 50
+    max_limit = 500
+
+
+class TradesView(ClientScopedAPIView):
+    pagination_class = TradesPagination
+
+    @extend_schema(responses={200: FillSerializer(many=True)}, tags=["book"])
+    def get(self, request: Request, client_id: str) -> Response:
+        paginator = self.pagination_class()
+        page = paginator.paginate_queryset(selectors.fills_newest_first(), request, view=self)
+        return paginator.get_paginated_response(FillSerializer(page, many=True).data)

@@ -1,0 +1,60 @@
+"""Which adapter serves which broker name, and how its credentials are validated."""
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from django.conf import settings
+from rest_framework import serializers
+
+from brokers.domain import Broker
+from brokers.ibkr.broker import IBKRBroker
+from brokers.ibkr.credentials import IBKRCredentialsSerializer
+from brokers.mock import MockBroker, MockCredentialsSerializer
+from brokers.phillip import PhillipBroker, PhillipCredentialsSerializer
+from brokers.stores import DatabaseSimulatorStore
+from tradingplatform.serialization import json_ready
+
+
+@dataclass(frozen=True, slots=True)
+class BrokerKind:
+    name: str
+    credentials_serializer: type[serializers.Serializer]
+    build: Callable[[dict[str, Any]], Broker]
+
+
+def _mock(validated: dict[str, Any]) -> Broker:
+    # The state lives in the current client's schema: callers hold the connection on it.
+    return MockBroker.from_credentials(validated, store=DatabaseSimulatorStore())
+
+
+def _phillip(validated: dict[str, Any]) -> Broker:
+    return PhillipBroker.from_credentials(validated, default_base_url=settings.PHILLIP_BASE_URL)
+
+
+BROKER_KINDS: dict[str, BrokerKind] = {
+    "mock": BrokerKind("mock", MockCredentialsSerializer, _mock),
+    "ibkr": BrokerKind("ibkr", IBKRCredentialsSerializer, IBKRBroker.from_credentials),
+    "phillip": BrokerKind("phillip", PhillipCredentialsSerializer, _phillip),
+}
+
+
+def credentials_validate(*, broker: str, credentials: dict[str, Any]) -> dict[str, Any]:
+    """The validated, JSON-ready credentials, or a DRF ValidationError with field errors."""
+    kind = BROKER_KINDS.get(broker)
+    if kind is None:
+        raise serializers.ValidationError({"broker": [f"Unknown broker {broker!r}."]})
+    serializer = kind.credentials_serializer(data=credentials)
+    if not serializer.is_valid():
+        raise serializers.ValidationError({"credentials": serializer.errors})
+    return json_ready(serializer.validated_data)
+
+
+def broker_build(*, broker: str, credentials: dict[str, Any]) -> Broker:
+    """The adapter for a stored connection. USE_MOCK_BROKER=true routes every client to the
+    simulated market, whatever broker it stored."""
+    if settings.USE_MOCK_BROKER:
+        mock_credentials = credentials if broker == "mock" else {}
+        return _mock(credentials_validate(broker="mock", credentials=mock_credentials))
+    return BROKER_KINDS[broker].build(credentials)

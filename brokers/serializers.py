@@ -1,0 +1,101 @@
+from __future__ import annotations
+
+import math
+
+from rest_framework import serializers
+
+from brokers.models import BrokerConnection, Fill
+
+
+def finite_or_none(value: float | None) -> float | None:
+    """JSON has no NaN: unknown numbers go out as null."""
+    if value is None or not math.isfinite(value):
+        return None
+    return value
+
+
+class ConnectBrokerRequestSerializer(serializers.Serializer):
+    broker = serializers.ChoiceField(choices=BrokerConnection.Broker.choices)
+    credentials = serializers.DictField(required=False, default=dict)
+
+
+class BrokerErrorSerializer(serializers.Serializer):
+    type = serializers.CharField()
+    operation = serializers.CharField()
+    broker = serializers.CharField()
+    code = serializers.CharField()
+    message = serializers.CharField()
+    retryable = serializers.BooleanField()
+    context = serializers.DictField()
+
+
+class ConnectBrokerResponseSerializer(serializers.Serializer):
+    broker = serializers.CharField(help_text="The broker whose credentials are stored.")
+    routed_to = serializers.CharField(help_text="The adapter that answered: 'mock' while USE_MOCK_BROKER=true.")
+    status = serializers.ChoiceField(choices=BrokerConnection.Status.choices)
+    connected = serializers.BooleanField()
+    detail = serializers.CharField(allow_blank=True)
+    error = BrokerErrorSerializer(allow_null=True)
+    checked_at = serializers.DateTimeField(allow_null=True)
+
+
+class InstrumentSerializer(serializers.Serializer):
+    key = serializers.CharField()
+    symbol = serializers.CharField()
+    sec_type = serializers.CharField()
+    expiry = serializers.DateField()
+    exchange = serializers.CharField()
+    multiplier = serializers.FloatField()
+    currency = serializers.CharField()
+    strike = serializers.FloatField(allow_null=True)
+    right = serializers.CharField(allow_null=True)
+    trading_class = serializers.CharField(allow_blank=True)
+    exercise_style = serializers.CharField(allow_null=True)
+    underlying_expiry = serializers.DateField(allow_null=True)
+
+
+class LegGreeksSerializer(serializers.Serializer):
+    delta = serializers.FloatField(allow_null=True, help_text="Per contract unit (dV/dF).")
+    gamma = serializers.FloatField(allow_null=True)
+    vega = serializers.FloatField(allow_null=True, help_text="Price change per vol point.")
+    theta = serializers.FloatField(allow_null=True, help_text="Price change per calendar day.")
+    rho = serializers.FloatField(allow_null=True, help_text="Price change per 1% rate move.")
+    implied_vol = serializers.FloatField(allow_null=True)
+    source = serializers.ChoiceField(choices=["broker", "model", "none"])
+    delta_contracts = serializers.FloatField(
+        allow_null=True, help_text="The leg's delta in underlying futures contracts (quantity included)."
+    )
+
+
+class PositionLegSerializer(serializers.Serializer):
+    instrument = InstrumentSerializer()
+    quantity = serializers.IntegerField()
+    average_price = serializers.FloatField()
+    mark = serializers.FloatField(allow_null=True)
+    quote_time = serializers.DateTimeField(allow_null=True)
+    unrealized_pnl = serializers.FloatField(allow_null=True, help_text="USD.")
+    greeks = LegGreeksSerializer()
+
+
+class NetGreeksSerializer(serializers.Serializer):
+    underlying = serializers.CharField()
+    delta = serializers.FloatField(allow_null=True, help_text="Underlying futures contracts.")
+    gamma = serializers.FloatField(allow_null=True, help_text="Contracts per 1 point of the future.")
+    vega = serializers.FloatField(allow_null=True, help_text="USD per vol point.")
+    theta = serializers.FloatField(allow_null=True, help_text="USD per calendar day.")
+
+
+class PositionsSerializer(serializers.Serializer):
+    as_of = serializers.DateTimeField()
+    broker = serializers.CharField()
+    legs = PositionLegSerializer(many=True)
+    net_greeks = NetGreeksSerializer(many=True)
+    net_delta = serializers.FloatField(allow_null=True, help_text="Sum over underlyings, in futures contracts.")
+    unrealized_pnl = serializers.FloatField(allow_null=True, help_text="USD; null when a leg has no mark.")
+
+
+class FillSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Fill
+        fields = ["fill_id", "client_order_id", "instrument_key", "instrument", "side", "quantity", "price",
+                  "commission", "realized_pnl", "executed_at"]

@@ -1,0 +1,234 @@
+"""Writes about a client's broker link and book. Callers hold the connection on the client's
+schema (a ClientScopedAPIView, a task run in the client's schema, or `tenant_context`)."""
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from datetime import timezone as dt_timezone
+from decimal import Decimal
+from typing import Any
+
+from django.db import connection as db_connection
+from django.db import transaction
+from django.utils import timezone
+
+from audit import services as audit
+from brokers.codec import instrument_to_json
+from brokers.domain import Broker, BrokerError, BrokerHealth, Fill, OrderRequest, OrderStatus, Position
+from brokers.models import BrokerConnection
+from brokers.models import Fill as FillRow
+from brokers.models import Order as OrderRow
+from brokers.models import Position as PositionRow
+from brokers.registry import broker_build, credentials_validate
+from tenants.models import Client
+from tradingplatform.locks import advisory_lock
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_CONNECTION = {"broker": "mock", "credentials": {}}
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectResult:
+    connection: BrokerConnection
+    routed_to: str  # the adapter that actually answered ("mock" while USE_MOCK_BROKER=true)
+    health: BrokerHealth | None
+    error: BrokerError | None
+
+
+def broker_connection_get() -> BrokerConnection:
+    """The stored connection; a client that never connected one trades on the simulated market."""
+    connection = BrokerConnection.objects.filter(singleton=True).first()
+    if connection is None:
+        connection = BrokerConnection(broker="mock", credentials=json.dumps({}))
+    return connection
+
+
+def broker_connect(*, client: Client, broker: str, credentials: dict[str, Any], actor: str) -> ConnectResult:
+    """Validate, store encrypted, test, audit. Invalid credentials raise a DRF ValidationError and
+    change nothing; a failing test still stores them (status `failed`) and reports why."""
+    validated = credentials_validate(broker=broker, credentials=credentials)
+    with transaction.atomic():
+        connection, _ = BrokerConnection.objects.update_or_create(
+            singleton=True,
+            defaults={"broker": broker, "credentials": json.dumps(validated),
+                      "status": BrokerConnection.Status.UNTESTED, "last_error": None},
+        )
+    health, error = None, None
+    try:
+        with broker_session(connection=connection) as session:
+            health = session.health()
+            routed_to = session.name
+    except BrokerError as exc:
+        error = exc
+        routed_to = "mock" if broker_build_is_mock() else broker
+    connection.status = (
+        BrokerConnection.Status.CONNECTED if error is None and health and health.connected
+        else BrokerConnection.Status.FAILED
+    )
+    connection.last_error = error.payload() if error else None
+    connection.last_checked_at = timezone.now()
+    connection.save(update_fields=["status", "last_error", "last_checked_at", "updated_at"])
+    audit.audit_record(
+        client_id=client.client_id, actor_type="user", actor_id=actor,
+        kind="broker.connected" if error is None else "broker.failed",
+        payload={"broker": broker, "routed_to": routed_to, "status": connection.status,
+                 "error": connection.last_error},
+    )
+    return ConnectResult(connection=connection, routed_to=routed_to, health=health, error=error)
+
+
+def broker_build_is_mock() -> bool:
+    from django.conf import settings
+
+    return bool(settings.USE_MOCK_BROKER)
+
+
+@contextlib.contextmanager
+def broker_session(*, connection: BrokerConnection | None = None) -> Iterator[Broker]:
+    """A connected adapter for the current client, disconnected on exit.
+
+    One session per client at a time (an advisory lock), so that two sessions cannot interleave
+    their trades on the simulated market's stored account."""
+    connection = connection or broker_connection_get()
+    credentials = json.loads(connection.credentials)  # decrypted only here, to open the session
+    with advisory_lock(f"broker-session:{db_connection.schema_name}"):
+        broker = broker_build(broker=connection.broker, credentials=credentials)
+        broker.connect()
+        try:
+            yield broker
+        finally:
+            broker.disconnect()
+
+
+def positions_sync(*, positions: list[Position], now: datetime) -> None:
+    """Make the stored book exactly the broker's."""
+    keys = []
+    for position in positions:
+        keys.append(position.instrument.key)
+        PositionRow.objects.update_or_create(
+            instrument_key=position.instrument.key,
+            defaults={
+                "instrument": instrument_to_json(position.instrument),
+                "quantity": position.quantity,
+                "average_price": Decimal(repr(position.average_price)),
+                "synced_at": now,
+            },
+        )
+    PositionRow.objects.exclude(instrument_key__in=keys).delete()
+
+
+def fills_record(*, fills: list[Fill]) -> list[FillRow]:
+    """Store fills not seen before (the broker's execution id is the key); returns the new ones."""
+    known = set(FillRow.objects.filter(fill_id__in=[fill.fill_id for fill in fills]).values_list("fill_id", flat=True))
+    created = []
+    for fill in fills:
+        if fill.fill_id in known:
+            continue
+        created.append(
+            FillRow.objects.create(
+                fill_id=fill.fill_id,
+                client_order_id=fill.client_order_id,
+                instrument_key=fill.instrument.key,
+                instrument=instrument_to_json(fill.instrument),
+                side=fill.side,
+                quantity=fill.quantity,
+                price=Decimal(repr(fill.price)),
+                commission=Decimal(repr(fill.commission)).quantize(Decimal("0.01")),
+                realized_pnl=(
+                    Decimal(repr(fill.realized_pnl)).quantize(Decimal("0.01"))
+                    if fill.realized_pnl is not None else None
+                ),
+                executed_at=fill.time,
+            )
+        )
+        known.add(fill.fill_id)
+    return created
+
+
+def order_record(*, order: OrderRequest, broker: str) -> tuple[OrderRow, bool]:
+    """The order row, created before any broker call; (row, created)."""
+    return OrderRow.objects.get_or_create(
+        client_order_id=order.client_order_id,
+        defaults={
+            "broker": broker,
+            "legs": [
+                {"instrument": instrument_to_json(leg.instrument), "side": leg.side, "quantity": leg.quantity}
+                for leg in order.legs
+            ],
+            "order_type": order.order_type,
+            "limit_price": Decimal(repr(order.limit_price)) if order.limit_price is not None else None,
+        },
+    )
+
+
+def order_status_apply(*, row: OrderRow, status: OrderStatus) -> OrderRow:
+    row.state = status.state
+    row.broker_order_id = status.broker_order_id or row.broker_order_id
+    row.filled_quantity = status.filled_quantity
+    row.average_fill_price = (
+        Decimal(repr(status.average_fill_price)) if status.average_fill_price is not None else None
+    )
+    row.message = status.message[:1000]
+    row.save()
+    return row
+
+
+def order_mark_unknown(*, row: OrderRow, error: BrokerError) -> OrderRow:
+    row.state = OrderRow.State.UNKNOWN
+    row.message = f"{error.code}: {error.message}"[:1000]
+    row.save(update_fields=["state", "message", "updated_at"])
+    return row
+
+
+@dataclass(frozen=True, slots=True)
+class BookSnapshot:
+    valuation: Any  # risk.book.BookValuation
+    quotes: dict[str, Any]  # instrument key -> brokers.domain.Quote
+    health: BrokerHealth
+    new_fills: list[FillRow]
+
+
+def quotes_for(*, broker: Broker, instruments: list) -> dict[str, Any]:
+    """Quotes for the instruments and for the futures their options are written on."""
+    from brokers.domain import Instrument
+
+    wanted: dict[str, Instrument] = {}
+    for instrument in instruments:
+        wanted[instrument.key] = instrument
+        if instrument.is_option:
+            future = Instrument(
+                symbol=instrument.symbol, sec_type="FUT",
+                expiry=instrument.underlying_expiry or instrument.expiry,
+                exchange=instrument.exchange, multiplier=instrument.multiplier,
+            )
+            wanted.setdefault(future.key, future)
+    if not wanted:
+        return {}
+    quotes = broker.quotes(list(wanted.values()))
+    return {quote.instrument.key: quote for quote in quotes}
+
+
+def book_refresh(*, broker: Broker, since: datetime | None = None) -> BookSnapshot:
+    """Sync positions and fills from the broker, quote the book and value it."""
+    from django.conf import settings
+
+    from risk.book import value_book
+
+    now = timezone.now()
+    health = broker.health()
+    positions = broker.positions()
+    new_fills = fills_record(fills=broker.fills_since(since or _last_fill_time()))
+    positions_sync(positions=positions, now=now)
+    quotes = quotes_for(broker=broker, instruments=[position.instrument for position in positions])
+    valuation = value_book(positions, quotes, now=now, rate=settings.RISK_FREE_RATE)
+    return BookSnapshot(valuation=valuation, quotes=quotes, health=health, new_fills=new_fills)
+
+
+def _last_fill_time() -> datetime:
+    last = FillRow.objects.order_by("-executed_at").values_list("executed_at", flat=True).first()
+    return last or datetime(2000, 1, 1, tzinfo=dt_timezone.utc)

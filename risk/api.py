@@ -1,0 +1,100 @@
+"""Thin views: the operator's halts (X-Admin-Key) and the owner's circuit breaker reset."""
+from __future__ import annotations
+
+from django_tenants.utils import tenant_context
+from drf_spectacular.utils import extend_schema
+from rest_framework import exceptions, status
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from risk import services
+from risk.serializers import (
+    BreakerResetRequestSerializer,
+    HaltRequestSerializer,
+    HaltStateSerializer,
+    TradingStateSerializer,
+)
+from tenants.models import Client, Membership
+from tenants.permissions import HasAdminKey
+from tenants.resolution import ClientScopedAPIView
+from tradingplatform.api import Conflict
+
+OPERATOR_KEY_ACTOR = services.Actor("operator", "admin-api-key")
+
+
+class EmergencyHaltView(APIView):
+    """The platform-wide emergency halt: no execution anywhere, approvals included."""
+
+    authentication_classes: list = []
+    permission_classes = [HasAdminKey]
+
+    def _body(self, control) -> dict:
+        return {"halted": control.emergency_halted, "reason": control.reason,
+                "changed_by": control.changed_by, "changed_at": control.changed_at}
+
+    @extend_schema(responses={200: HaltStateSerializer}, tags=["operator"])
+    def get(self, request: Request) -> Response:
+        return Response(HaltStateSerializer(self._body(services.platform_control_get())).data)
+
+    @extend_schema(request=HaltRequestSerializer, responses={200: HaltStateSerializer}, tags=["operator"])
+    def post(self, request: Request) -> Response:
+        serializer = HaltRequestSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        control = services.emergency_halt_set(actor=OPERATOR_KEY_ACTOR, **serializer.validated_data)
+        return Response(HaltStateSerializer(self._body(control)).data)
+
+    def get_authenticate_header(self, request: Request) -> str:
+        return "X-Admin-Key"
+
+
+class ClientHaltView(APIView):
+    """An operator's halt of one client."""
+
+    authentication_classes: list = []
+    permission_classes = [HasAdminKey]
+
+    def _client(self, client_id: str) -> Client:
+        client = Client.objects.filter(client_id=client_id).first()
+        if client is None:
+            raise exceptions.NotFound()
+        return client
+
+    @extend_schema(responses={200: HaltStateSerializer}, tags=["operator"])
+    def get(self, request: Request, client_id: str) -> Response:
+        client = self._client(client_id)
+        with tenant_context(client):
+            record = services.risk_state_get()
+        return Response({"halted": record.operator_halted, "reason": record.operator_halt_reason})
+
+    @extend_schema(request=HaltRequestSerializer, responses={200: HaltStateSerializer}, tags=["operator"])
+    def post(self, request: Request, client_id: str) -> Response:
+        client = self._client(client_id)
+        serializer = HaltRequestSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        with tenant_context(client):
+            record = services.client_halt_set(client=client, actor=OPERATOR_KEY_ACTOR, **serializer.validated_data)
+        return Response({"halted": record.operator_halted, "reason": record.operator_halt_reason})
+
+    def get_authenticate_header(self, request: Request) -> str:
+        return "X-Admin-Key"
+
+
+class BreakerResetView(ClientScopedAPIView):
+    required_role = Membership.Role.OWNER
+
+    @extend_schema(request=BreakerResetRequestSerializer, responses={200: TradingStateSerializer, 409: None},
+                   tags=["risk"])
+    def post(self, request: Request, client_id: str) -> Response:
+        serializer = BreakerResetRequestSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        try:
+            record = services.circuit_breaker_reset(
+                client=self.client_access.client, actor=services.Actor("user", request.user.get_username()),
+                note=serializer.validated_data["note"],
+            )
+        except services.BreakerNotTripped as exc:
+            raise Conflict(str(exc), code="breaker_not_tripped") from exc
+        body = {"trading_state": record.trading_state, "reason": record.reason, "until": record.state_until,
+                "loss_streak": record.loss_streak}
+        return Response(TradingStateSerializer(body).data, status=status.HTTP_200_OK)

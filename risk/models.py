@@ -1,0 +1,43 @@
+"""The client's risk state and the governor's recorded decisions. In the client's schema."""
+from __future__ import annotations
+
+from django.db import models
+
+
+class RiskStateRecord(models.Model):
+    """One row per client: its trading state, why, and the circuit breaker's loss streak."""
+
+    class TradingState(models.TextChoices):
+        ACTIVE = "ACTIVE"
+        REDUCING = "REDUCING"
+        HALTED = "HALTED"
+
+    singleton = models.BooleanField(default=True, unique=True, editable=False)
+    trading_state = models.CharField(max_length=10, choices=TradingState.choices, default=TradingState.ACTIVE)
+    reason = models.CharField(max_length=200, blank=True)
+    state_until = models.DateTimeField(null=True, blank=True)
+    loss_streak = models.PositiveIntegerField(default=0)
+    # An operator's halt of this one client, apart from the trading state, so that lifting it
+    # never clears a tripped circuit breaker (and the reverse).
+    operator_halted = models.BooleanField(default=False)
+    operator_halt_reason = models.CharField(max_length=500, blank=True)
+    # Daily loss baseline: the book's unrealized P&L when the current trading day was first seen,
+    # so that today's P&L = realized today + (unrealized now - this baseline).
+    trading_day_start = models.DateTimeField(null=True, blank=True)
+    day_unrealized_baseline = models.DecimalField(max_digits=16, decimal_places=2, default=0)
+    changed_at = models.DateTimeField(auto_now=True)
+
+
+class RiskDecisionRecord(models.Model):
+    """Every governor decision, accepted or not, with all its reasons."""
+
+    client_order_id = models.CharField(max_length=64, db_index=True)
+    purpose = models.CharField(max_length=32)  # "order", "approval", ...
+    accepted = models.BooleanField()
+    codes = models.JSONField(default=list)
+    fingerprint = models.CharField(max_length=64, db_index=True)
+    decision = models.JSONField()
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]

@@ -1,0 +1,436 @@
+"""The governor service: the only path from an order to `Broker.place_order`.
+
+`order_submit` runs the pure governor under a per-client lock (two concurrent orders cannot both
+pass a limit only one of them fits), records the decision and audits it, applies any state
+change, and only then calls the broker — with the order row written first, so a retry after an
+unknown outcome asks the broker by client order id instead of sending twice.
+
+Lock order, everywhere: the platform halt lock (shared here, exclusive while an operator halts),
+then the client's risk lock, then the broker session lock.
+"""
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from decimal import Decimal
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Sum
+from django.utils import timezone
+
+from agents.selectors import agent_config_get
+from audit import services as audit
+from brokers import services as broker_services
+from brokers.domain import Broker, BrokerError, OrderRequest, OrderStatus
+from brokers.models import Fill as FillRow
+from brokers.models import Order as OrderRow
+from brokers.products import PRODUCTS
+from brokers.selectors import working_orders
+from risk import governor
+from risk.book import instruments_risk
+from risk.models import RiskDecisionRecord, RiskStateRecord
+from risk.sessions import MarketHours
+from tenants.models import Client, PlatformControl
+from tradingplatform.events import live_state_set, publish_event
+from tradingplatform.locks import advisory_lock
+
+logger = logging.getLogger(__name__)
+
+PLATFORM_HALT_LOCK = "platform-emergency-halt"
+# All CME Globex products roll their trading day at 17:00 CT; the client's day follows it.
+TRADING_DAY_CALENDAR = "CME Globex Equity"
+_market_hours: dict[bool, MarketHours] = {}
+
+
+@dataclass(frozen=True, slots=True)
+class Actor:
+    type: str  # "user", "agent", "operator", "system"
+    id: str
+
+
+@dataclass(frozen=True, slots=True)
+class SubmissionResult:
+    decision: governor.Decision | None  # None: an earlier send of this order was found instead
+    order: OrderRow | None  # None when the governor rejected the order
+    status: OrderStatus | None
+    error: BrokerError | None  # the broker call's failure (outcome unknown when retryable)
+
+    @property
+    def accepted(self) -> bool:
+        return self.order is not None
+
+
+class ExecutionHalted(Exception):
+    """An execution refused because trading is halted (HTTP 423)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+def market_hours() -> MarketHours:
+    """One precomputed table per process; the simulated market can trade around the clock."""
+    always_open = bool(settings.USE_MOCK_BROKER) and getattr(settings, "MOCK_MARKET_ALWAYS_OPEN", True)
+    if always_open not in _market_hours:
+        _market_hours[always_open] = MarketHours(always_open=always_open)
+    return _market_hours[always_open]
+
+
+def risk_limits_from_parameters(parameters: dict) -> governor.RiskLimits:
+    """The agent parameters' `risk_limits` over the safe defaults; ValueError when invalid."""
+    overrides = dict(parameters.get("risk_limits", {}))
+    for name in ("max_daily_loss", "breaker_loss_threshold"):
+        if name in overrides:
+            overrides[name] = Decimal(str(overrides[name]))
+    return governor.RiskLimits(**overrides)
+
+
+def risk_limits_get() -> governor.RiskLimits:
+    return risk_limits_from_parameters(agent_config_get().parameters)
+
+
+def risk_state_get() -> RiskStateRecord:
+    state, _ = RiskStateRecord.objects.get_or_create(singleton=True)
+    return state
+
+
+def platform_control_get() -> PlatformControl:
+    control, _ = PlatformControl.objects.get_or_create(singleton=True)
+    return control
+
+
+def _recent_orders(limits: governor.RiskLimits, now: datetime) -> tuple[governor.RecentOrder, ...]:
+    window = timedelta(seconds=max(60.0, limits.duplicate_window_seconds))
+    rows = RiskDecisionRecord.objects.filter(accepted=True, created_at__gte=now - window)
+    return tuple(governor.RecentOrder(at=row.created_at, fingerprint=row.fingerprint) for row in rows)
+
+
+def _governor_state(record: RiskStateRecord, control: PlatformControl, limits, now) -> governor.RiskState:
+    halted_by_operator = control.emergency_halted or record.operator_halted
+    reason = control.reason if control.emergency_halted else record.operator_halt_reason
+    return governor.RiskState(
+        trading_state=governor.TradingState(record.trading_state),
+        reason=record.reason,
+        state_until=record.state_until,
+        emergency_halt=halted_by_operator,
+        emergency_reason=reason,
+        recent_orders=_recent_orders(limits, now),
+        loss_streak=record.loss_streak,
+    )
+
+
+def _realized_since(start: datetime) -> Decimal:
+    totals = FillRow.objects.filter(executed_at__gte=start).aggregate(
+        realized=Sum("realized_pnl"), commission=Sum("commission")
+    )
+    return (totals["realized"] or Decimal(0)) - (totals["commission"] or Decimal(0))
+
+
+def _daily_pnl(record: RiskStateRecord, unrealized: float | None, now: datetime) -> tuple[Decimal, Decimal | None]:
+    """(realized today net of commissions, unrealized since the day began); see RiskStateRecord."""
+    day_start = market_hours().trading_day_start(TRADING_DAY_CALENDAR, now)
+    unrealized_now = (
+        governor.to_money(unrealized) if unrealized is not None and math.isfinite(unrealized) else None
+    )
+    if record.trading_day_start != day_start and unrealized_now is not None:
+        record.trading_day_start = day_start
+        record.day_unrealized_baseline = unrealized_now
+        record.save(update_fields=["trading_day_start", "day_unrealized_baseline", "changed_at"])
+    realized = _realized_since(day_start)
+    if unrealized_now is None:
+        return realized, None
+    return realized, unrealized_now - record.day_unrealized_baseline
+
+
+def _proposed_order(order: OrderRequest, quotes: dict, now: datetime) -> governor.ProposedOrder:
+    risks = instruments_risk([leg.instrument for leg in order.legs], quotes, now=now, rate=settings.RISK_FREE_RATE)
+    legs = []
+    for leg, risk in zip(order.legs, risks):
+        quote = quotes.get(leg.instrument.key)
+        delta = risk.delta_per_contract
+        product = PRODUCTS.get(leg.instrument.symbol)
+        legs.append(
+            governor.ProposedLeg(
+                instrument_key=leg.instrument.key,
+                calendar=product.calendar if product else None,
+                quantity=leg.signed_quantity,
+                delta_per_contract=delta if math.isfinite(delta) and risk.greeks_source != "none" else None,
+                is_option=leg.instrument.is_option,
+                quote=governor.LegQuote(bid=quote.bid, ask=quote.ask, time=quote.time) if quote else None,
+            )
+        )
+    return governor.ProposedOrder(legs=tuple(legs))
+
+
+def _state_change(
+    *, client: Client, record: RiskStateRecord, to_state: str, reason: str, actor: Actor,
+    until: datetime | None = None, loss_streak: int | None = None,
+) -> None:
+    before = {"trading_state": record.trading_state, "reason": record.reason, "loss_streak": record.loss_streak}
+    record.trading_state = to_state
+    record.reason = reason
+    record.state_until = until
+    if loss_streak is not None:
+        record.loss_streak = loss_streak
+    record.save()
+    after = {"trading_state": record.trading_state, "reason": record.reason, "loss_streak": record.loss_streak,
+             "until": until.isoformat() if until else None}
+    audit.audit_record(client_id=client.client_id, actor_type=actor.type, actor_id=actor.id,
+                       kind="risk.state_changed", payload={"before": before, "after": after})
+    publish_event(client_id=client.client_id, type="risk", data={"event": "state_changed", **after})
+
+
+def closing_results_apply(*, client: Client, fills: list[FillRow], limits: governor.RiskLimits) -> None:
+    """Fold closing fills into the circuit breaker, one result per order (its fills summed)."""
+    by_order: dict[str, Decimal] = {}
+    for fill in sorted(fills, key=lambda f: (f.executed_at, f.id)):
+        if fill.realized_pnl is not None:
+            by_order[fill.client_order_id] = by_order.get(fill.client_order_id, Decimal(0)) + fill.realized_pnl
+    if not by_order:
+        return
+    record = RiskStateRecord.objects.select_for_update().get(pk=risk_state_get().pk)
+    streak, tripped = record.loss_streak, False
+    for client_order_id, realized in by_order.items():
+        streak, now_tripped = governor.record_closing_result(streak, realized, limits)
+        tripped = tripped or now_tripped
+    if tripped and record.trading_state != RiskStateRecord.TradingState.HALTED:
+        _state_change(client=client, record=record, to_state="HALTED", reason="circuit_breaker",
+                      actor=Actor("system", "circuit-breaker"), loss_streak=streak)
+    elif streak != record.loss_streak:
+        record.loss_streak = streak
+        record.save(update_fields=["loss_streak", "changed_at"])
+
+
+def book_sync(*, client: Client, broker: Broker):
+    """Sync the book from the broker, apply what its new fills mean for the breaker, and publish
+    the net greeks (live state `client:{id}:greeks` and a `greeks` event)."""
+    snapshot = broker_services.book_refresh(broker=broker)
+    with transaction.atomic():
+        closing_results_apply(client=client, fills=snapshot.new_fills, limits=risk_limits_get())
+    greeks = net_greeks_json(snapshot.valuation)
+    live_state_set(client_id=client.client_id, name="greeks", data=greeks)
+    publish_event(client_id=client.client_id, type="greeks", data=greeks)
+    return snapshot
+
+
+def _finite(value: float | None) -> float | None:
+    return value if value is not None and math.isfinite(value) else None
+
+
+def net_greeks_json(valuation) -> dict:
+    return {
+        "as_of": valuation.as_of.isoformat(),
+        "net_delta": _finite(valuation.net_delta),
+        "unrealized_pnl": _finite(valuation.unrealized_pnl),
+        "open_legs": len(valuation.legs),
+        "by_underlying": [
+            {"underlying": entry.symbol, "delta": _finite(entry.greeks.delta), "gamma": _finite(entry.greeks.gamma),
+             "vega": _finite(entry.greeks.vega), "theta": _finite(entry.greeks.theta)}
+            for entry in valuation.net
+        ],
+    }
+
+
+def _existing_order_outcome(row: OrderRow, broker: Broker) -> SubmissionResult | None:
+    """An order sent before under this id: ask the broker instead of sending it again."""
+    status = broker.order_status(row.client_order_id)
+    if status is None and row.state in (OrderRow.State.PENDING_SUBMIT, OrderRow.State.UNKNOWN):
+        return None  # the broker never received it: it may be sent (after a fresh decision)
+    if status is not None:
+        broker_services.order_status_apply(row=row, status=status)
+    return SubmissionResult(decision=None, order=row, status=status, error=None)
+
+
+def order_submit(*, client: Client, order: OrderRequest, actor: Actor, purpose: str = "order") -> SubmissionResult:
+    """Check the order with the governor and, if it passes, send it. Never raises for a rejection:
+    the result carries the decision with every reason. Raises BrokerError when the broker cannot
+    be reached to evaluate the order at all (the governor then has nothing to decide on)."""
+    with advisory_lock(PLATFORM_HALT_LOCK, shared=True), advisory_lock(f"risk:{client.client_id}"):
+        with broker_services.broker_session() as broker:
+            existing = OrderRow.objects.filter(client_order_id=order.client_order_id).first()
+            if existing is not None:
+                outcome = _existing_order_outcome(existing, broker)
+                if outcome is not None:
+                    return outcome
+
+            now = timezone.now()
+            snapshot = book_sync(client=client, broker=broker)
+            quotes = {**snapshot.quotes,
+                      **broker_services.quotes_for(broker=broker, instruments=[leg.instrument for leg in order.legs])}
+            limits = risk_limits_get()
+            control = platform_control_get()
+            record = risk_state_get()
+            realized_today, unrealized_today = _daily_pnl(record, snapshot.valuation.unrealized_pnl, now)
+            book = governor.Book(
+                positions=snapshot.valuation.position_quantities(),
+                net_delta=snapshot.valuation.net_delta,
+                realized_pnl_today=realized_today,
+                unrealized_pnl=unrealized_today,
+                broker_connected=snapshot.health.connected,
+            )
+            decision = governor.evaluate_order(
+                _proposed_order(order, quotes, now), book, limits,
+                _governor_state(record, control, limits, now), market_hours(), now,
+            )
+            with transaction.atomic():
+                RiskDecisionRecord.objects.create(
+                    client_order_id=order.client_order_id, purpose=purpose, accepted=decision.accepted,
+                    codes=[code.value for code in decision.codes], fingerprint=decision.fingerprint,
+                    decision=decision.as_dict(),
+                )
+                audit.audit_record(
+                    client_id=client.client_id, actor_type=actor.type, actor_id=actor.id, kind="risk.decision",
+                    payload={"client_order_id": order.client_order_id, "purpose": purpose, **decision.as_dict()},
+                )
+                if decision.transition is not None:
+                    _state_change(
+                        client=client, record=record, to_state=decision.transition.to_state.value,
+                        reason=decision.transition.reason.value, actor=Actor("system", "governor"),
+                        until=decision.transition.until,
+                    )
+                row = broker_services.order_record(order=order, broker=broker.name)[0] if decision.accepted else None
+            if not decision.accepted:
+                publish_event(client_id=client.client_id, type="risk",
+                              data={"event": "violation", "client_order_id": order.client_order_id,
+                                    "violations": [v.as_dict() for v in decision.violations]})
+                return SubmissionResult(decision=decision, order=None, status=None, error=None)
+
+            try:
+                status = broker.place_order(order)
+            except BrokerError as exc:
+                broker_services.order_mark_unknown(row=row, error=exc)
+                audit.audit_record(client_id=client.client_id, actor_type="system", actor_id=broker.name,
+                                   kind="broker.failed", payload=exc.payload())
+                return SubmissionResult(decision=decision, order=row, status=None, error=exc)
+            broker_services.order_status_apply(row=row, status=status)
+            after = book_sync(client=client, broker=broker)
+            audit.audit_record(
+                client_id=client.client_id, actor_type=actor.type, actor_id=actor.id, kind="order.executed",
+                payload={"client_order_id": order.client_order_id, "state": status.state,
+                         "filled_quantity": status.filled_quantity,
+                         "average_fill_price": status.average_fill_price,
+                         "fills": [fill.fill_id for fill in after.new_fills]},
+            )
+            for fill in after.new_fills:
+                publish_event(client_id=client.client_id, type="trade",
+                              data={"fill_id": fill.fill_id, "client_order_id": fill.client_order_id,
+                                    "instrument_key": fill.instrument_key, "side": fill.side,
+                                    "quantity": fill.quantity, "price": str(fill.price)})
+            return SubmissionResult(decision=decision, order=row, status=status, error=None)
+
+
+def _cancel_working_orders(*, client: Client, reason: str) -> list[str]:
+    """Cancel every working order of the current client; returns the ids cancelled."""
+    ids = list(working_orders().values_list("client_order_id", flat=True))
+    if not ids:
+        return []
+    cancelled = []
+    with broker_services.broker_session() as broker:
+        for client_order_id in ids:
+            row = OrderRow.objects.get(client_order_id=client_order_id)
+            try:
+                status = broker.cancel_order(client_order_id)
+            except BrokerError as exc:
+                audit.audit_record(client_id=client.client_id, actor_type="system", actor_id=broker.name,
+                                   kind="broker.failed", payload={**exc.payload(), "during": reason})
+                continue
+            broker_services.order_status_apply(row=row, status=status)
+            cancelled.append(client_order_id)
+    return cancelled
+
+
+def autonomous_execution_check(*, client: Client, actor: Actor) -> None:
+    """The global kill switch: with AUTONOMOUS_ENABLED=false an agent never executes (it may still
+    propose); a human's approval is not an autonomous execution."""
+    if actor.type == "agent" and not settings.AUTONOMOUS_ENABLED:
+        audit.audit_record(client_id=client.client_id, actor_type=actor.type, actor_id=actor.id,
+                           kind="risk.kill_switch", payload={"blocked": "autonomous execution"})
+        raise ExecutionHalted("autonomous execution is disabled platform-wide (AUTONOMOUS_ENABLED=false)")
+
+
+def halt_reason(*, client: Client) -> str | None:
+    """Why executions are refused for this client right now (emergency or operator halt), if they are."""
+    control = platform_control_get()
+    if control.emergency_halted:
+        return f"emergency halt: {control.reason}"
+    record = risk_state_get()
+    if record.operator_halted:
+        return f"client halted by an operator: {record.operator_halt_reason}"
+    return None
+
+
+def emergency_halt_set(*, halted: bool, reason: str, actor: Actor) -> PlatformControl:
+    """Halt (or lift the halt on) every client at once.
+
+    Takes the platform lock exclusively: it waits for orders already past the governor, and every
+    order after it sees the halt. Halting cancels every client's working orders. One audit row per
+    client, and one platform row."""
+    from django_tenants.utils import tenant_context
+
+    with advisory_lock(PLATFORM_HALT_LOCK):
+        control = platform_control_get()
+        before = {"halted": control.emergency_halted, "reason": control.reason}
+        control.emergency_halted = halted
+        control.reason = reason
+        control.changed_by = actor.id
+        control.changed_at = timezone.now()
+        control.save()
+        kind = "halt.emergency" if halted else "halt.emergency_lifted"
+        audit.audit_record(client_id="", actor_type=actor.type, actor_id=actor.id, kind=kind,
+                           payload={"before": before, "halted": halted, "reason": reason})
+        for client in Client.objects.order_by("client_id"):
+            with tenant_context(client):
+                cancelled = _cancel_working_orders_safely(client=client, reason=kind) if halted else []
+            audit.audit_record(client_id=client.client_id, actor_type=actor.type, actor_id=actor.id, kind=kind,
+                               payload={"halted": halted, "reason": reason, "cancelled_orders": cancelled})
+            publish_event(client_id=client.client_id, type="halt",
+                          data={"scope": "platform", "halted": halted, "reason": reason})
+    return control
+
+
+def client_halt_set(*, client: Client, halted: bool, reason: str, actor: Actor) -> RiskStateRecord:
+    """An operator's halt of one client (the current schema must be that client's)."""
+    with advisory_lock(f"risk:{client.client_id}"):
+        record = risk_state_get()
+        before = {"halted": record.operator_halted, "reason": record.operator_halt_reason}
+        record.operator_halted = halted
+        record.operator_halt_reason = reason
+        record.save(update_fields=["operator_halted", "operator_halt_reason", "changed_at"])
+        cancelled = _cancel_working_orders_safely(client=client, reason="halt.client") if halted else []
+        audit.audit_record(client_id=client.client_id, actor_type=actor.type, actor_id=actor.id,
+                           kind="halt.client" if halted else "halt.client_lifted",
+                           payload={"before": before, "halted": halted, "reason": reason,
+                                    "cancelled_orders": cancelled})
+        publish_event(client_id=client.client_id, type="halt",
+                      data={"scope": "client", "halted": halted, "reason": reason})
+    return record
+
+
+def _cancel_working_orders_safely(*, client: Client, reason: str) -> list[str]:
+    """Cancelling is best effort: a halt must take effect even when a broker cannot be reached."""
+    try:
+        return _cancel_working_orders(client=client, reason=reason)
+    except BrokerError as exc:
+        audit.audit_record(client_id=client.client_id, actor_type="system", actor_id=exc.broker,
+                           kind="broker.failed", payload={**exc.payload(), "during": reason})
+        return []
+
+
+class BreakerNotTripped(Exception):
+    pass
+
+
+def circuit_breaker_reset(*, client: Client, actor: Actor, note: str) -> RiskStateRecord:
+    """An owner's reset of a tripped circuit breaker: back to ACTIVE, loss streak 0."""
+    with advisory_lock(f"risk:{client.client_id}"):
+        record = risk_state_get()
+        limits = risk_limits_get()
+        tripped = record.reason == governor.ReasonCode.CIRCUIT_BREAKER.value or record.loss_streak >= limits.breaker_loss_count
+        if not tripped:
+            raise BreakerNotTripped("the circuit breaker is not tripped")
+        _state_change(client=client, record=record, to_state="ACTIVE", reason=f"breaker reset: {note}"[:200],
+                      actor=actor, loss_streak=0)
+    return record

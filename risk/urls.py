@@ -1,0 +1,7 @@
+from django.urls import path
+
+from risk import api
+
+urlpatterns = [
+    path("risk/reset-breaker", api.BreakerResetView.as_view(), name="risk-reset-breaker"),
+]
