@@ -1,0 +1,41 @@
+"""Audit event kinds: short dotted codes, `<area>.<what happened>`.
+
+`audit_record` accepts any code of this shape (a new kind needs no change here); these constants
+name the ones the platform writes so that callers and readers agree on the spelling.
+"""
+from __future__ import annotations
+
+import re
+
+KIND_MAX_LENGTH = 64
+KIND_PATTERN = re.compile(r"^[a-z][a-z0-9_]*(?:\.[a-z][a-z0-9_]*)+$")
+
+AUTH_LOGIN = "auth.login"
+AUTH_LOGIN_FAILED = "auth.login_failed"
+AUTH_LOGOUT = "auth.logout"
+
+RISK_DECISION = "risk.decision"
+RISK_STATE_CHANGED = "risk.state_changed"
+RISK_KILL_SWITCH = "risk.kill_switch"
+
+HALT_EMERGENCY = "halt.emergency"
+HALT_EMERGENCY_LIFTED = "halt.emergency_lifted"
+HALT_CLIENT = "halt.client"
+HALT_CLIENT_LIFTED = "halt.client_lifted"
+
+AGENT_MODE_CHANGED = "agent.mode_changed"
+AGENT_MODE_REFUSED = "agent.mode_refused"
+AGENT_PARAMETERS_CHANGED = "agent.parameters_changed"
+
+BROKER_CONNECTED = "broker.connected"
+BROKER_FAILED = "broker.failed"
+
+ORDER_EXECUTED = "order.executed"
+
+PROPOSAL_CREATED = "proposal.created"
+PROPOSAL_APPROVED = "proposal.approved"
+PROPOSAL_REJECTED = "proposal.rejected"
+
+
+def kind_is_valid(kind: str) -> bool:
+    return len(kind) <= KIND_MAX_LENGTH and KIND_PATTERN.fullmatch(kind) is not None
