@@ -101,3 +101,12 @@ def as_user(api):
         return api
 
     return authenticate
+
+
+def audit_events(**filters) -> list:
+    """Audit rows matching the filters, read the way the platform reads them (RLS applies)."""
+    from audit.models import AuditEvent
+    from audit.rls import audit_read
+
+    with audit_read(client_id=None, is_admin=True):
+        return list(AuditEvent.objects.filter(**filters).order_by("client_id", "sequence"))

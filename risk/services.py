@@ -247,7 +247,9 @@ def _existing_order_outcome(row: OrderRow, broker: Broker) -> SubmissionResult |
 def order_submit(*, client: Client, order: OrderRequest, actor: Actor, purpose: str = "order") -> SubmissionResult:
     """Check the order with the governor and, if it passes, send it. Never raises for a rejection:
     the result carries the decision with every reason. Raises BrokerError when the broker cannot
-    be reached to evaluate the order at all (the governor then has nothing to decide on)."""
+    be reached to evaluate the order at all (the governor then has nothing to decide on), and
+    ExecutionHalted when an agent tries to execute while the kill switch is off."""
+    autonomous_execution_check(client=client, actor=actor)
     with advisory_lock(PLATFORM_HALT_LOCK, shared=True), advisory_lock(f"risk:{client.client_id}"):
         with broker_services.broker_session() as broker:
             existing = OrderRow.objects.filter(client_order_id=order.client_order_id).first()

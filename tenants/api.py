@@ -13,6 +13,7 @@ from rest_framework_simplejwt.exceptions import InvalidToken, TokenError
 from rest_framework_simplejwt.settings import api_settings
 from rest_framework_simplejwt.tokens import RefreshToken
 
+from brokers.registry import credentials_validate
 from tenants import services
 from tenants.permissions import IsOperator
 from tenants.serializers import (
@@ -61,7 +62,7 @@ class LoginView(APIView):
         if user is None:
             services.login_failure_record(username=username, ip_address=ip_address)
             raise exceptions.AuthenticationFailed("Invalid username or password.", code="invalid_credentials")
-        services.login_success_record(username=username)
+        services.login_success_record(username=username, ip_address=ip_address)
         return _token_pair_response(RefreshToken.for_user(user))
 
     def get_authenticate_header(self, request: Request) -> str:
@@ -124,6 +125,13 @@ class OnboardView(APIView):
         serializer = OnboardRequestSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
+        broker, credentials = None, None
+        if "broker" in data:
+            broker = data["broker"]["broker"]
+            try:
+                credentials = credentials_validate(broker=broker, credentials=data["broker"]["credentials"])
+            except exceptions.ValidationError as exc:
+                raise exceptions.ValidationError({"broker": exc.detail}) from exc
         try:
             client = services.client_onboard(
                 client_id=data["client_id"],
@@ -131,6 +139,8 @@ class OnboardView(APIView):
                 owner_username=data["owner"]["username"],
                 owner_password=data["owner"]["password"],
                 owner_email=data["owner"]["email"],
+                broker=broker,
+                broker_credentials=credentials,
             )
         except services.OnboardingError as exc:
             raise exceptions.ValidationError(exc.errors) from exc

@@ -6,6 +6,7 @@ one the user is not a member of give the same answer (HTTP 404, websocket close 
 """
 from __future__ import annotations
 
+import contextlib
 import re
 from typing import Any
 from urllib.parse import parse_qs
@@ -19,6 +20,7 @@ from rest_framework.views import APIView
 from rest_framework_simplejwt.authentication import JWTAuthentication
 from rest_framework_simplejwt.exceptions import InvalidToken, TokenError
 
+from audit.rls import rls_context
 from tenants.models import Membership
 from tenants.selectors import ClientAccess, client_access_get
 from tradingplatform.logging import client_id_var, user_var
@@ -51,11 +53,16 @@ class ClientScopedAPIView(APIView):
         client_id_var.set(access.client.client_id)
         user_var.set(request.user.get_username())
         connection.set_tenant(access.client)
+        # The database's own guard on shared tables (row-level security on the audit trail)
+        # follows the same client as the schema.
+        self._database_scope.enter_context(rls_context(client_id=access.client.client_id, is_admin=False))
 
     def dispatch(self, request: Any, *args: Any, **kwargs: Any) -> Any:
+        self._database_scope = contextlib.ExitStack()
         try:
             return super().dispatch(request, *args, **kwargs)
         finally:
+            self._database_scope.close()
             connection.set_schema_to_public()
 
     @property

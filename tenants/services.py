@@ -1,6 +1,7 @@
 """Writes about clients: the template schema, onboarding, memberships."""
 from __future__ import annotations
 
+import json
 import logging
 import time
 
@@ -9,8 +10,10 @@ from django.contrib.auth.password_validation import validate_password
 from django.core.exceptions import ValidationError
 from django.core.management import call_command
 from django.db import IntegrityError, connection, transaction
-from django_tenants.utils import get_tenant_base_schema, schema_exists
+from django_tenants.utils import get_tenant_base_schema, schema_context, schema_exists
 
+from audit.services import audit_record
+from brokers.models import BrokerConnection
 from tenants.models import RESERVED_CLIENT_IDS, Client, Membership, client_id_validator, schema_name_for
 
 logger = logging.getLogger(__name__)
@@ -65,8 +68,11 @@ def client_onboard(
     owner_username: str,
     owner_password: str,
     owner_email: str,
+    broker: str | None = None,
+    broker_credentials: dict | None = None,
 ) -> Client:
-    """Create a client, its schema (cloned from the migrated template) and its owner, at once.
+    """Create a client, its schema (cloned from the migrated template), its owner and, when given,
+    its broker connection (credentials already validated, stored encrypted), all at once.
 
     Everything runs in one transaction — PostgreSQL DDL is transactional — so a failure at any
     step leaves no client row, no schema and no user behind.
@@ -88,6 +94,9 @@ def client_onboard(
             client.create_schema(check_if_exists=False, verbosity=0)
             owner = User.objects.create_user(username=owner_username, email=owner_email, password=owner_password)
             Membership.objects.create(user=owner, client=client, role=Membership.Role.OWNER)
+            if broker is not None:
+                with schema_context(client.schema_name):
+                    BrokerConnection.objects.create(broker=broker, credentials=json.dumps(broker_credentials or {}))
     except IntegrityError as exc:
         # A concurrent onboarding took the id or the username between our checks and the insert.
         errors = {}
@@ -137,9 +146,13 @@ def login_failure_record(*, username: str, ip_address: str) -> None:
         except ValueError:
             cache.set(key, 1, timeout=settings.LOGIN_FAILURE_WINDOW_SECONDS)
     logger.warning("login failed", extra={"username": username, "ip_address": ip_address})
+    audit_record(client_id="", actor_type="user", actor_id=username[:150], kind="auth.login_failed",
+                 payload={"ip_address": ip_address})
 
 
-def login_success_record(*, username: str) -> None:
+def login_success_record(*, username: str, ip_address: str) -> None:
     from django.core.cache import cache
 
     cache.delete(f"login-failures:user:{username.lower()}")
+    audit_record(client_id="", actor_type="user", actor_id=username, kind="auth.login",
+                 payload={"ip_address": ip_address})

@@ -2,8 +2,7 @@
 import pytest
 from django.test import override_settings
 
-from audit.models import AuditEvent
-from conftest import bearer
+from conftest import audit_events, bearer
 
 
 def test_status_reports_mode_state_limits_breaker_and_broker(api, alpha):
@@ -23,7 +22,7 @@ def test_autonomous_mode_is_refused_and_audited_while_the_kill_switch_is_off(api
     response = api.post("/clients/alpha/agent/mode", {"mode": "autonomous"}, format="json", **bearer(alpha.owner))
     assert response.status_code == 403
     assert response.json()["code"] == "autonomous_disabled"
-    assert AuditEvent.objects.filter(client_id="alpha", kind="agent.mode_refused").exists()
+    assert audit_events(client_id="alpha", kind="agent.mode_refused")
     assert api.get("/clients/alpha/agent/status", **bearer(alpha.owner)).json()["mode"] == "confirmation"
 
 
@@ -32,7 +31,7 @@ def test_owner_switches_to_autonomous_when_allowed_and_it_is_audited(api, alpha)
     response = api.post("/clients/alpha/agent/mode", {"mode": "autonomous"}, format="json", **bearer(alpha.owner))
     assert response.status_code == 200
     assert response.json()["mode"] == "autonomous" and response.json()["executing"] is True
-    event = AuditEvent.objects.filter(client_id="alpha", kind="agent.mode_changed").latest("sequence")
+    event = audit_events(client_id="alpha", kind="agent.mode_changed")[-1]
     assert event.payload == {"before": "confirmation", "after": "autonomous"}
 
 
@@ -43,7 +42,7 @@ def test_parameters_are_merged_validated_and_audited_with_before_and_after(api, 
     assert response.status_code == 200
     limits = response.json()["limits"]
     assert limits["max_net_delta"] == 25 and limits["max_daily_loss"] == "750.50"
-    event = AuditEvent.objects.filter(client_id="alpha", kind="agent.parameters_changed").latest("sequence")
+    event = audit_events(client_id="alpha", kind="agent.parameters_changed")[-1]
     assert event.payload["before"] == {"risk_limits": {"max_net_delta": 25.0}}
     assert event.payload["after"]["risk_limits"]["max_daily_loss"] == "750.50"
 

@@ -140,3 +140,29 @@ def test_the_book_of_one_client_is_not_the_book_of_another(api, alpha, beta):
     assert _trade(alpha, (OrderLeg(future, "BUY", 1),), "t-iso-1").accepted
     assert api.get("/clients/beta/positions", **bearer(beta.viewer)).json()["legs"] == []
     assert api.get("/clients/beta/trades", **bearer(beta.viewer)).json()["count"] == 0
+
+
+def test_rotating_keys_re_encrypts_every_credential_under_the_newest_key(api, alpha, settings):
+    from cryptography.fernet import InvalidToken
+    from django.core.management import call_command
+
+    field = BrokerConnection._meta.get_field("credentials")
+
+    def use_keys(keys):
+        settings.FERNET_KEYS = keys
+        for cached in ("keys", "fernet_keys", "fernet"):
+            field.__dict__.pop(cached, None)
+
+    old_keys = list(settings.FERNET_KEYS)
+    try:
+        _connect(api, alpha, {"broker": "phillip", "credentials": PHILLIP})
+        use_keys(["the-new-key", *old_keys])
+        call_command("rotate_broker_credentials", stdout=open("/dev/null", "w"))
+        use_keys(["the-new-key"])  # the old key is gone: everything must decrypt with the new one
+        with tenant_context(alpha.client):
+            assert "desk-7" in BrokerConnection.objects.get().credentials
+        use_keys(old_keys)  # and the old key alone no longer opens it
+        with tenant_context(alpha.client), pytest.raises(InvalidToken):
+            BrokerConnection.objects.get()
+    finally:
+        use_keys(old_keys)

@@ -3,8 +3,7 @@ import pytest
 from django.test import override_settings
 from django_tenants.utils import tenant_context
 
-from audit.models import AuditEvent
-from conftest import bearer
+from conftest import audit_events, bearer
 from risk.models import RiskStateRecord
 
 KEY = "operator-key-" + "x" * 30
@@ -26,7 +25,7 @@ def test_emergency_halt_set_read_and_lift(api, alpha, beta):
     assert (state["halted"], state["reason"]) == (True, "feed down")
     status = api.get("/clients/alpha/agent/status", **bearer(alpha.viewer)).json()
     assert status["halt"]["emergency"] == {"halted": True, "reason": "feed down"}
-    assert AuditEvent.objects.filter(kind="halt.emergency", client_id__in=["alpha", "beta", "race"]).count() == 3
+    assert len(audit_events(kind="halt.emergency", client_id__in=["alpha", "beta", "race"])) == 3
     lifted = api.post("/admin/emergency-halt", {"halted": False, "reason": "feed back"}, format="json",
                       HTTP_X_ADMIN_KEY=KEY)
     assert lifted.json()["halted"] is False
@@ -47,7 +46,7 @@ def test_per_client_halt(api, alpha):
     assert response.json() == {"halted": True, "reason": "review"}
     assert api.get("/admin/clients/alpha/halt", HTTP_X_ADMIN_KEY=KEY).json()["halted"] is True
     assert api.get("/admin/clients/nobody/halt", HTTP_X_ADMIN_KEY=KEY).status_code == 404
-    assert AuditEvent.objects.filter(client_id="alpha", kind="halt.client").exists()
+    assert audit_events(client_id="alpha", kind="halt.client")
 
 
 def test_breaker_reset_needs_a_tripped_breaker_and_an_owner(api, alpha):
@@ -61,4 +60,4 @@ def test_breaker_reset_needs_a_tripped_breaker_and_an_owner(api, alpha):
     response = api.post(url, {"note": "reviewed the losses"}, format="json", **bearer(alpha.owner))
     assert response.status_code == 200
     assert response.json()["trading_state"] == "ACTIVE" and response.json()["loss_streak"] == 0
-    assert AuditEvent.objects.filter(client_id="alpha", kind="risk.state_changed").exists()
+    assert audit_events(client_id="alpha", kind="risk.state_changed")

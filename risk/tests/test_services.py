@@ -9,7 +9,7 @@ from django.db import connections
 from django.test import override_settings
 from django_tenants.utils import tenant_context
 
-from audit.models import AuditEvent
+from conftest import audit_events
 from brokers.domain import OrderLeg, OrderRequest
 from brokers.models import Fill, Order
 from brokers.services import broker_session
@@ -50,7 +50,7 @@ def test_an_accepted_order_is_recorded_before_and_after_the_broker_call(alpha):
         assert Fill.objects.filter(client_order_id="s-1").count() == 1
         decision = RiskDecisionRecord.objects.get(client_order_id="s-1")
         assert decision.accepted and decision.codes == []
-    kinds = list(AuditEvent.objects.filter(client_id="alpha").values_list("kind", flat=True))
+    kinds = [e.kind for e in audit_events(client_id="alpha")]
     assert "risk.decision" in kinds and "order.executed" in kinds
 
 
@@ -63,7 +63,7 @@ def test_a_rejected_order_never_reaches_the_broker_and_says_every_reason(alpha):
     with tenant_context(alpha.client):
         assert not Order.objects.filter(client_order_id="s-2").exists()
         assert not Fill.objects.exists()
-    event = AuditEvent.objects.filter(client_id="alpha", kind="risk.decision").latest("sequence")
+    event = audit_events(client_id="alpha", kind="risk.decision")[-1]
     assert {v["code"] for v in event.payload["violations"]} >= {"max_net_delta", "max_leg_size"}
 
 
@@ -93,10 +93,10 @@ def test_emergency_halt_blocks_execution_and_is_audited_per_client(alpha, beta):
     with tenant_context(alpha.client):
         assert services.halt_reason(client=alpha.client) == "emergency halt: exchange outage"
     for client_id in ("alpha", "beta"):
-        assert AuditEvent.objects.filter(client_id=client_id, kind="halt.emergency").count() == 1
+        assert len(audit_events(client_id=client_id, kind="halt.emergency")) == 1
     services.emergency_halt_set(halted=False, reason="resolved", actor=services.Actor("operator", "ops"))
     assert _submit(alpha, "s-5b", OrderLeg(future, "BUY", 1)).accepted
-    assert AuditEvent.objects.filter(client_id="alpha", kind="halt.emergency_lifted").count() == 1
+    assert len(audit_events(client_id="alpha", kind="halt.emergency_lifted")) == 1
 
 
 def test_a_client_halt_stops_only_that_client(alpha, beta):
@@ -165,7 +165,7 @@ def test_daily_loss_beyond_the_limit_goes_reducing(alpha):
 def test_the_kill_switch_stops_agent_executions(alpha):
     with tenant_context(alpha.client), pytest.raises(services.ExecutionHalted):
         services.autonomous_execution_check(client=alpha.client, actor=services.Actor("agent", "agent"))
-    assert AuditEvent.objects.filter(client_id="alpha", kind="risk.kill_switch").exists()
+    assert audit_events(client_id="alpha", kind="risk.kill_switch")
 
 
 # --- concurrency: committed data, real threads, one connection each ----------------------------

@@ -6,6 +6,11 @@ import pytest
 from django.test import override_settings
 from rest_framework_simplejwt.tokens import AccessToken, RefreshToken
 
+from django_tenants.utils import schema_context
+
+from audit.models import AuditEvent
+from audit.rls import audit_read
+from brokers.models import BrokerConnection
 from conftest import PASSWORD, bearer
 from tenants.models import Client, Membership
 
@@ -37,6 +42,15 @@ def test_bad_password_is_401_without_saying_which_part_was_wrong(api, alpha):
     assert response.status_code == 401
     assert response.json()["detail"] == "Invalid username or password."
     assert _login(api, "nobody", "wrong").json()["detail"] == "Invalid username or password."
+
+
+def test_logins_and_failed_logins_are_audited_without_the_password(api, alpha):
+    _login(api, "alpha-trader", "wrong-password-123")
+    _login(api, "alpha-trader")
+    with audit_read(client_id=None, is_admin=True):
+        events = list(AuditEvent.objects.filter(actor_id="alpha-trader").order_by("sequence"))
+    assert [event.kind for event in events] == ["auth.login_failed", "auth.login"]
+    assert "wrong-password-123" not in json.dumps([event.payload for event in events])
 
 
 def test_missing_fields_are_400_with_field_errors(api, db):
@@ -136,12 +150,23 @@ ONBOARD = {
 
 
 @override_settings(ADMIN_API_KEY=ADMIN_KEY)
-def test_onboarding_with_the_admin_key_creates_the_client(api, db):
+def test_onboarding_with_the_admin_key_creates_the_client_and_its_broker_link(api, db):
     response = api.post("/clients/onboard", ONBOARD, format="json", HTTP_X_ADMIN_KEY=ADMIN_KEY)
     assert response.status_code == 201, response.content
     assert response.json()["client_id"] == "acme"
     assert Membership.objects.get(client__client_id="acme").role == "owner"
     assert "password" not in json.dumps(response.json())
+    with schema_context("client_acme"):
+        assert BrokerConnection.objects.get().broker == "mock"
+
+
+@override_settings(ADMIN_API_KEY=ADMIN_KEY)
+def test_onboarding_with_invalid_broker_credentials_creates_nothing(api, db):
+    body = {**ONBOARD, "broker": {"broker": "ibkr", "credentials": {"host": "127.0.0.1", "port": 0}}}
+    response = api.post("/clients/onboard", body, format="json", HTTP_X_ADMIN_KEY=ADMIN_KEY)
+    assert response.status_code == 400
+    assert "port" in response.json()["errors"]["broker"]["credentials"]
+    assert not Client.objects.filter(client_id="acme").exists()
 
 
 def test_onboarding_with_a_staff_token(api, operator):
