@@ -17,6 +17,7 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(VENV)/bin/python -m bench.greeks_bench
 	$(VENV)/bin/python -m bench.governor_bench
+	$(VENV)/bin/python -m tradingplatform.devstack exec -- $(VENV)/bin/python -m bench.pretrade_bench
 
 install: $(STAMP)
 

@@ -102,3 +102,22 @@ class AuditEvent(models.Model):
             payload=self.payload,
             created_at=self.created_at,
         )
+
+
+class AuditChainHead(models.Model):
+    """The newest row of each client's chain: where the next row links to.
+
+    Writers lock this row (serializing each client's chain) and read the previous hash from it in
+    one indexed lookup, however long the chain; verification compares it with the chain itself, so
+    that removing the newest rows is detected too. Written only by `audit.services.audit_record`.
+    """
+
+    client_id = models.CharField(max_length=CLIENT_ID_MAX_LENGTH, primary_key=True, blank=True)
+    sequence = models.BigIntegerField()
+    hash = models.CharField(max_length=64)
+
+    class Meta:
+        db_table = "audit_chain_head"
+
+    def __str__(self) -> str:
+        return f"{self.client_id or '(platform)'} head #{self.sequence}"

@@ -7,8 +7,8 @@ from datetime import datetime
 
 from django.db.models import QuerySet
 
-from audit.chain import ChainVerification, StoredRow, chain_verify
-from audit.models import AuditEvent
+from audit.chain import ChainBreak, ChainVerification, StoredRow, chain_verify
+from audit.models import AuditChainHead, AuditEvent
 from audit.rls import audit_read
 
 VERIFY_CHUNK_SIZE = 2000
@@ -53,11 +53,24 @@ def audit_client_ids() -> list[str]:
 
 
 def audit_chain_verify(client_id: str) -> ChainVerification:
-    """Recompute the client's hash chain from its stored rows (an operator's read: admin scope)."""
+    """Recompute the client's hash chain from its stored rows (an operator's read: admin scope),
+    and check that it ends where the chain head says: removing the newest rows leaves an intact
+    but shorter chain, which only the head reveals."""
     with audit_read(client_id=None, is_admin=True):
         events = AuditEvent.objects.filter(client_id=client_id).order_by("sequence")
         rows = (
             StoredRow(row_id=event.id, row=event.chain_row(), stored_hash=event.hash)
             for event in events.iterator(chunk_size=VERIFY_CHUNK_SIZE)
         )
-        return chain_verify(client_id, rows)
+        result = chain_verify(client_id, rows)
+        head = AuditChainHead.objects.filter(client_id=client_id).first()
+        last = events.last()
+    if result.intact and head is not None and (last is None or (head.sequence, head.hash) != (last.sequence, last.hash)):
+        ended_at = last.sequence if last is not None else 0
+        return ChainVerification(
+            client_id, result.rows_checked,
+            ChainBreak(head.sequence, last.id if last is not None else 0,
+                       f"the chain ends at sequence {ended_at} but its head is at {head.sequence}"
+                       " (newest rows deleted?)"),
+        )
+    return result

@@ -1,7 +1,6 @@
 """The one writer of the audit trail."""
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 from collections.abc import Mapping
@@ -12,17 +11,10 @@ from django.db import connection, transaction
 from audit.chain import GENESIS_HASH, ChainRow, canonical_json, row_hash
 from audit.kinds import kind_is_valid
 from audit.models import ACTOR_ID_MAX_LENGTH, PLATFORM_CLIENT_ID, ActorType, AuditEvent
-from audit.rls import audit_role, settings_read, settings_write
+from audit.rls import ADMIN_SETTING, AUDIT_DB_ROLE, CLIENT_SETTING
 from tenants.models import CLIENT_ID_MAX_LENGTH, CLIENT_ID_PATTERN
 
-# pg_advisory_xact_lock(int4, int4): this class id keeps audit locks apart from any other
-# advisory locks the platform takes ("AUDT"); the second key is derived from the client id.
-AUDIT_LOCK_CLASS = 0x41554454
 _CLIENT_ID = re.compile(CLIENT_ID_PATTERN)
-
-
-def _client_lock_key(client_id: str) -> int:
-    return int.from_bytes(hashlib.sha256(client_id.encode()).digest()[:4], "big", signed=True)
 
 
 def _arguments_check(*, client_id: str, actor_type: str, actor_id: str, kind: str, payload: Any) -> None:
@@ -55,45 +47,55 @@ def audit_record(
         client_id=client_id, actor_type=actor_type, actor_id=actor_id, kind=kind, payload=payload
     )
     payload_text = canonical_json(payload)
-    with transaction.atomic(), audit_role():
-        # The insert must pass the policy on its own merits, whatever the caller's settings; they
-        # are put back (transaction-scoped) before returning, for the rest of an outer transaction.
-        previous_client_id, previous_is_admin = settings_read()
-        platform_event = client_id == PLATFORM_CLIENT_ID
-        settings_write(client_id=client_id, is_admin="true" if platform_event else "false", local=True)
-        with connection.cursor() as cursor:
-            # One writer per client at a time: without it two writers could read the same last
-            # row and fork the chain (the unique sequence would then refuse the second insert).
-            cursor.execute(
-                "SELECT pg_advisory_xact_lock(%s, %s)", [AUDIT_LOCK_CLASS, _client_lock_key(client_id)]
-            )
-            # A new statement after the lock: under READ COMMITTED it sees the previous holder's row.
-            cursor.execute(
-                "SELECT sequence, hash FROM public.audit_event"
-                " WHERE client_id = %s ORDER BY sequence DESC LIMIT 1",
-                [client_id],
-            )
-            last = cursor.fetchone()
-            cursor.execute("SELECT clock_timestamp()")
-            (created_at,) = cursor.fetchone()
-            row = ChainRow(
-                client_id=client_id,
-                sequence=last[0] + 1 if last else 1,
-                actor_type=actor_type,
-                actor_id=actor_id,
-                kind=kind,
-                payload=json.loads(payload_text),
-                created_at=created_at,
-            )
-            digest = row_hash(last[1] if last else GENESIS_HASH, row)
-            cursor.execute(
-                "INSERT INTO public.audit_event"
-                " (client_id, sequence, actor_type, actor_id, kind, payload, created_at, hash)"
-                " VALUES (%s, %s, %s, %s, %s, %s::jsonb, %s, %s) RETURNING id",
-                [client_id, row.sequence, actor_type, actor_id, kind, payload_text, created_at, digest],
-            )
-            (row_id,) = cursor.fetchone()
-        settings_write(client_id=previous_client_id, is_admin=previous_is_admin, local=True)
+    admin_flag = "true" if client_id == PLATFORM_CLIENT_ID else "false"
+    # No savepoint inside a caller's transaction: if the audit write fails, the caller's whole
+    # transaction must fail with it (nothing commits without its audit row).
+    with transaction.atomic(savepoint=False), connection.cursor() as cursor:
+        # As the audit role (the policy binds even a superuser connection) and in this row's own
+        # client scope, so the insert passes the policy on its own merits; the caller's role and
+        # settings are read first (MATERIALIZED) and put back before returning.
+        cursor.execute(
+            "WITH previous AS MATERIALIZED (SELECT current_setting('role') AS role,"
+            " current_setting(%s, true) AS client_id, current_setting(%s, true) AS is_admin)"
+            " SELECT role, client_id, is_admin, set_config('role', %s, true),"
+            " set_config(%s, %s, true), set_config(%s, %s, true) FROM previous",
+            [CLIENT_SETTING, ADMIN_SETTING, AUDIT_DB_ROLE, CLIENT_SETTING, client_id, ADMIN_SETTING, admin_flag],
+        )
+        previous_role, previous_client_id, previous_is_admin = cursor.fetchone()[:3]
+        # Lock the client's chain head (created at the genesis hash on first use) and read what the
+        # new row links to: one writer per client at a time, so the chain cannot fork, and one
+        # indexed row to read however long the chain is.
+        cursor.execute(
+            "INSERT INTO public.audit_chain_head AS head (client_id, sequence, hash) VALUES (%s, 0, %s)"
+            " ON CONFLICT (client_id) DO UPDATE SET sequence = head.sequence"
+            " RETURNING head.sequence, head.hash, clock_timestamp()",
+            [client_id, GENESIS_HASH],
+        )
+        last_sequence, last_hash, created_at = cursor.fetchone()
+        row = ChainRow(
+            client_id=client_id,
+            sequence=last_sequence + 1,
+            actor_type=actor_type,
+            actor_id=actor_id,
+            kind=kind,
+            payload=json.loads(payload_text),
+            created_at=created_at,
+        )
+        digest = row_hash(last_hash, row)
+        cursor.execute(
+            "WITH event AS (INSERT INTO public.audit_event"
+            " (client_id, sequence, actor_type, actor_id, kind, payload, created_at, hash)"
+            " VALUES (%s, %s, %s, %s, %s, %s::jsonb, %s, %s) RETURNING id)"
+            " UPDATE public.audit_chain_head SET sequence = %s, hash = %s WHERE client_id = %s"
+            " RETURNING (SELECT id FROM event)",
+            [client_id, row.sequence, actor_type, actor_id, kind, payload_text, created_at, digest,
+             row.sequence, digest, client_id],
+        )
+        (row_id,) = cursor.fetchone()
+        cursor.execute(
+            "SELECT set_config('role', %s, true), set_config(%s, %s, true), set_config(%s, %s, true)",
+            [previous_role, CLIENT_SETTING, previous_client_id or "", ADMIN_SETTING, previous_is_admin or ""],
+        )
     event = AuditEvent(
         id=row_id, client_id=client_id, sequence=row.sequence, actor_type=actor_type, actor_id=actor_id,
         kind=kind, payload=row.payload, created_at=created_at, hash=digest,

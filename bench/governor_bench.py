@@ -49,10 +49,15 @@ class Timing:
     mean_us: float
 
 
-def time_calls(name: str, decide: Decide, calls: int = 20_000, warmup: int = 2_000) -> Timing:
-    """Time `calls` single decisions one by one (perf_counter_ns around each call)."""
+def time_calls(
+    name: str, decide: Decide, calls: int = 20_000, warmup: int = 2_000, between: Callable[[], None] | None = None
+) -> Timing:
+    """Time `calls` single decisions one by one (perf_counter_ns around each call); `between`, when
+    given, runs untimed after each call (to reset state a scenario must not accumulate)."""
     for _ in range(warmup):
         decide()
+        if between is not None:
+            between()
     gc.collect()
     samples = []
     clock = time.perf_counter_ns
@@ -60,6 +65,8 @@ def time_calls(name: str, decide: Decide, calls: int = 20_000, warmup: int = 2_0
         start = clock()
         decide()
         samples.append(clock() - start)
+        if between is not None:
+            between()
     samples.sort()
     return Timing(
         name=name,

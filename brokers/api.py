@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from drf_spectacular.utils import extend_schema
+from rest_framework.generics import ListAPIView
 from rest_framework.pagination import LimitOffsetPagination
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -94,11 +95,12 @@ class TradesPagination(LimitOffsetPagination):
     max_limit = 500
 
 
-class TradesView(ClientScopedAPIView):
+@extend_schema(tags=["book"])
+class TradesView(ClientScopedAPIView, ListAPIView):
+    """Fills, newest first, `?limit=&offset=`."""
+
+    serializer_class = FillSerializer
     pagination_class = TradesPagination
 
-    @extend_schema(responses={200: FillSerializer(many=True)}, tags=["book"])
-    def get(self, request: Request, client_id: str) -> Response:
-        paginator = self.pagination_class()
-        page = paginator.paginate_queryset(selectors.fills_newest_first(), request, view=self)
-        return paginator.get_paginated_response(FillSerializer(page, many=True).data)
+    def get_queryset(self):
+        return selectors.fills_newest_first()

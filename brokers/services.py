@@ -150,20 +150,24 @@ def fills_record(*, fills: list[Fill]) -> list[FillRow]:
     return created
 
 
-def order_record(*, order: OrderRequest, broker: str) -> tuple[OrderRow, bool]:
-    """The order row, created before any broker call; (row, created)."""
-    return OrderRow.objects.get_or_create(
-        client_order_id=order.client_order_id,
-        defaults={
-            "broker": broker,
-            "legs": [
-                {"instrument": instrument_to_json(leg.instrument), "side": leg.side, "quantity": leg.quantity}
-                for leg in order.legs
-            ],
-            "order_type": order.order_type,
-            "limit_price": Decimal(repr(order.limit_price)) if order.limit_price is not None else None,
-        },
+def order_record(*, order: OrderRequest, broker: str) -> OrderRow:
+    """The order row, written before any broker call. A row already under this client order id is
+    reused (a resend the broker never received); the unique id forbids a second one."""
+    fields = {
+        "broker": broker,
+        "legs": [
+            {"instrument": instrument_to_json(leg.instrument), "side": leg.side, "quantity": leg.quantity}
+            for leg in order.legs
+        ],
+        "order_type": order.order_type,
+        "limit_price": Decimal(repr(order.limit_price)) if order.limit_price is not None else None,
+        "state": OrderRow.State.PENDING_SUBMIT,
+    }
+    (row,) = OrderRow.objects.bulk_create(
+        [OrderRow(client_order_id=order.client_order_id, **fields)],
+        update_conflicts=True, unique_fields=["client_order_id"], update_fields=list(fields),
     )
+    return row
 
 
 def order_status_apply(*, row: OrderRow, status: OrderStatus) -> OrderRow:
@@ -178,8 +182,10 @@ def order_status_apply(*, row: OrderRow, status: OrderStatus) -> OrderRow:
     return row
 
 
-def order_mark_unknown(*, row: OrderRow, error: BrokerError) -> OrderRow:
-    row.state = OrderRow.State.UNKNOWN
+def order_mark_failed(*, row: OrderRow, error: BrokerError) -> OrderRow:
+    """A send that failed: a retryable failure leaves the outcome unknown (the broker may have the
+    order; the next submission of this id asks it first), any other is a rejection."""
+    row.state = OrderRow.State.UNKNOWN if error.retryable else OrderRow.State.REJECTED
     row.message = f"{error.code}: {error.message}"[:1000]
     row.save(update_fields=["state", "message", "updated_at"])
     return row

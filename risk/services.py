@@ -35,7 +35,7 @@ from risk.models import RiskDecisionRecord, RiskStateRecord
 from risk.sessions import MarketHours
 from tenants.models import Client, PlatformControl
 from tradingplatform.events import live_state_set, publish_event
-from tradingplatform.locks import advisory_lock
+from tradingplatform.locks import advisory_lock, advisory_locks
 
 logger = logging.getLogger(__name__)
 
@@ -104,7 +104,10 @@ def platform_control_get() -> PlatformControl:
 
 def _recent_orders(limits: governor.RiskLimits, now: datetime) -> tuple[governor.RecentOrder, ...]:
     window = timedelta(seconds=max(60.0, limits.duplicate_window_seconds))
-    rows = RiskDecisionRecord.objects.filter(accepted=True, created_at__gte=now - window)
+    # The newest max+1 are enough: with more than that in the window the rate rule rejects anyway.
+    rows = RiskDecisionRecord.objects.filter(accepted=True, created_at__gte=now - window).order_by(
+        "-created_at"
+    )[: limits.max_orders_per_minute + 1]
     return tuple(governor.RecentOrder(at=row.created_at, fingerprint=row.fingerprint) for row in rows)
 
 
@@ -244,13 +247,64 @@ def _existing_order_outcome(row: OrderRow, broker: Broker) -> SubmissionResult |
     return SubmissionResult(decision=None, order=row, status=status, error=None)
 
 
+def client_risk_lock(client: Client):
+    """The platform halt lock (shared: an operator's halt takes it exclusively) and the client's."""
+    return advisory_locks([(PLATFORM_HALT_LOCK, True), (f"risk:{client.client_id}", False)])
+
+
+def pretrade_decide(
+    *, client: Client, order: OrderRequest, snapshot, quotes: dict, actor: Actor, purpose: str, broker_name: str,
+) -> tuple[governor.Decision, OrderRow | None]:
+    """The pre-trade check: the governor over the current book, the decision recorded and audited,
+    any state transition applied, and — when accepted — the order row written, all in one
+    transaction. The caller holds the client's risk lock; nothing here calls the broker."""
+    now = timezone.now()
+    limits = risk_limits_get()
+    control = platform_control_get()
+    record = risk_state_get()
+    realized_today, unrealized_today = _daily_pnl(record, snapshot.valuation.unrealized_pnl, now)
+    book = governor.Book(
+        positions=snapshot.valuation.position_quantities(),
+        net_delta=snapshot.valuation.net_delta,
+        realized_pnl_today=realized_today,
+        unrealized_pnl=unrealized_today,
+        broker_connected=snapshot.health.connected,
+    )
+    decision = governor.evaluate_order(
+        _proposed_order(order, quotes, now), book, limits, _governor_state(record, control, limits, now),
+        market_hours(), now,
+    )
+    with transaction.atomic():
+        RiskDecisionRecord.objects.create(
+            client_order_id=order.client_order_id, purpose=purpose, accepted=decision.accepted,
+            codes=[code.value for code in decision.codes], fingerprint=decision.fingerprint,
+            decision=decision.as_dict(),
+        )
+        audit.audit_record(
+            client_id=client.client_id, actor_type=actor.type, actor_id=actor.id, kind="risk.decision",
+            payload={"client_order_id": order.client_order_id, "purpose": purpose, **decision.as_dict()},
+        )
+        if decision.transition is not None:
+            _state_change(
+                client=client, record=record, to_state=decision.transition.to_state.value,
+                reason=decision.transition.reason.value, actor=Actor("system", "governor"),
+                until=decision.transition.until,
+            )
+        row = broker_services.order_record(order=order, broker=broker_name) if decision.accepted else None
+    if not decision.accepted:
+        publish_event(client_id=client.client_id, type="risk",
+                      data={"event": "violation", "client_order_id": order.client_order_id,
+                            "violations": [v.as_dict() for v in decision.violations]})
+    return decision, row
+
+
 def order_submit(*, client: Client, order: OrderRequest, actor: Actor, purpose: str = "order") -> SubmissionResult:
     """Check the order with the governor and, if it passes, send it. Never raises for a rejection:
     the result carries the decision with every reason. Raises BrokerError when the broker cannot
     be reached to evaluate the order at all (the governor then has nothing to decide on), and
     ExecutionHalted when an agent tries to execute while the kill switch is off."""
     autonomous_execution_check(client=client, actor=actor)
-    with advisory_lock(PLATFORM_HALT_LOCK, shared=True), advisory_lock(f"risk:{client.client_id}"):
+    with client_risk_lock(client):
         with broker_services.broker_session() as broker:
             existing = OrderRow.objects.filter(client_order_id=order.client_order_id).first()
             if existing is not None:
@@ -258,52 +312,18 @@ def order_submit(*, client: Client, order: OrderRequest, actor: Actor, purpose: 
                 if outcome is not None:
                     return outcome
 
-            now = timezone.now()
             snapshot = book_sync(client=client, broker=broker)
             quotes = {**snapshot.quotes,
                       **broker_services.quotes_for(broker=broker, instruments=[leg.instrument for leg in order.legs])}
-            limits = risk_limits_get()
-            control = platform_control_get()
-            record = risk_state_get()
-            realized_today, unrealized_today = _daily_pnl(record, snapshot.valuation.unrealized_pnl, now)
-            book = governor.Book(
-                positions=snapshot.valuation.position_quantities(),
-                net_delta=snapshot.valuation.net_delta,
-                realized_pnl_today=realized_today,
-                unrealized_pnl=unrealized_today,
-                broker_connected=snapshot.health.connected,
-            )
-            decision = governor.evaluate_order(
-                _proposed_order(order, quotes, now), book, limits,
-                _governor_state(record, control, limits, now), market_hours(), now,
-            )
-            with transaction.atomic():
-                RiskDecisionRecord.objects.create(
-                    client_order_id=order.client_order_id, purpose=purpose, accepted=decision.accepted,
-                    codes=[code.value for code in decision.codes], fingerprint=decision.fingerprint,
-                    decision=decision.as_dict(),
-                )
-                audit.audit_record(
-                    client_id=client.client_id, actor_type=actor.type, actor_id=actor.id, kind="risk.decision",
-                    payload={"client_order_id": order.client_order_id, "purpose": purpose, **decision.as_dict()},
-                )
-                if decision.transition is not None:
-                    _state_change(
-                        client=client, record=record, to_state=decision.transition.to_state.value,
-                        reason=decision.transition.reason.value, actor=Actor("system", "governor"),
-                        until=decision.transition.until,
-                    )
-                row = broker_services.order_record(order=order, broker=broker.name)[0] if decision.accepted else None
+            decision, row = pretrade_decide(client=client, order=order, snapshot=snapshot, quotes=quotes,
+                                            actor=actor, purpose=purpose, broker_name=broker.name)
             if not decision.accepted:
-                publish_event(client_id=client.client_id, type="risk",
-                              data={"event": "violation", "client_order_id": order.client_order_id,
-                                    "violations": [v.as_dict() for v in decision.violations]})
                 return SubmissionResult(decision=decision, order=None, status=None, error=None)
 
             try:
                 status = broker.place_order(order)
             except BrokerError as exc:
-                broker_services.order_mark_unknown(row=row, error=exc)
+                broker_services.order_mark_failed(row=row, error=exc)
                 audit.audit_record(client_id=client.client_id, actor_type="system", actor_id=broker.name,
                                    kind="broker.failed", payload=exc.payload())
                 return SubmissionResult(decision=decision, order=row, status=None, error=exc)

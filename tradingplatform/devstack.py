@@ -215,13 +215,23 @@ def test(pytest_args: list[str]) -> int:
         return subprocess.run([sys.executable, "-m", "pytest", *pytest_args], cwd=BASE_DIR, env=env).returncode
 
 
+def execute(command: list[str]) -> int:
+    """Any command with the servers up and DATABASE_URL / REDIS_URL set (benchmarks, a shell)."""
+    env = dict(os.environ)
+    with postgres_url() as database, redis_url(0) as cache:
+        env.update(DATABASE_URL=database, REDIS_URL=cache)
+        return subprocess.run(command, cwd=BASE_DIR, env=env).returncode
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("command", choices=["run", "test"])
-    parser.add_argument("args", nargs=argparse.REMAINDER, help="extra arguments for pytest")
+    parser.add_argument("command", choices=["run", "test", "exec"])
+    parser.add_argument("args", nargs=argparse.REMAINDER, help="pytest arguments (test) or the command (exec)")
     options = parser.parse_args()
     if options.command == "run":
         sys.exit(run())
+    if options.command == "exec":
+        sys.exit(execute([arg for arg in options.args if arg != "--"] or [sys.executable, "manage.py", "shell"]))
     sys.exit(test(options.args))
 
 

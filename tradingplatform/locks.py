@@ -13,11 +13,24 @@ from django.db import connection
 
 @contextlib.contextmanager
 def advisory_lock(name: str, *, shared: bool = False) -> Iterator[None]:
-    suffix = "_shared" if shared else ""
+    with advisory_locks([(name, shared)]):
+        yield
+
+
+@contextlib.contextmanager
+def advisory_locks(names: list[tuple[str, bool]]) -> Iterator[None]:
+    """Several locks, (name, shared) pairs, taken in the order given in one round trip and released
+    in the reverse order in another; callers keep one global order to stay free of deadlocks."""
+    take = ", ".join(
+        f"pg_advisory_lock{'_shared' if shared else ''}(hashtextextended(%s, 0))" for _, shared in names
+    )
+    release = ", ".join(
+        f"pg_advisory_unlock{'_shared' if shared else ''}(hashtextextended(%s, 0))" for _, shared in reversed(names)
+    )
     with connection.cursor() as cursor:
-        cursor.execute(f"SELECT pg_advisory_lock{suffix}(hashtextextended(%s, 0))", [name])
+        cursor.execute(f"SELECT {take}", [name for name, _ in names])
     try:
         yield
     finally:
         with connection.cursor() as cursor:
-            cursor.execute(f"SELECT pg_advisory_unlock{suffix}(hashtextextended(%s, 0))", [name])
+            cursor.execute(f"SELECT {release}", [name for name, _ in reversed(names)])

@@ -81,6 +81,8 @@ DATABASE_ROUTERS = ("django_tenants.routers.TenantSyncRouter",)
 # New clients are cloned from this migrated template schema instead of replaying migrations.
 TENANT_BASE_SCHEMA = "tenant_template"
 TENANT_CREATION_FAKES_MIGRATIONS = True
+# Set search_path when the tenant changes, not before every cursor (a round trip per query).
+TENANT_LIMIT_SET_CALLS = True
 
 MIDDLEWARE = [
     "tradingplatform.logging.RequestContextMiddleware",

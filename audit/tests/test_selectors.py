@@ -40,6 +40,26 @@ def test_a_deleted_row_shows_as_a_sequence_gap(db, fresh_client_id):
     assert "sequence 2 is missing" in result.first_break.problem
 
 
+def test_deleting_the_newest_rows_is_detected_through_the_chain_head(db, fresh_client_id):
+    client_id = fresh_client_id()
+    events = _chain_of(client_id)
+    tamper("DELETE FROM public.audit_event WHERE id IN (%s, %s)", [events[2].pk, events[3].pk])
+    result = audit_chain_verify(client_id)
+    assert not result.intact
+    assert result.first_break.sequence == 4
+    assert "ends at sequence 2" in result.first_break.problem
+
+
+def test_the_chain_head_follows_every_append(db, fresh_client_id):
+    from audit.models import AuditChainHead
+
+    client_id = fresh_client_id()
+    events = _chain_of(client_id, length=3)
+    with audit_read(client_id=None, is_admin=True):
+        head = AuditChainHead.objects.get(client_id=client_id)
+    assert (head.sequence, head.hash) == (3, events[-1].hash)
+
+
 def test_reordered_rows_are_detected(db, fresh_client_id):
     client_id = fresh_client_id()
     events = _chain_of(client_id)
