@@ -35,9 +35,14 @@ def log_context(**values: str) -> Iterator[None]:
 
 class RequestContextFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
-        record.request_id = request_id_var.get()
+        # django.request logs a failed request after the middleware has returned: its record
+        # carries the request itself, which carries the id.
+        request = getattr(record, "request", None)
+        record.request_id = request_id_var.get() or getattr(request, "request_id", "")
         record.client_id = client_id_var.get()
         record.user = user_var.get()
+        if request is not None:
+            record.request = f"{getattr(request, 'method', '')} {getattr(request, 'path', '')}"
         return True
 
 
