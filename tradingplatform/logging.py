@@ -37,11 +37,14 @@ class RequestContextFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         # django.request logs a failed request after the middleware has returned: its record
         # carries the request itself, which carries the id.
+        # Every handler runs this filter on the same record: it must be idempotent.
         request = getattr(record, "request", None)
-        record.request_id = request_id_var.get() or getattr(request, "request_id", "")
-        record.client_id = client_id_var.get()
-        record.user = user_var.get()
-        if request is not None:
+        record.request_id = (
+            getattr(record, "request_id", "") or request_id_var.get() or getattr(request, "request_id", "")
+        )
+        record.client_id = getattr(record, "client_id", "") or client_id_var.get()
+        record.user = getattr(record, "user", "") or user_var.get()
+        if request is not None and not isinstance(request, str):
             record.request = f"{getattr(request, 'method', '')} {getattr(request, 'path', '')}"
         return True
 
