@@ -12,7 +12,6 @@ for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ[_var] = "1"
 
 import math  # noqa: E402
-import platform  # noqa: E402
 import statistics  # noqa: E402
 import time  # noqa: E402
 from collections.abc import Callable  # noqa: E402
@@ -21,6 +20,7 @@ from datetime import date  # noqa: E402
 import numpy as np  # noqa: E402
 import QuantLib as ql  # noqa: E402
 
+from bench.governor_bench import machine as host_machine  # noqa: E402
 from risk.greeks import black76, implied_vol  # noqa: E402
 
 BookArrays = dict[str, np.ndarray]
@@ -140,14 +140,7 @@ def quantlib_rows(n: int = 3_000) -> list[tuple[str, str, str]]:
 
 
 def machine() -> str:
-    model = platform.processor() or "unknown CPU"
-    try:
-        with open("/proc/cpuinfo") as cpuinfo:
-            model = next(line.split(":", 1)[1].strip() for line in cpuinfo if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    return (f"{model}, {os.cpu_count()} logical CPUs, Python {platform.python_version()}, "
-            f"numpy {np.__version__}, QuantLib {ql.__version__}")
+    return f"{host_machine()}, numpy {np.__version__}, QuantLib {ql.__version__}"
 
 
 def main() -> None:

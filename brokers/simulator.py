@@ -77,6 +77,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from brokers.codec import instrument_from_json, instrument_to_json
 from brokers.domain import (
     AccountSummary,
     Fill,
@@ -1308,7 +1309,7 @@ class SimulatedMarket:
             "orders": [_order_to_state(o) for o in sorted(self._orders.values(), key=lambda o: o.sequence)],
             "positions": [
                 {
-                    "instrument": instrument_to_state(p.instrument),
+                    "instrument": instrument_to_json(p.instrument),
                     "quantity": p.quantity,
                     "average_price": p.average_price,
                 }
@@ -1345,7 +1346,7 @@ class SimulatedMarket:
             market._orders[order.request.client_order_id] = order
         market._ledger = _Ledger(
             positions={
-                (instrument := instrument_from_state(p["instrument"])).key: Position(
+                (instrument := instrument_from_json(p["instrument"])).key: Position(
                     instrument, p["quantity"], p["average_price"]
                 )
                 for p in state["positions"]
@@ -1391,48 +1392,15 @@ def _fingerprint(request: OrderRequest) -> tuple:
     )
 
 
-def _date_or_none(value: date | None) -> str | None:
-    return value.isoformat() if value is not None else None
-
-
-def _parse_date_or_none(value: str | None) -> date | None:
-    return date.fromisoformat(value) if value is not None else None
-
-
 def _optional(value: float) -> float | None:
     return None if np.isnan(value) else float(value)
-
-
-def instrument_to_state(instrument: Instrument) -> dict[str, Any]:
-    return {
-        "symbol": instrument.symbol,
-        "sec_type": instrument.sec_type,
-        "expiry": instrument.expiry.isoformat(),
-        "exchange": instrument.exchange,
-        "multiplier": instrument.multiplier,
-        "currency": instrument.currency,
-        "strike": instrument.strike,
-        "right": instrument.right,
-        "trading_class": instrument.trading_class,
-        "exercise_style": instrument.exercise_style,
-        "underlying_expiry": _date_or_none(instrument.underlying_expiry),
-        "broker_ref": instrument.broker_ref,
-    }
-
-
-def instrument_from_state(data: dict[str, Any]) -> Instrument:
-    return Instrument(**{
-        **data,
-        "expiry": date.fromisoformat(data["expiry"]),
-        "underlying_expiry": _parse_date_or_none(data["underlying_expiry"]),
-    })
 
 
 def fill_to_state(fill: Fill) -> dict[str, Any]:
     return {
         "fill_id": fill.fill_id,
         "client_order_id": fill.client_order_id,
-        "instrument": instrument_to_state(fill.instrument),
+        "instrument": instrument_to_json(fill.instrument),
         "side": fill.side,
         "quantity": fill.quantity,
         "price": fill.price,
@@ -1445,7 +1413,7 @@ def fill_to_state(fill: Fill) -> dict[str, Any]:
 def fill_from_state(data: dict[str, Any]) -> Fill:
     return Fill(**{
         **data,
-        "instrument": instrument_from_state(data["instrument"]),
+        "instrument": instrument_from_json(data["instrument"]),
         "time": datetime.fromisoformat(data["time"]),
     })
 
@@ -1454,7 +1422,7 @@ def order_request_to_state(request: OrderRequest) -> dict[str, Any]:
     return {
         "client_order_id": request.client_order_id,
         "legs": [
-            {"instrument": instrument_to_state(leg.instrument), "side": leg.side, "quantity": leg.quantity}
+            {"instrument": instrument_to_json(leg.instrument), "side": leg.side, "quantity": leg.quantity}
             for leg in request.legs
         ],
         "order_type": request.order_type,
@@ -1467,7 +1435,7 @@ def order_request_from_state(data: dict[str, Any]) -> OrderRequest:
     return OrderRequest(
         client_order_id=data["client_order_id"],
         legs=tuple(
-            OrderLeg(instrument_from_state(leg["instrument"]), leg["side"], leg["quantity"])
+            OrderLeg(instrument_from_json(leg["instrument"]), leg["side"], leg["quantity"])
             for leg in data["legs"]
         ),
         order_type=data["order_type"],
