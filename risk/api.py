@@ -23,11 +23,18 @@ from tradingplatform.api import Conflict
 OPERATOR_KEY_ACTOR = services.Actor("operator", "admin-api-key")
 
 
-class EmergencyHaltView(APIView):
-    """The platform-wide emergency halt: no execution anywhere, approvals included."""
+class OperatorKeyView(APIView):
+    """Endpoints for operators holding the X-Admin-Key (401 without it, 403 when wrong)."""
 
     authentication_classes: list = []
     permission_classes = [HasAdminKey]
+
+    def get_authenticate_header(self, request: Request) -> str:
+        return "X-Admin-Key"
+
+
+class EmergencyHaltView(OperatorKeyView):
+    """The platform-wide emergency halt: no execution anywhere, approvals included."""
 
     def _body(self, control) -> dict:
         return {"halted": control.emergency_halted, "reason": control.reason,
@@ -44,15 +51,9 @@ class EmergencyHaltView(APIView):
         control = services.emergency_halt_set(actor=OPERATOR_KEY_ACTOR, **serializer.validated_data)
         return Response(HaltStateSerializer(self._body(control)).data)
 
-    def get_authenticate_header(self, request: Request) -> str:
-        return "X-Admin-Key"
 
-
-class ClientHaltView(APIView):
+class ClientHaltView(OperatorKeyView):
     """An operator's halt of one client."""
-
-    authentication_classes: list = []
-    permission_classes = [HasAdminKey]
 
     def _client(self, client_id: str) -> Client:
         client = Client.objects.filter(client_id=client_id).first()
@@ -75,9 +76,6 @@ class ClientHaltView(APIView):
         with tenant_context(client):
             record = services.client_halt_set(client=client, actor=OPERATOR_KEY_ACTOR, **serializer.validated_data)
         return Response({"halted": record.operator_halted, "reason": record.operator_halt_reason})
-
-    def get_authenticate_header(self, request: Request) -> str:
-        return "X-Admin-Key"
 
 
 class BreakerResetView(ClientScopedAPIView):

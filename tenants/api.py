@@ -41,10 +41,17 @@ def _token_pair_response(refresh: RefreshToken) -> Response:
     return Response(TokenPairSerializer(body).data)
 
 
-class LoginView(APIView):
+class TokenEndpoint(APIView):
+    """Login, refresh and logout: open to anyone, the body carries what proves identity."""
+
     authentication_classes: list = []
     permission_classes = [AllowAny]
 
+    def get_authenticate_header(self, request: Request) -> str:
+        return 'Bearer realm="api"'
+
+
+class LoginView(TokenEndpoint):
     @extend_schema(
         request=LoginRequestSerializer,
         responses={200: TokenPairSerializer, 401: OpenApiResponse(description="Bad credentials"),
@@ -65,15 +72,9 @@ class LoginView(APIView):
         services.login_success_record(username=username, ip_address=ip_address)
         return _token_pair_response(RefreshToken.for_user(user))
 
-    def get_authenticate_header(self, request: Request) -> str:
-        return 'Bearer realm="api"'
 
-
-class RefreshView(APIView):
+class RefreshView(TokenEndpoint):
     """Rotates the refresh token: the one presented is blacklisted and cannot be used again."""
-
-    authentication_classes: list = []
-    permission_classes = [AllowAny]
 
     @extend_schema(request=RefreshRequestSerializer, responses={200: TokenPairSerializer}, tags=["auth"])
     def post(self, request: Request) -> Response:
@@ -93,15 +94,9 @@ class RefreshView(APIView):
             raise InvalidToken("The user of this token is not active.")
         return _token_pair_response(RefreshToken.for_user(user))
 
-    def get_authenticate_header(self, request: Request) -> str:
-        return 'Bearer realm="api"'
 
-
-class LogoutView(APIView):
+class LogoutView(TokenEndpoint):
     """Blacklists the refresh token; the short-lived access token simply expires."""
-
-    authentication_classes: list = []
-    permission_classes = [AllowAny]
 
     @extend_schema(request=RefreshRequestSerializer, responses={204: None}, tags=["auth"])
     def post(self, request: Request) -> Response:
@@ -112,9 +107,6 @@ class LogoutView(APIView):
         except TokenError as exc:
             raise InvalidToken(str(exc)) from exc
         return Response(status=status.HTTP_204_NO_CONTENT)
-
-    def get_authenticate_header(self, request: Request) -> str:
-        return 'Bearer realm="api"'
 
 
 class OnboardView(APIView):
