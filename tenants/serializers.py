@@ -3,6 +3,7 @@ from __future__ import annotations
 from rest_framework import serializers
 
 from tenants.models import CLIENT_ID_MAX_LENGTH, Client
+from tenants.services import client_id_validate, owner_validate
 
 
 class OwnerSerializer(serializers.Serializer):
@@ -21,6 +22,16 @@ class OnboardRequestSerializer(serializers.Serializer):
     name = serializers.CharField(max_length=200)
     owner = OwnerSerializer()
     broker = BrokerChoiceSerializer(required=False)
+
+    def validate_client_id(self, value: str) -> str:
+        if errors := client_id_validate(client_id=value):
+            raise serializers.ValidationError(errors)
+        return value
+
+    def validate_owner(self, value: dict) -> dict:
+        if errors := owner_validate(username=value["username"], password=value["password"], email=value["email"]):
+            raise serializers.ValidationError(errors)
+        return value
 
 
 class ClientSerializer(serializers.ModelSerializer):

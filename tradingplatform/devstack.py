@@ -160,7 +160,7 @@ def run() -> int:
             env["ADMIN_API_KEY"] = _persistent_secret("admin_api_key")
             _say(f"ADMIN_API_KEY was not set; generated one (kept in .data/admin_api_key): {env['ADMIN_API_KEY']}")
         if (_configured("AUTO_CREATE_TABLES") or "true").lower() in {"1", "true", "yes", "on"}:
-            _manage("migrate_platform", env=env)
+            _manage("migrate_platform", "--verbosity", "0", env=env)
         _manage("bootstrap_demo", env=env)
 
         port = _configured("PORT") or "8000"

@@ -161,6 +161,14 @@ def test_onboarding_with_the_admin_key_creates_the_client_and_its_broker_link(ap
 
 
 @override_settings(ADMIN_API_KEY=ADMIN_KEY)
+def test_every_onboarding_error_is_reported_at_once(api, alpha):
+    body = {"client_id": "Bad Id", "name": "", "owner": {"username": "alpha-owner", "password": "123", "email": "no"}}
+    errors = api.post("/clients/onboard", body, format="json", HTTP_X_ADMIN_KEY=ADMIN_KEY).json()["errors"]
+    assert set(errors) == {"client_id", "name", "owner"}
+    assert "email" in errors["owner"]
+
+
+@override_settings(ADMIN_API_KEY=ADMIN_KEY)
 def test_onboarding_with_invalid_broker_credentials_creates_nothing(api, db):
     body = {**ONBOARD, "broker": {"broker": "ibkr", "credentials": {"host": "127.0.0.1", "port": 0}}}
     response = api.post("/clients/onboard", body, format="json", HTTP_X_ADMIN_KEY=ADMIN_KEY)
