@@ -142,7 +142,7 @@ def instruments_risk(
             [
                 (quote.underlying_price if quote is not None and quote.underlying_price is not None
                  else _mark(quotes.get(_future_key(option))) or np.nan)
-                for option, quote in zip(options, option_quotes)
+                for option, quote in zip(options, option_quotes, strict=True)
             ],
             dtype=np.float64,
         )
@@ -156,7 +156,7 @@ def instruments_risk(
             broker=[quote.greeks if quote is not None else None for quote in option_quotes],
             model=model, now=now, max_age=broker_greeks_max_age,
         )
-        for row, (i, option, quote) in enumerate(zip(option_rows, options, option_quotes)):
+        for row, (i, option, quote) in enumerate(zip(option_rows, options, option_quotes, strict=True)):
             source = chosen.source[row] if np.isfinite(chosen.delta[row]) else "none"
             results[i] = InstrumentRisk(
                 instrument=option, mark=marks[i], quote_time=quote.time if quote else None,
@@ -192,7 +192,7 @@ def value_book(
                 if risk.mark is not None else None
             ),
         )
-        for position, risk in zip(held, risks)
+        for position, risk in zip(held, risks, strict=True)
     )
     net = []
     for symbol in sorted({leg.risk.instrument.symbol for leg in legs}):

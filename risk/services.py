@@ -151,7 +151,7 @@ def _daily_pnl(record: RiskStateRecord, unrealized: float | None, now: datetime)
 def _proposed_order(order: OrderRequest, quotes: dict, now: datetime) -> governor.ProposedOrder:
     risks = instruments_risk([leg.instrument for leg in order.legs], quotes, now=now, rate=settings.RISK_FREE_RATE)
     legs = []
-    for leg, risk in zip(order.legs, risks):
+    for leg, risk in zip(order.legs, risks, strict=True):
         quote = quotes.get(leg.instrument.key)
         delta = risk.delta_per_contract
         product = PRODUCTS.get(leg.instrument.symbol)
@@ -196,7 +196,7 @@ def closing_results_apply(*, client: Client, fills: list[FillRow], limits: gover
         return
     record = RiskStateRecord.objects.select_for_update().get(pk=risk_state_get().pk)
     streak, tripped = record.loss_streak, False
-    for client_order_id, realized in by_order.items():
+    for realized in by_order.values():
         streak, now_tripped = governor.record_closing_result(streak, realized, limits)
         tripped = tripped or now_tripped
     if tripped and record.trading_state != RiskStateRecord.TradingState.HALTED:

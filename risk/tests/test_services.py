@@ -1,10 +1,8 @@
 """The governor service: one path to the broker, per-client lock, decisions recorded and audited,
 state transitions, halts and the circuit breaker — on the simulated market and real PostgreSQL."""
 import threading
-from decimal import Decimal
 
 import pytest
-from django.db import connection as db_connection
 from django.db import connections
 from django.test import override_settings
 from django_tenants.utils import tenant_context
@@ -15,7 +13,6 @@ from brokers.models import Fill, Order
 from brokers.services import broker_session
 from risk import services
 from risk.models import RiskDecisionRecord, RiskStateRecord
-from tenants.models import PlatformControl
 
 USER = services.Actor("user", "test-trader")
 
