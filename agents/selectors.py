@@ -21,6 +21,7 @@ def _json_limits(limits) -> dict[str, Any]:
 
 
 def agent_status_get(*, client: Client) -> dict[str, Any]:
+    from brokers.registry import routed_broker
     from brokers.services import broker_connection_get
     from risk.services import platform_control_get, risk_limits_get, risk_state_get
     from tradingplatform.events import live_state_get
@@ -61,7 +62,7 @@ def agent_status_get(*, client: Client) -> dict[str, Any]:
         },
         "broker": {
             "broker": connection.broker,
-            "routed_to": "mock" if settings.USE_MOCK_BROKER else connection.broker,
+            "routed_to": routed_broker(connection.broker),
             "status": connection.status,
             "last_checked_at": connection.last_checked_at,
             "last_error": connection.last_error,

@@ -51,10 +51,15 @@ def credentials_validate(*, broker: str, credentials: dict[str, Any]) -> dict[st
     return json_ready(serializer.validated_data)
 
 
+def routed_broker(broker: str) -> str:
+    """The adapter that serves a stored broker: the simulator while USE_MOCK_BROKER=true."""
+    return "mock" if settings.USE_MOCK_BROKER else broker
+
+
 def broker_build(*, broker: str, credentials: dict[str, Any]) -> Broker:
     """The adapter for a stored connection. USE_MOCK_BROKER=true routes every client to the
     simulated market, whatever broker it stored."""
-    if settings.USE_MOCK_BROKER:
+    if routed_broker(broker) == "mock":
         mock_credentials = credentials if broker == "mock" else {}
         return _mock(credentials_validate(broker="mock", credentials=mock_credentials))
     return BROKER_KINDS[broker].build(credentials)

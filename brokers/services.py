@@ -23,7 +23,7 @@ from brokers.models import BrokerConnection
 from brokers.models import Fill as FillRow
 from brokers.models import Order as OrderRow
 from brokers.models import Position as PositionRow
-from brokers.registry import broker_build, credentials_validate
+from brokers.registry import broker_build, credentials_validate, routed_broker
 from tenants.models import Client
 from tradingplatform.locks import advisory_lock
 
@@ -62,30 +62,20 @@ def broker_connect(*, client: Client, broker: str, credentials: dict[str, Any], 
     try:
         with broker_session(connection=connection) as session:
             health = session.health()
-            routed_to = session.name
     except BrokerError as exc:
         error = exc
-        routed_to = "mock" if broker_build_is_mock() else broker
-    connection.status = (
-        BrokerConnection.Status.CONNECTED if error is None and health and health.connected
-        else BrokerConnection.Status.FAILED
-    )
+    connected = error is None and health is not None and health.connected
+    connection.status = BrokerConnection.Status.CONNECTED if connected else BrokerConnection.Status.FAILED
     connection.last_error = error.payload() if error else None
     connection.last_checked_at = timezone.now()
     connection.save(update_fields=["status", "last_error", "last_checked_at", "updated_at"])
     audit.audit_record(
         client_id=client.client_id, actor_type="user", actor_id=actor,
-        kind="broker.connected" if error is None else "broker.failed",
-        payload={"broker": broker, "routed_to": routed_to, "status": connection.status,
-                 "error": connection.last_error},
+        kind="broker.connected" if connected else "broker.failed",
+        payload={"broker": broker, "routed_to": routed_broker(broker), "status": connection.status,
+                 "error": connection.last_error, "detail": health.detail if health else ""},
     )
-    return ConnectResult(connection=connection, routed_to=routed_to, health=health, error=error)
-
-
-def broker_build_is_mock() -> bool:
-    from django.conf import settings
-
-    return bool(settings.USE_MOCK_BROKER)
+    return ConnectResult(connection=connection, routed_to=routed_broker(broker), health=health, error=error)
 
 
 @contextlib.contextmanager
