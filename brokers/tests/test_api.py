@@ -166,3 +166,14 @@ def test_rotating_keys_re_encrypts_every_credential_under_the_newest_key(api, al
             BrokerConnection.objects.get()
     finally:
         use_keys(old_keys)
+
+
+@override_settings(USE_MOCK_BROKER=False)
+def test_a_broker_that_cannot_be_reached_answers_503_with_the_structured_error(api, alpha):
+    unreachable = {**IBKR, "port": 1, "connect_retries": 0, "connect_backoff_seconds": 0}
+    _connect(api, alpha, {"broker": "ibkr", "credentials": unreachable})
+    response = api.get("/clients/alpha/positions", **bearer(alpha.viewer))
+    assert response.status_code == 503
+    detail = response.json()["detail"]
+    assert (detail["type"], detail["broker"], detail["retryable"]) == ("broker_error", "ibkr", True)
+    assert set(detail) == {"type", "operation", "broker", "code", "message", "retryable", "context"}

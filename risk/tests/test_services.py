@@ -241,3 +241,18 @@ def test_an_approval_racing_the_emergency_halt_is_blocked_or_its_order_cancelled
             assert not after.accepted
         finally:
             services.emergency_halt_set(halted=False, reason="race over", actor=services.Actor("operator", "ops"))
+
+
+def test_state_changes_and_violations_are_published_for_the_live_stream(alpha):
+    from tradingplatform.events import recent_events
+
+    future = _future(alpha)
+    _set_limits(alpha, max_leg_contracts=1)
+    _submit(alpha, "pub-1", OrderLeg(future, "BUY", 2))
+    with tenant_context(alpha.client):
+        services.client_halt_set(client=alpha.client, halted=True, reason="check", actor=services.Actor("operator", "o"))
+    events = recent_events(client_id="alpha")
+    kinds = [(event["type"], event["data"].get("event") or event["data"].get("scope")) for event in events]
+    assert ("risk", "violation") in kinds and ("halt", "client") in kinds
+    assert [event["seq"] for event in events] == sorted(event["seq"] for event in events)
+    assert all(event["client_id"] == "alpha" for event in events)
