@@ -45,6 +45,15 @@ class Instrument:
     def is_option(self) -> bool:
         return self.sec_type == "FOP"
 
+    def underlying_future(self) -> Instrument:
+        """The future an option is written on (a future is its own)."""
+        if not self.is_option:
+            return self
+        return Instrument(
+            symbol=self.symbol, sec_type="FUT", expiry=self.underlying_expiry or self.expiry,
+            exchange=self.exchange, multiplier=self.multiplier, currency=self.currency,
+        )
+
     @property
     def key(self) -> str:
         """Stable text id, unique per contract, used as the position key everywhere."""

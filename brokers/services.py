@@ -191,18 +191,11 @@ class BookSnapshot:
 
 def quotes_for(*, broker: Broker, instruments: list) -> dict[str, Any]:
     """Quotes for the instruments and for the futures their options are written on."""
-    from brokers.domain import Instrument
-
-    wanted: dict[str, Instrument] = {}
+    wanted = {}
     for instrument in instruments:
         wanted[instrument.key] = instrument
-        if instrument.is_option:
-            future = Instrument(
-                symbol=instrument.symbol, sec_type="FUT",
-                expiry=instrument.underlying_expiry or instrument.expiry,
-                exchange=instrument.exchange, multiplier=instrument.multiplier,
-            )
-            wanted.setdefault(future.key, future)
+        future = instrument.underlying_future()
+        wanted.setdefault(future.key, future)
     if not wanted:
         return {}
     quotes = broker.quotes(list(wanted.values()))

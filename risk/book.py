@@ -104,14 +104,6 @@ def _mark(quote: Quote | None) -> float | None:
     return quote.last
 
 
-def _future_key(option: Instrument) -> str:
-    future = Instrument(
-        symbol=option.symbol, sec_type="FUT", expiry=option.underlying_expiry or option.expiry,
-        exchange=option.exchange, multiplier=option.multiplier,
-    )
-    return future.key
-
-
 def instruments_risk(
     instruments: Sequence[Instrument],
     quotes: Mapping[str, Quote],
@@ -141,7 +133,7 @@ def instruments_risk(
         forwards = np.array(
             [
                 (quote.underlying_price if quote is not None and quote.underlying_price is not None
-                 else _mark(quotes.get(_future_key(option))) or np.nan)
+                 else _mark(quotes.get(option.underlying_future().key)) or np.nan)
                 for option, quote in zip(options, option_quotes, strict=True)
             ],
             dtype=np.float64,

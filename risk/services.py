@@ -72,8 +72,10 @@ class ExecutionHalted(Exception):
 
 
 def market_hours() -> MarketHours:
-    """One precomputed table per process; the simulated market can trade around the clock."""
-    always_open = bool(settings.USE_MOCK_BROKER) and getattr(settings, "MOCK_MARKET_ALWAYS_OPEN", True)
+    """One precomputed table per process. While every client trades on the simulated market
+    (USE_MOCK_BROKER=true) the market-hours rule treats the market as always open, as the
+    simulator does by default; real brokers get the exchanges' sessions."""
+    always_open = bool(settings.USE_MOCK_BROKER)
     if always_open not in _market_hours:
         _market_hours[always_open] = MarketHours(always_open=always_open)
     return _market_hours[always_open]
