@@ -221,3 +221,25 @@ def book_refresh(*, broker: Broker, since: datetime | None = None) -> BookSnapsh
 def _last_fill_time() -> datetime:
     last = FillRow.objects.order_by("-executed_at").values_list("executed_at", flat=True).first()
     return last or datetime(2000, 1, 1, tzinfo=dt_timezone.utc)
+
+
+def connection_health_record(*, client: Client, error: BrokerError | None, health: BrokerHealth | None) -> None:
+    """Record the outcome of a scheduled use of the broker link; audit only changes of state, so
+    an outage is one `broker.failed` row and its end one `broker.connected`, not one per minute."""
+    connection = BrokerConnection.objects.filter(singleton=True).first()
+    if connection is None:  # the default simulated market: nothing stored to report on
+        return
+    connected = error is None and health is not None and health.connected
+    status = BrokerConnection.Status.CONNECTED if connected else BrokerConnection.Status.FAILED
+    changed = status != connection.status
+    connection.status = status
+    connection.last_error = error.payload() if error else None
+    connection.last_checked_at = timezone.now()
+    connection.save(update_fields=["status", "last_error", "last_checked_at", "updated_at"])
+    if changed:
+        audit.audit_record(
+            client_id=client.client_id, actor_type="system", actor_id="book-sync",
+            kind="broker.connected" if connected else "broker.failed",
+            payload={"broker": connection.broker, "routed_to": routed_broker(connection.broker),
+                     "status": status, "error": connection.last_error},
+        )

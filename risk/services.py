@@ -458,3 +458,39 @@ def circuit_breaker_reset(*, client: Client, actor: Actor, note: str) -> RiskSta
         _state_change(client=client, record=record, to_state="ACTIVE", reason=f"breaker reset: {note}"[:200],
                       actor=actor, loss_streak=0)
     return record
+
+
+def client_book_sync(*, client: Client) -> bool:
+    """Scheduled: bring the client's book up to date from its broker — fills (and what they mean
+    for the circuit breaker), positions, the daily loss baseline, the live greeks. Waits for any
+    order in flight (the client's risk lock). Returns whether the broker answered."""
+    from django_tenants.utils import tenant_context
+
+    from audit.rls import rls_context
+
+    with tenant_context(client), rls_context(client_id=client.client_id, is_admin=False), client_risk_lock(client):
+        try:
+            with broker_services.broker_session() as broker:
+                snapshot = book_sync(client=client, broker=broker)
+                _daily_pnl(risk_state_get(), snapshot.valuation.unrealized_pnl, timezone.now())
+        except BrokerError as exc:
+            logger.warning("book sync failed", extra={"broker_error": exc.payload()})
+            broker_services.connection_health_record(client=client, error=exc, health=None)
+            return False
+        broker_services.connection_health_record(client=client, error=None, health=snapshot.health)
+        return True
+
+
+def books_sync_schedule() -> list[str]:
+    """Queue one book sync per active client, each sent from that client's schema (so the task
+    runs there); returns the client ids queued."""
+    from django_tenants.utils import tenant_context
+
+    from risk.tasks import book_sync_task
+
+    queued = []
+    for client in Client.objects.filter(status=Client.Status.ACTIVE).order_by("client_id"):
+        with tenant_context(client):
+            book_sync_task.delay(client.client_id)
+        queued.append(client.client_id)
+    return queued

@@ -150,6 +150,11 @@ CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TIMEZONE = "UTC"
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# Seconds between scheduled book syncs of every client (fills, positions, breaker, live greeks).
+BOOK_SYNC_SECONDS = env.float("BOOK_SYNC_SECONDS", default=60.0)
+CELERY_BEAT_SCHEDULE = {
+    "sync-every-book": {"task": "risk.books_sync_all", "schedule": BOOK_SYNC_SECONDS},
+}
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
