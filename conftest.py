@@ -42,6 +42,7 @@ def _make_client(client_id: str) -> ClientFixture:
         owner_username=f"{client_id}-owner",
         owner_password=PASSWORD,
         owner_email=f"owner@{client_id}.example",
+        actor="tests",
     )
     members = {}
     for role in (Membership.Role.TRADER, Membership.Role.VIEWER):

@@ -8,6 +8,7 @@ from django.conf import settings
 from django.db import transaction
 
 from agents.models import AgentConfig
+from audit import kinds
 from audit import services as audit
 from tenants.models import Client
 from tradingplatform.events import publish_event
@@ -25,7 +26,7 @@ def _config_for_update() -> AgentConfig:
 def agent_mode_set(*, client: Client, mode: str, actor: str) -> AgentConfig:
     if mode == AgentConfig.Mode.AUTONOMOUS and not settings.AUTONOMOUS_ENABLED:
         audit.audit_record(client_id=client.client_id, actor_type="user", actor_id=actor,
-                           kind="agent.mode_refused",
+                           kind=kinds.AGENT_MODE_REFUSED,
                            payload={"requested": mode, "reason": "AUTONOMOUS_ENABLED=false"})
         raise AutonomousDisabled("Autonomous mode is disabled platform-wide (AUTONOMOUS_ENABLED=false).")
     with transaction.atomic():
@@ -34,7 +35,7 @@ def agent_mode_set(*, client: Client, mode: str, actor: str) -> AgentConfig:
         config.mode = mode
         config.save()
         audit.audit_record(client_id=client.client_id, actor_type="user", actor_id=actor,
-                           kind="agent.mode_changed", payload={"before": before, "after": mode})
+                           kind=kinds.AGENT_MODE_CHANGED, payload={"before": before, "after": mode})
     publish_event(client_id=client.client_id, type="agent_status", data={"mode": mode})
     return config
 
@@ -62,6 +63,6 @@ def agent_parameters_update(*, client: Client, changes: dict[str, Any], actor: s
         config.parameters = after
         config.save()
         audit.audit_record(client_id=client.client_id, actor_type="user", actor_id=actor,
-                           kind="agent.parameters_changed", payload={"before": before, "after": after})
+                           kind=kinds.AGENT_PARAMETERS_CHANGED, payload={"before": before, "after": after})
     publish_event(client_id=client.client_id, type="agent_status", data={"parameters": after})
     return config

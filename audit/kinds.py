@@ -32,6 +32,8 @@ BROKER_FAILED = "broker.failed"
 
 ORDER_EXECUTED = "order.executed"
 
+CLIENT_ONBOARDED = "client.onboarded"
+
 PROPOSAL_CREATED = "proposal.created"
 PROPOSAL_APPROVED = "proposal.approved"
 PROPOSAL_REJECTED = "proposal.rejected"

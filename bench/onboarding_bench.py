@@ -31,7 +31,7 @@ def onboard_seconds() -> float:
     started = time.perf_counter()
     client = client_onboard(client_id=f"onboard-bench-{suffix}", name="Benchmark",
                             owner_username=f"onboard-bench-{suffix}", owner_password=secrets.token_urlsafe(16),
-                            owner_email="bench@example.invalid")
+                            owner_email="bench@example.invalid", actor="bench")
     seconds = time.perf_counter() - started
     client.delete(force_drop=True)
     get_user_model().objects.filter(username=f"onboard-bench-{suffix}").delete()

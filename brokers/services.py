@@ -16,6 +16,7 @@ from django.db import connection as db_connection
 from django.db import transaction
 from django.utils import timezone
 
+from audit import kinds
 from audit import services as audit
 from brokers.codec import instrument_to_json
 from brokers.domain import Broker, BrokerError, BrokerHealth, Fill, OrderRequest, OrderStatus, Position
@@ -71,7 +72,7 @@ def broker_connect(*, client: Client, broker: str, credentials: dict[str, Any], 
     connection.save(update_fields=["status", "last_error", "last_checked_at", "updated_at"])
     audit.audit_record(
         client_id=client.client_id, actor_type="user", actor_id=actor,
-        kind="broker.connected" if connected else "broker.failed",
+        kind=kinds.BROKER_CONNECTED if connected else kinds.BROKER_FAILED,
         payload={"broker": broker, "routed_to": routed_broker(broker), "status": connection.status,
                  "error": connection.last_error, "detail": health.detail if health else ""},
     )
@@ -239,7 +240,7 @@ def connection_health_record(*, client: Client, error: BrokerError | None, healt
     if changed:
         audit.audit_record(
             client_id=client.client_id, actor_type="system", actor_id="book-sync",
-            kind="broker.connected" if connected else "broker.failed",
+            kind=kinds.BROKER_CONNECTED if connected else kinds.BROKER_FAILED,
             payload={"broker": connection.broker, "routed_to": routed_broker(connection.broker),
                      "status": status, "error": connection.last_error},
         )

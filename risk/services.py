@@ -22,6 +22,7 @@ from django.db.models import Sum
 from django.utils import timezone
 
 from agents.selectors import agent_config_get
+from audit import kinds
 from audit import services as audit
 from brokers import services as broker_services
 from brokers.domain import Broker, BrokerError, OrderRequest, OrderStatus
@@ -184,7 +185,7 @@ def _state_change(
     after = {"trading_state": record.trading_state, "reason": record.reason, "loss_streak": record.loss_streak,
              "until": until.isoformat() if until else None}
     audit.audit_record(client_id=client.client_id, actor_type=actor.type, actor_id=actor.id,
-                       kind="risk.state_changed", payload={"before": before, "after": after})
+                       kind=kinds.RISK_STATE_CHANGED, payload={"before": before, "after": after})
     publish_event(client_id=client.client_id, type="risk", data={"event": "state_changed", **after})
 
 
@@ -283,7 +284,7 @@ def pretrade_decide(
             decision=decision.as_dict(),
         )
         audit.audit_record(
-            client_id=client.client_id, actor_type=actor.type, actor_id=actor.id, kind="risk.decision",
+            client_id=client.client_id, actor_type=actor.type, actor_id=actor.id, kind=kinds.RISK_DECISION,
             payload={"client_order_id": order.client_order_id, "purpose": purpose, **decision.as_dict()},
         )
         if decision.transition is not None:
@@ -327,12 +328,12 @@ def order_submit(*, client: Client, order: OrderRequest, actor: Actor, purpose: 
             except BrokerError as exc:
                 broker_services.order_mark_failed(row=row, error=exc)
                 audit.audit_record(client_id=client.client_id, actor_type="system", actor_id=broker.name,
-                                   kind="broker.failed", payload=exc.payload())
+                                   kind=kinds.BROKER_FAILED, payload=exc.payload())
                 return SubmissionResult(decision=decision, order=row, status=None, error=exc)
             broker_services.order_status_apply(row=row, status=status)
             after = book_sync(client=client, broker=broker)
             audit.audit_record(
-                client_id=client.client_id, actor_type=actor.type, actor_id=actor.id, kind="order.executed",
+                client_id=client.client_id, actor_type=actor.type, actor_id=actor.id, kind=kinds.ORDER_EXECUTED,
                 payload={"client_order_id": order.client_order_id, "state": status.state,
                          "filled_quantity": status.filled_quantity,
                          "average_fill_price": status.average_fill_price,
@@ -359,7 +360,7 @@ def _cancel_working_orders(*, client: Client, reason: str) -> list[str]:
                 status = broker.cancel_order(client_order_id)
             except BrokerError as exc:
                 audit.audit_record(client_id=client.client_id, actor_type="system", actor_id=broker.name,
-                                   kind="broker.failed", payload={**exc.payload(), "during": reason})
+                                   kind=kinds.BROKER_FAILED, payload={**exc.payload(), "during": reason})
                 continue
             broker_services.order_status_apply(row=row, status=status)
             cancelled.append(client_order_id)
@@ -371,7 +372,7 @@ def autonomous_execution_check(*, client: Client, actor: Actor) -> None:
     propose); a human's approval is not an autonomous execution."""
     if actor.type == "agent" and not settings.AUTONOMOUS_ENABLED:
         audit.audit_record(client_id=client.client_id, actor_type=actor.type, actor_id=actor.id,
-                           kind="risk.kill_switch", payload={"blocked": "autonomous execution"})
+                           kind=kinds.RISK_KILL_SWITCH, payload={"blocked": "autonomous execution"})
         raise ExecutionHalted("autonomous execution is disabled platform-wide (AUTONOMOUS_ENABLED=false)")
 
 
@@ -402,7 +403,7 @@ def emergency_halt_set(*, halted: bool, reason: str, actor: Actor) -> PlatformCo
         control.changed_by = actor.id
         control.changed_at = timezone.now()
         control.save()
-        kind = "halt.emergency" if halted else "halt.emergency_lifted"
+        kind = kinds.HALT_EMERGENCY if halted else kinds.HALT_EMERGENCY_LIFTED
         audit.audit_record(client_id="", actor_type=actor.type, actor_id=actor.id, kind=kind,
                            payload={"before": before, "halted": halted, "reason": reason})
         for client in Client.objects.order_by("client_id"):
@@ -423,9 +424,9 @@ def client_halt_set(*, client: Client, halted: bool, reason: str, actor: Actor) 
         record.operator_halted = halted
         record.operator_halt_reason = reason
         record.save(update_fields=["operator_halted", "operator_halt_reason", "changed_at"])
-        cancelled = _cancel_working_orders_safely(client=client, reason="halt.client") if halted else []
+        cancelled = _cancel_working_orders_safely(client=client, reason=kinds.HALT_CLIENT) if halted else []
         audit.audit_record(client_id=client.client_id, actor_type=actor.type, actor_id=actor.id,
-                           kind="halt.client" if halted else "halt.client_lifted",
+                           kind=kinds.HALT_CLIENT if halted else kinds.HALT_CLIENT_LIFTED,
                            payload={"before": before, "halted": halted, "reason": reason,
                                     "cancelled_orders": cancelled})
         publish_event(client_id=client.client_id, type="halt",
@@ -439,7 +440,7 @@ def _cancel_working_orders_safely(*, client: Client, reason: str) -> list[str]:
         return _cancel_working_orders(client=client, reason=reason)
     except BrokerError as exc:
         audit.audit_record(client_id=client.client_id, actor_type="system", actor_id=exc.broker,
-                           kind="broker.failed", payload={**exc.payload(), "during": reason})
+                           kind=kinds.BROKER_FAILED, payload={**exc.payload(), "during": reason})
         return []
 
 

@@ -78,6 +78,7 @@ class ClientAdmin(admin.ModelAdmin):
                 owner_username=data["owner_username"],
                 owner_password=data["owner_password"],
                 owner_email=data["owner_email"],
+                actor=request.user.get_username(),
             )
         except OnboardingError as exc:  # lost a race after the form was validated
             raise forms.ValidationError(str(exc.errors)) from exc

@@ -131,6 +131,7 @@ class OnboardView(APIView):
                 owner_username=data["owner"]["username"],
                 owner_password=data["owner"]["password"],
                 owner_email=data["owner"]["email"],
+                actor=request.user.get_username() if request.user.is_authenticated else "admin-api-key",
                 broker=broker,
                 broker_credentials=credentials,
             )

@@ -12,6 +12,7 @@ from django.core.management import call_command
 from django.db import IntegrityError, connection, transaction
 from django_tenants.utils import get_tenant_base_schema, schema_context, schema_exists
 
+from audit import kinds
 from audit.services import audit_record
 from brokers.models import BrokerConnection
 from tenants.models import RESERVED_CLIENT_IDS, Client, Membership, client_id_validator, schema_name_for
@@ -68,6 +69,7 @@ def client_onboard(
     owner_username: str,
     owner_password: str,
     owner_email: str,
+    actor: str,
     broker: str | None = None,
     broker_credentials: dict | None = None,
 ) -> Client:
@@ -97,6 +99,9 @@ def client_onboard(
             if broker is not None:
                 with schema_context(client.schema_name):
                     BrokerConnection.objects.create(broker=broker, credentials=json.dumps(broker_credentials or {}))
+            # The first row of the client's audit chain (never the credentials).
+            audit_record(client_id=client_id, actor_type="operator", actor_id=actor, kind=kinds.CLIENT_ONBOARDED,
+                         payload={"name": name, "owner": owner_username, "broker": broker})
     except IntegrityError as exc:
         # A concurrent onboarding took the id or the username between our checks and the insert.
         errors = {}
@@ -146,7 +151,7 @@ def login_failure_record(*, username: str, ip_address: str) -> None:
         except ValueError:
             cache.set(key, 1, timeout=settings.LOGIN_FAILURE_WINDOW_SECONDS)
     logger.warning("login failed", extra={"username": username, "ip_address": ip_address})
-    audit_record(client_id="", actor_type="user", actor_id=username[:150], kind="auth.login_failed",
+    audit_record(client_id="", actor_type="user", actor_id=username[:150], kind=kinds.AUTH_LOGIN_FAILED,
                  payload={"ip_address": ip_address})
 
 
@@ -154,5 +159,5 @@ def login_success_record(*, username: str, ip_address: str) -> None:
     from django.core.cache import cache
 
     cache.delete(f"login-failures:user:{username.lower()}")
-    audit_record(client_id="", actor_type="user", actor_id=username, kind="auth.login",
+    audit_record(client_id="", actor_type="user", actor_id=username, kind=kinds.AUTH_LOGIN,
                  payload={"ip_address": ip_address})

@@ -23,16 +23,36 @@ from ib_async import Fill as IBFill
 from ib_async.wrapper import RequestError
 
 from brokers.domain import (
-    AccountSummary, Broker, BrokerError, BrokerHealth, Fill, Instrument, OrderRequest,
-    OrderStatus, Position, Quote, Right, SecType,
+    AccountSummary,
+    Broker,
+    BrokerError,
+    BrokerHealth,
+    Fill,
+    Instrument,
+    OrderRequest,
+    OrderStatus,
+    Position,
+    Quote,
+    Right,
+    SecType,
 )
 from brokers.ibkr.contracts import (
-    ContractSettings, combo_for, contract_for, greeks_from_ib, ib_order_for,
-    instrument_from_details, lookup_contract, order_state_from_ib,
-    parse_ib_expiry, utc_now,
+    ContractSettings,
+    combo_for,
+    contract_for,
+    greeks_from_ib,
+    ib_order_for,
+    instrument_from_details,
+    lookup_contract,
+    order_state_from_ib,
+    parse_ib_expiry,
+    utc_now,
 )
 from brokers.ibkr.errors import (
-    BROKER_NAME, INFORMATIONAL_CODES, LINK_DOWN_CODES, LINK_RESTORED_CODES,
+    BROKER_NAME,
+    INFORMATIONAL_CODES,
+    LINK_DOWN_CODES,
+    LINK_RESTORED_CODES,
     broker_error_from_ib,
 )
 from brokers.ibkr.runtime import LoopThread, TokenBucket

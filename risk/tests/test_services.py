@@ -7,10 +7,10 @@ from django.db import connections
 from django.test import override_settings
 from django_tenants.utils import tenant_context
 
-from conftest import audit_events
 from brokers.domain import OrderLeg, OrderRequest
 from brokers.models import Fill, Order
 from brokers.services import broker_session
+from conftest import audit_events
 from risk import services
 from risk.models import RiskDecisionRecord, RiskStateRecord
 

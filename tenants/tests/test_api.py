@@ -4,9 +4,8 @@ from datetime import timedelta
 
 import pytest
 from django.test import override_settings
-from rest_framework_simplejwt.tokens import AccessToken, RefreshToken
-
 from django_tenants.utils import schema_context
+from rest_framework_simplejwt.tokens import AccessToken, RefreshToken
 
 from audit.models import AuditEvent
 from audit.rls import audit_read
@@ -223,3 +222,16 @@ def test_invalid_onboarding_is_400_with_field_errors(api, alpha, change, error_p
         errors = errors[key]
     assert errors
     assert Client.objects.count() == clients_before
+
+
+@override_settings(ADMIN_API_KEY=ADMIN_KEY)
+def test_onboarding_opens_the_client_audit_chain_without_secrets(api, db):
+    body = {**ONBOARD, "broker": {"broker": "phillip", "credentials": {
+        "client_id": "acme-desk", "client_secret": "never-in-audit", "request_retries": 1,
+        "request_backoff_seconds": 0.1, "exchange": "CME", "currency": "USD"}}}
+    assert api.post("/clients/onboard", body, format="json", HTTP_X_ADMIN_KEY=ADMIN_KEY).status_code == 201
+    with audit_read(client_id=None, is_admin=True):
+        (event,) = AuditEvent.objects.filter(client_id="acme")
+    assert (event.sequence, event.kind, event.actor_id) == (1, "client.onboarded", "admin-api-key")
+    assert event.payload == {"name": "Acme Capital", "owner": "acme-owner", "broker": "phillip"}
+    assert "never-in-audit" not in json.dumps(event.payload)

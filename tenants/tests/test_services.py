@@ -13,7 +13,7 @@ GOOD_PASSWORD = "a-long-and-unusual-passphrase"
 def _onboard(client_id: str = "gamma", username: str = "gamma-owner", password: str = GOOD_PASSWORD) -> Client:
     return client_onboard(
         client_id=client_id, name="Gamma", owner_username=username, owner_password=password,
-        owner_email="o@gamma.example",
+        owner_email="o@gamma.example", actor="tests",
     )
 
 

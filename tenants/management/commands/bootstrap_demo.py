@@ -32,6 +32,7 @@ class Command(BaseCommand):
                 owner_username=credentials["owner"]["username"],
                 owner_password=credentials["owner"]["password"],
                 owner_email="owner@demo.example",
+                actor="bootstrap_demo",
             )
         client = Client.objects.get(client_id=DEMO_CLIENT_ID)
         trader, created = User.objects.get_or_create(
