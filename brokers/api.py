@@ -14,10 +14,10 @@ from brokers.serializers import (
     ConnectBrokerResponseSerializer,
     FillSerializer,
     PositionsSerializer,
-    finite_or_none,
 )
 from tenants.models import Membership
 from tenants.resolution import ClientScopedAPIView
+from tradingplatform.serialization import finite_or_none
 
 
 class ConnectBrokerView(ClientScopedAPIView):

@@ -1,17 +1,8 @@
 from __future__ import annotations
 
-import math
-
 from rest_framework import serializers
 
 from brokers.models import BrokerConnection, Fill
-
-
-def finite_or_none(value: float | None) -> float | None:
-    """JSON has no NaN: unknown numbers go out as null."""
-    if value is None or not math.isfinite(value):
-        return None
-    return value
 
 
 class ConnectBrokerRequestSerializer(serializers.Serializer):

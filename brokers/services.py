@@ -30,9 +30,6 @@ from tradingplatform.locks import advisory_lock
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_CONNECTION = {"broker": "mock", "credentials": {}}
-
-
 @dataclass(frozen=True, slots=True)
 class ConnectResult:
     connection: BrokerConnection
@@ -203,7 +200,7 @@ def quotes_for(*, broker: Broker, instruments: list) -> dict[str, Any]:
     return {quote.instrument.key: quote for quote in quotes}
 
 
-def book_refresh(*, broker: Broker, since: datetime | None = None) -> BookSnapshot:
+def book_refresh(*, broker: Broker) -> BookSnapshot:
     """Sync positions and fills from the broker, quote the book and value it."""
     from django.conf import settings
 
@@ -212,7 +209,7 @@ def book_refresh(*, broker: Broker, since: datetime | None = None) -> BookSnapsh
     now = timezone.now()
     health = broker.health()
     positions = broker.positions()
-    new_fills = fills_record(fills=broker.fills_since(since or _last_fill_time()))
+    new_fills = fills_record(fills=broker.fills_since(_last_fill_time()))
     positions_sync(positions=positions, now=now)
     quotes = quotes_for(broker=broker, instruments=[position.instrument for position in positions])
     valuation = value_book(positions, quotes, now=now, rate=settings.RISK_FREE_RATE)

@@ -37,6 +37,7 @@ from risk.sessions import MarketHours
 from tenants.models import Client, PlatformControl
 from tradingplatform.events import live_state_set, publish_event
 from tradingplatform.locks import advisory_lock, advisory_locks
+from tradingplatform.serialization import finite_or_none
 
 logger = logging.getLogger(__name__)
 
@@ -222,19 +223,15 @@ def book_sync(*, client: Client, broker: Broker):
     return snapshot
 
 
-def _finite(value: float | None) -> float | None:
-    return value if value is not None and math.isfinite(value) else None
-
-
 def net_greeks_json(valuation) -> dict:
     return {
         "as_of": valuation.as_of.isoformat(),
-        "net_delta": _finite(valuation.net_delta),
-        "unrealized_pnl": _finite(valuation.unrealized_pnl),
+        "net_delta": finite_or_none(valuation.net_delta),
+        "unrealized_pnl": finite_or_none(valuation.unrealized_pnl),
         "open_legs": len(valuation.legs),
         "by_underlying": [
-            {"underlying": entry.symbol, "delta": _finite(entry.greeks.delta), "gamma": _finite(entry.greeks.gamma),
-             "vega": _finite(entry.greeks.vega), "theta": _finite(entry.greeks.theta)}
+            {"underlying": entry.symbol, "delta": finite_or_none(entry.greeks.delta), "gamma": finite_or_none(entry.greeks.gamma),
+             "vega": finite_or_none(entry.greeks.vega), "theta": finite_or_none(entry.greeks.theta)}
             for entry in valuation.net
         ],
     }

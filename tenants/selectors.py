@@ -40,6 +40,3 @@ def client_access_get(*, user: AbstractBaseUser | AnonymousUser, client_id: str)
             return ClientAccess(client=client, role=OPERATOR)
     return None
 
-
-def client_list_for_user(*, user: AbstractBaseUser) -> list[Client]:
-    return list(Client.objects.filter(memberships__user=user).order_by("client_id"))

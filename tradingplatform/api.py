@@ -15,12 +15,6 @@ from brokers.domain import BrokerError
 logger = logging.getLogger(__name__)
 
 
-class Locked(exceptions.APIException):
-    status_code = status.HTTP_423_LOCKED
-    default_detail = "Trading is halted."
-    default_code = "halted"
-
-
 class Conflict(exceptions.APIException):
     status_code = status.HTTP_409_CONFLICT
     default_detail = "The resource is not in a state that allows this."

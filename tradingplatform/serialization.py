@@ -1,7 +1,15 @@
 """Making validated data storable as JSON."""
 from __future__ import annotations
 
+import math
 from typing import Any
+
+
+def finite_or_none(value: float | None) -> float | None:
+    """JSON has no NaN: an unknown number goes out as null."""
+    if value is None or not math.isfinite(value):
+        return None
+    return value
 
 
 def json_ready(value: Any) -> Any:

@@ -1,6 +1,6 @@
 """Chain verification against tampered rows, and the client list."""
-from audit.selectors import AuditEventFilter, audit_chain_verify, audit_client_ids, audit_events_query
 from audit.rls import audit_read
+from audit.selectors import AuditEventFilter, audit_chain_verify, audit_client_ids, audit_events_query
 from audit.tests.conftest import record, tamper
 
 
