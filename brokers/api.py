@@ -15,6 +15,7 @@ from brokers.serializers import (
     FillSerializer,
     PositionsSerializer,
 )
+from risk.services import book_sync, net_greeks_json
 from tenants.models import Membership
 from tenants.resolution import ClientScopedAPIView
 from tradingplatform.serialization import finite_or_none
@@ -71,21 +72,18 @@ def _leg_json(leg) -> dict:
 class PositionsView(ClientScopedAPIView):
     @extend_schema(responses={200: PositionsSerializer}, tags=["book"])
     def get(self, request: Request, client_id: str) -> Response:
+        # The one book sync: fills it records count for the circuit breaker, as any other.
         with services.broker_session() as broker:
-            snapshot = services.book_refresh(broker=broker)
+            snapshot = book_sync(client=self.client_access.client, broker=broker)
         valuation = snapshot.valuation
+        greeks = net_greeks_json(valuation)
         body = {
             "as_of": valuation.as_of,
             "broker": snapshot.health.broker,
             "legs": [_leg_json(leg) for leg in valuation.legs],
-            "net_greeks": [
-                {"underlying": entry.symbol, "delta": finite_or_none(entry.greeks.delta),
-                 "gamma": finite_or_none(entry.greeks.gamma), "vega": finite_or_none(entry.greeks.vega),
-                 "theta": finite_or_none(entry.greeks.theta)}
-                for entry in valuation.net
-            ],
-            "net_delta": finite_or_none(valuation.net_delta),
-            "unrealized_pnl": finite_or_none(valuation.unrealized_pnl),
+            "net_greeks": greeks["by_underlying"],
+            "net_delta": greeks["net_delta"],
+            "unrealized_pnl": greeks["unrealized_pnl"],
         }
         return Response(PositionsSerializer(body).data)
 

@@ -177,3 +177,27 @@ def test_a_broker_that_cannot_be_reached_answers_503_with_the_structured_error(a
     detail = response.json()["detail"]
     assert (detail["type"], detail["broker"], detail["retryable"]) == ("broker_error", "ibkr", True)
     assert set(detail) == {"type", "operation", "broker", "code", "message", "retryable", "context"}
+
+
+def test_a_closing_fill_first_seen_by_positions_still_counts_for_the_circuit_breaker(api, alpha):
+    from agents.models import AgentConfig
+    from risk.models import RiskStateRecord
+
+    with tenant_context(alpha.client):
+        AgentConfig.objects.update_or_create(singleton=True, defaults={"parameters": {"risk_limits": {
+            "max_daily_loss": "1000000", "duplicate_window_seconds": 0}}})
+    future, _ = _instruments(alpha)
+    assert _trade(alpha, (OrderLeg(future, "BUY", 1),), "cb-open").accepted
+    with tenant_context(alpha.client), broker_session() as broker:
+        opened = broker.quote(future).mid
+        broker.shock("ES", -0.02)
+    limit = round(opened * 0.99 / 0.25) * 0.25  # above the market now: the sell rests
+    with tenant_context(alpha.client):
+        resting = order_submit(client=alpha.client, actor=Actor("user", "test"), order=OrderRequest(
+            client_order_id="cb-close", legs=(OrderLeg(future, "SELL", 1),), order_type="LMT", limit_price=limit))
+    assert resting.accepted and resting.status.state == "submitted"
+    with tenant_context(alpha.client), broker_session() as broker:
+        broker.shock("ES", 0.015)  # back through the limit: the resting sell fills, at a loss
+    api.get("/clients/alpha/positions", **bearer(alpha.viewer))
+    with tenant_context(alpha.client):
+        assert RiskStateRecord.objects.get().loss_streak == 1
