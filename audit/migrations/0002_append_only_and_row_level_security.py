@@ -51,8 +51,10 @@ BEGIN
             NULL;  -- a concurrent migration of another database in the cluster created it
         END;
     END IF;
-    -- Since PostgreSQL 16 a role's creator holds it WITH ADMIN but may not SET ROLE to it.
-    IF NOT pg_has_role(CURRENT_USER, '{ROLE}', 'SET') THEN
+    -- Since PostgreSQL 16 a role's creator holds it WITH ADMIN but may not SET ROLE to it; 15
+    -- knows no SET privilege, and membership is what SET ROLE needs there.
+    IF NOT pg_has_role(CURRENT_USER, '{ROLE}',
+                       CASE WHEN current_setting('server_version_num')::int >= 160000 THEN 'SET' ELSE 'MEMBER' END) THEN
         GRANT {ROLE} TO CURRENT_USER;
     END IF;
 END
