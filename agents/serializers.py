@@ -1,6 +1,22 @@
 from rest_framework import serializers
 
-from agents.models import AgentConfig
+from agents.models import AgentConfig, Proposal
+from agents.parameters import (
+    BAND_METHODS,
+    BAND_WIDTH,
+    COST_PER_CONTRACT,
+    CYCLE_INTERVAL_SECONDS,
+    DAYS_TO_EXPIRY,
+    EXIT_PERCENT,
+    OPTION_DELTA,
+    PROPOSAL_TTL_SECONDS,
+    RISK_AVERSION,
+    STRUCTURE_KINDS,
+    STRUCTURE_QUANTITY,
+    TARGET_DELTA,
+    Bounds,
+)
+from brokers.products import PRODUCTS
 
 
 class RiskLimitsSerializer(serializers.Serializer):
@@ -26,13 +42,75 @@ class RiskLimitsSerializer(serializers.Serializer):
         return super().to_internal_value(data)
 
 
-class AgentParametersSerializer(serializers.Serializer):
-    risk_limits = RiskLimitsSerializer(required=False)
+def _within(bounds: Bounds):
+    """A DRF validator holding a value to the same bounds as agents.parameters."""
+
+    def validate(value):
+        if value is not None and not bounds.contains(value):
+            raise serializers.ValidationError(bounds.message)
+
+    return validate
+
+
+def _float(bounds: Bounds, help_text: str = "", **kwargs) -> serializers.FloatField:
+    return serializers.FloatField(required=False, validators=[_within(bounds)], help_text=help_text, **kwargs)
+
+
+def _integer(bounds: Bounds, help_text: str = "", **kwargs) -> serializers.IntegerField:
+    return serializers.IntegerField(
+        required=False, validators=[_within(bounds)], help_text=help_text, **kwargs
+    )
+
+
+class _PartialParameterGroupSerializer(serializers.Serializer):
+    """Every field optional (a partial update); unknown keys are field errors, not silently dropped."""
 
     def to_internal_value(self, data):
         if isinstance(data, dict) and (unknown := set(data) - set(self.fields)):
             raise serializers.ValidationError({name: ["Unknown parameter."] for name in sorted(unknown)})
         return super().to_internal_value(data)
+
+
+class BandSerializer(_PartialParameterGroupSerializer):
+    method = serializers.ChoiceField(required=False, choices=BAND_METHODS)
+    width = _float(BAND_WIDTH, "Fixed half-width, underlying futures contracts.")
+    cost_per_contract = _float(COST_PER_CONTRACT, "USD, one-way cost of one hedge future (Whalley-Wilmott).")
+    risk_aversion = _float(RISK_AVERSION, "CARA coefficient per USD (Whalley-Wilmott).")
+    min_width = _float(BAND_WIDTH, "Contracts; the Whalley-Wilmott band's floor.")
+    max_width = _float(BAND_WIDTH, "Contracts; the Whalley-Wilmott band's ceiling.")
+
+
+class StructureRulesSerializer(_PartialParameterGroupSerializer):
+    kind = serializers.ChoiceField(required=False, choices=STRUCTURE_KINDS)
+    short_delta = _float(OPTION_DELTA, "|delta| of the strangle strikes or the iron condor's short strikes.")
+    wing_delta = _float(OPTION_DELTA, "|delta| of the iron condor's long wings.")
+    dte_min = _integer(DAYS_TO_EXPIRY, "Calendar days to expiry, at least.")
+    dte_max = _integer(DAYS_TO_EXPIRY, "Calendar days to expiry, at most.")
+    quantity = _integer(STRUCTURE_QUANTITY, "Structure units per order.")
+
+
+class ExitsSerializer(_PartialParameterGroupSerializer):
+    profit_target_pct = _float(EXIT_PERCENT, "% of the entry premium captured; null: off.", allow_null=True)
+    stop_loss_pct = _float(EXIT_PERCENT, "% of the entry premium lost; null: off.", allow_null=True)
+    roll_dte = _integer(DAYS_TO_EXPIRY, "Roll at this many days to expiry or fewer; null: off.",
+                        allow_null=True)
+
+
+class AgentParametersSerializer(_PartialParameterGroupSerializer):
+    """A partial update of the agent's parameters; cross-field rules are checked on the merged
+    result by agents.parameters.parameters_from_json."""
+
+    underlying = serializers.ChoiceField(required=False, choices=sorted(PRODUCTS))
+    hedge_future_expiry = serializers.DateField(
+        required=False, allow_null=True, help_text="The hedge future's expiry; null: the front future."
+    )
+    target_delta = _float(TARGET_DELTA, "Underlying futures contracts.")
+    band = BandSerializer(required=False)
+    cycle_interval_seconds = _integer(CYCLE_INTERVAL_SECONDS)
+    proposal_ttl_seconds = _integer(PROPOSAL_TTL_SECONDS)
+    structure = StructureRulesSerializer(required=False)
+    exits = ExitsSerializer(required=False)
+    risk_limits = RiskLimitsSerializer(required=False)
 
     def validate(self, attrs):
         if not attrs:
@@ -67,5 +145,37 @@ class AgentStatusSerializer(serializers.Serializer):
     broker = BrokerStatusSerializer()
     net_greeks = serializers.DictField(allow_null=True, help_text="From the last book sync.")
     last_cycle = serializers.DateTimeField(allow_null=True)
+    last_cycle_status = serializers.CharField(allow_blank=True, help_text='"completed", "failed" or blank.')
+    last_cycle_reason = serializers.CharField(allow_blank=True, help_text="The last decision's reason, or the failure.")
+    next_cycle = serializers.DateTimeField(allow_null=True, help_text="When the scheduler next runs a cycle.")
+    pending_proposals = serializers.IntegerField()
     parameters = serializers.DictField()
     updated_at = serializers.DateTimeField(allow_null=True)
+
+
+class ProposalLegSerializer(serializers.Serializer):
+    instrument_key = serializers.CharField()
+    instrument = serializers.DictField()
+    side = serializers.ChoiceField(choices=["BUY", "SELL"])
+    quantity = serializers.IntegerField()
+
+
+class ProposalSerializer(serializers.ModelSerializer):
+    trade_id = serializers.UUIDField(source="id", read_only=True, help_text="The id approve/reject take.")
+    legs = ProposalLegSerializer(many=True, read_only=True)
+    decision_id = serializers.IntegerField(read_only=True, allow_null=True)
+
+    class Meta:
+        model = Proposal
+        fields = ["trade_id", "status", "source", "mode", "action", "summary", "legs", "order_type", "limit_price",
+                  "rationale", "precheck", "policy_version", "content_hash", "client_order_id", "decision_id",
+                  "created_at", "expires_at", "decided_by", "decided_at", "decision_reason", "execution"]
+        read_only_fields = fields
+
+
+class ProposalListQuerySerializer(serializers.Serializer):
+    status = serializers.ChoiceField(choices=Proposal.Status.choices, required=False)
+
+
+class RejectSerializer(serializers.Serializer):
+    reason = serializers.CharField(required=False, allow_blank=True, max_length=1000, default="")
