@@ -1,16 +1,27 @@
-"""Thin views: the agent's status, mode and parameters."""
+"""Thin views: the agent's status, mode and parameters; its proposals, their approval and rejection."""
 from __future__ import annotations
 
-from drf_spectacular.utils import extend_schema
-from rest_framework import exceptions
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import exceptions, status
+from rest_framework.generics import ListAPIView
 from rest_framework.request import Request
 from rest_framework.response import Response
 
 from agents import services
-from agents.selectors import agent_status_get
-from agents.serializers import AgentModeSerializer, AgentParametersSerializer, AgentStatusSerializer
+from agents.parameters import ParameterError
+from agents.selectors import agent_status_get, proposals_list
+from agents.serializers import (
+    AgentModeSerializer,
+    AgentParametersSerializer,
+    AgentStatusSerializer,
+    ProposalListQuerySerializer,
+    ProposalSerializer,
+    RejectSerializer,
+)
+from risk.services import ExecutionHalted
 from tenants.models import Membership
 from tenants.resolution import ClientScopedAPIView
+from tradingplatform.api import Conflict, LimitOffsetPages
 from tradingplatform.serialization import json_ready
 
 
@@ -48,6 +59,83 @@ class AgentParametersView(ClientScopedAPIView):
             services.agent_parameters_update(
                 client=client, changes=json_ready(serializer.validated_data), actor=request.user.get_username()
             )
-        except ValueError as exc:
-            raise exceptions.ValidationError({"risk_limits": [str(exc)]}) from exc
+        except ParameterError as exc:
+            raise exceptions.ValidationError(exc.field_errors) from exc
         return Response(AgentStatusSerializer(agent_status_get(client=client)).data)
+
+
+class Gone(exceptions.APIException):
+    status_code = status.HTTP_410_GONE
+    default_detail = "The proposal has expired."
+    default_code = "expired"
+
+
+class Locked(exceptions.APIException):
+    status_code = status.HTTP_423_LOCKED
+    default_detail = "Trading is halted."
+    default_code = "halted"
+
+
+class RiskRefused(exceptions.APIException):
+    status_code = status.HTTP_422_UNPROCESSABLE_ENTITY
+    default_detail = "The risk governor refused the order."
+    default_code = "risk_rejected"
+
+
+class ProposalsView(ClientScopedAPIView, ListAPIView):
+    serializer_class = ProposalSerializer
+    pagination_class = LimitOffsetPages
+
+    def get_queryset(self):
+        query = ProposalListQuerySerializer(data=self.request.query_params)
+        query.is_valid(raise_exception=True)
+        return proposals_list(status=query.validated_data.get("status"))
+
+    @extend_schema(parameters=[ProposalListQuerySerializer], tags=["agent"])
+    def get(self, request: Request, *args, **kwargs) -> Response:
+        return super().get(request, *args, **kwargs)
+
+
+def _proposal_error(exc: Exception) -> exceptions.APIException:
+    if isinstance(exc, services.ProposalNotFound):
+        return exceptions.NotFound("No such proposal.")
+    if isinstance(exc, services.ProposalExpired):
+        return Gone(str(exc))
+    if isinstance(exc, services.ProposalConflict):
+        return Conflict(str(exc), code="not_pending")
+    if isinstance(exc, ExecutionHalted):
+        return Locked(exc.reason)
+    assert isinstance(exc, services.RiskRejected)
+    error = Locked(str(exc)) if exc.is_halt else RiskRefused(str(exc))
+    error.detail = {"detail": error.detail, "code": error.default_code, "violations": exc.violations}
+    return error
+
+
+class ApproveView(ClientScopedAPIView):
+    required_role = Membership.Role.TRADER
+
+    @extend_schema(request=None, responses={200: ProposalSerializer}, tags=["agent"])
+    def post(self, request: Request, client_id: str, trade_id: str) -> Response:
+        try:
+            proposal = services.proposal_approve(client=self.client_access.client, proposal_id=trade_id,
+                                                 user=request.user.get_username())
+        except (services.ProposalNotFound, services.ProposalExpired, services.ProposalConflict,
+                ExecutionHalted, services.RiskRejected) as exc:
+            raise _proposal_error(exc) from exc
+        return Response(ProposalSerializer(proposal).data)
+
+
+class RejectView(ClientScopedAPIView):
+    required_role = Membership.Role.TRADER
+
+    @extend_schema(request=RejectSerializer, responses={200: ProposalSerializer}, tags=["agent"])
+    def post(self, request: Request, client_id: str, trade_id: str) -> Response:
+        serializer = RejectSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        try:
+            proposal = services.proposal_reject(client=self.client_access.client, proposal_id=trade_id,
+                                                user=request.user.get_username(),
+                                                reason=serializer.validated_data["reason"])
+        except (services.ProposalNotFound, services.ProposalExpired, services.ProposalConflict) as exc:
+            raise _proposal_error(exc) from exc
+        return Response(ProposalSerializer(proposal).data)

@@ -2,17 +2,26 @@
 from __future__ import annotations
 
 import dataclasses
+import uuid
+from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
+from django.utils import timezone
 
-from agents.models import AgentConfig
+from agents.models import AgentConfig, AgentDecision, AgentNote, AgentRuntime, ChatMessage, Proposal
+from agents.parameters import AgentParameters, ParameterError, parameters_from_json
 from tenants.models import Client
 
 
 def agent_config_get() -> AgentConfig:
     """The client's agent configuration; the defaults when none was ever saved."""
     return AgentConfig.objects.first() or AgentConfig()
+
+
+def agent_parameters_get() -> AgentParameters:
+    """The strategy parameters in force (the risk limits are read by risk.services)."""
+    return parameters_from_json(agent_config_get().parameters)
 
 
 def _json_limits(limits) -> dict[str, Any]:
@@ -32,6 +41,14 @@ def agent_status_get(*, client: Client) -> dict[str, Any]:
     limits = risk_limits_get()
     connection = broker_connection_get()
     greeks = live_state_get(client_id=client.client_id, name="greeks")
+    runtime = agent_runtime_get()
+    try:
+        interval = timedelta(seconds=agent_parameters_get().cycle_interval_seconds)
+    except ParameterError:
+        interval = None
+    next_cycle = None
+    if interval is not None and client.status == Client.Status.ACTIVE:
+        next_cycle = runtime.last_cycle_at + interval if runtime.last_cycle_at else timezone.now()
     halted = control.emergency_halted or state.operator_halted or state.trading_state == "HALTED"
     tripped = state.loss_streak >= limits.breaker_loss_count or state.reason == "circuit_breaker"
     return {
@@ -68,7 +85,58 @@ def agent_status_get(*, client: Client) -> dict[str, Any]:
             "last_error": connection.last_error,
         },
         "net_greeks": greeks,
-        "last_cycle": None,
+        "last_cycle": runtime.last_cycle_at,
+        "last_cycle_status": runtime.last_cycle_status,
+        "last_cycle_reason": runtime.last_cycle_reason,
+        "next_cycle": next_cycle,
+        "pending_proposals": Proposal.objects.filter(status=Proposal.Status.PENDING).count(),
         "parameters": config.parameters,
         "updated_at": config.updated_at,
     }
+
+
+def agent_runtime_get() -> AgentRuntime:
+    return AgentRuntime.objects.first() or AgentRuntime()
+
+
+def proposals_list(*, status: str | None = None):
+    proposals = Proposal.objects.order_by("-created_at")
+    return proposals.filter(status=status) if status else proposals
+
+
+def proposal_get(*, proposal_id: str) -> Proposal | None:
+    """The proposal, or None (also for an id that is not a UUID)."""
+    try:
+        return Proposal.objects.filter(pk=uuid.UUID(str(proposal_id))).first()
+    except ValueError:
+        return None
+
+
+def decisions_recent(*, limit: int = 20) -> list[AgentDecision]:
+    return list(AgentDecision.objects.order_by("-created_at", "-id")[:limit])
+
+
+def decision_latest() -> AgentDecision | None:
+    return AgentDecision.objects.order_by("-created_at", "-id").first()
+
+
+def chat_history(*, limit: int = 20) -> list[ChatMessage]:
+    """The latest messages of the conversation, oldest first."""
+    return list(reversed(ChatMessage.objects.order_by("-created_at", "-id")[:limit]))
+
+
+def notes_recent(*, limit: int = 20) -> list[AgentNote]:
+    return list(AgentNote.objects.order_by("-created_at", "-id")[:limit])
+
+
+def book_get(*, client: Client) -> dict[str, Any]:
+    """The book as last synced: stored positions and the live net greeks (no broker call)."""
+    from brokers.models import Position
+    from tradingplatform.events import live_state_get
+
+    positions = [
+        {"instrument_key": row.instrument_key, "quantity": row.quantity, "average_price": float(row.average_price),
+         "synced_at": row.synced_at.isoformat()}
+        for row in Position.objects.exclude(quantity=0).order_by("instrument_key")
+    ]
+    return {"positions": positions, "greeks": live_state_get(client_id=client.client_id, name="greeks")}

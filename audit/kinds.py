@@ -26,6 +26,10 @@ HALT_CLIENT_LIFTED = "halt.client_lifted"
 AGENT_MODE_CHANGED = "agent.mode_changed"
 AGENT_MODE_REFUSED = "agent.mode_refused"
 AGENT_PARAMETERS_CHANGED = "agent.parameters_changed"
+AGENT_NOTE_ADDED = "agent.note_added"
+AGENT_DECISION = "agent.decision"
+AGENT_CYCLE_FAILED = "agent.cycle_failed"
+AGENT_CHAT = "agent.chat"
 
 BROKER_CONNECTED = "broker.connected"
 BROKER_FAILED = "broker.failed"
@@ -37,6 +41,11 @@ CLIENT_ONBOARDED = "client.onboarded"
 PROPOSAL_CREATED = "proposal.created"
 PROPOSAL_APPROVED = "proposal.approved"
 PROPOSAL_REJECTED = "proposal.rejected"
+PROPOSAL_EXPIRED = "proposal.expired"
+PROPOSAL_SUPERSEDED = "proposal.superseded"
+PROPOSAL_EXECUTED = "proposal.executed"
+PROPOSAL_BLOCKED = "proposal.blocked"
+PROPOSAL_FAILED = "proposal.failed"
 
 
 def kind_is_valid(kind: str) -> bool:

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 from drf_spectacular.utils import extend_schema
 from rest_framework.generics import ListAPIView
-from rest_framework.pagination import LimitOffsetPagination
 from rest_framework.request import Request
 from rest_framework.response import Response
 
@@ -18,6 +17,7 @@ from brokers.serializers import (
 from risk.services import book_sync, net_greeks_json
 from tenants.models import Membership
 from tenants.resolution import ClientScopedAPIView
+from tradingplatform.api import LimitOffsetPages
 from tradingplatform.serialization import finite_or_none
 
 
@@ -88,17 +88,12 @@ class PositionsView(ClientScopedAPIView):
         return Response(PositionsSerializer(body).data)
 
 
-class TradesPagination(LimitOffsetPagination):
-    default_limit = 50
-    max_limit = 500
-
-
 @extend_schema(tags=["book"])
 class TradesView(ClientScopedAPIView, ListAPIView):
     """Fills, newest first, `?limit=&offset=`."""
 
     serializer_class = FillSerializer
-    pagination_class = TradesPagination
+    pagination_class = LimitOffsetPages
 
     def get_queryset(self):
         return selectors.fills_newest_first()

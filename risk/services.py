@@ -247,21 +247,32 @@ def _existing_order_outcome(row: OrderRow, broker: Broker) -> SubmissionResult |
     return SubmissionResult(decision=None, order=row, status=status, error=None)
 
 
+def order_outcome_resolve(*, client: Client, client_order_id: str) -> SubmissionResult | None:
+    """What became of an order sent earlier, asked of the broker; never sends anything. None when
+    the order never reached the broker (its row, if any, is then closed as never sent)."""
+    with client_risk_lock(client), broker_services.broker_session() as broker:
+        row = OrderRow.objects.filter(client_order_id=client_order_id).first()
+        if row is None:
+            return None
+        outcome = _existing_order_outcome(row, broker)
+        if outcome is None:
+            row.state = OrderRow.State.REJECTED
+            row.message = "never reached the broker; not sent again"
+            row.save(update_fields=["state", "message", "updated_at"])
+            return None
+        book_sync(client=client, broker=broker)
+        return outcome
+
+
 def client_risk_lock(client: Client):
     """The platform halt lock (shared: an operator's halt takes it exclusively) and the client's."""
     return advisory_locks([(PLATFORM_HALT_LOCK, True), (f"risk:{client.client_id}", False)])
 
 
-def pretrade_decide(
-    *, client: Client, order: OrderRequest, snapshot, quotes: dict, actor: Actor, purpose: str, broker_name: str,
-) -> tuple[governor.Decision, OrderRow | None]:
-    """The pre-trade check: the governor over the current book, the decision recorded and audited,
-    any state transition applied, and — when accepted — the order row written, all in one
-    transaction. The caller holds the client's risk lock; nothing here calls the broker."""
+def _evaluate(*, order: OrderRequest, snapshot, quotes: dict, record: RiskStateRecord) -> governor.Decision:
     now = timezone.now()
     limits = risk_limits_get()
     control = platform_control_get()
-    record = risk_state_get()
     realized_today, unrealized_today = _daily_pnl(record, snapshot.valuation.unrealized_pnl, now)
     book = governor.Book(
         positions=snapshot.valuation.position_quantities(),
@@ -270,10 +281,26 @@ def pretrade_decide(
         unrealized_pnl=unrealized_today,
         broker_connected=snapshot.health.connected,
     )
-    decision = governor.evaluate_order(
+    return governor.evaluate_order(
         _proposed_order(order, quotes, now), book, limits, _governor_state(record, control, limits, now),
         market_hours(), now,
     )
+
+
+def pretrade_preview(*, order: OrderRequest, snapshot, quotes: dict) -> governor.Decision:
+    """The governor's verdict on an order that is not being sent (a proposal's pre-check): nothing
+    is recorded, so a preview never counts toward the order-rate and duplicate rules."""
+    return _evaluate(order=order, snapshot=snapshot, quotes=quotes, record=risk_state_get())
+
+
+def pretrade_decide(
+    *, client: Client, order: OrderRequest, snapshot, quotes: dict, actor: Actor, purpose: str, broker_name: str,
+) -> tuple[governor.Decision, OrderRow | None]:
+    """The pre-trade check: the governor over the current book, the decision recorded and audited,
+    any state transition applied, and — when accepted — the order row written, all in one
+    transaction. The caller holds the client's risk lock; nothing here calls the broker."""
+    record = risk_state_get()
+    decision = _evaluate(order=order, snapshot=snapshot, quotes=quotes, record=record)
     with transaction.atomic():
         RiskDecisionRecord.objects.create(
             client_order_id=order.client_order_id, purpose=purpose, accepted=decision.accepted,

@@ -7,12 +7,20 @@ from typing import Any
 from django.core.exceptions import PermissionDenied
 from django.http import Http404
 from rest_framework import exceptions, status
+from rest_framework.pagination import LimitOffsetPagination
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
 from brokers.domain import BrokerError
 
 logger = logging.getLogger(__name__)
+
+
+class LimitOffsetPages(LimitOffsetPagination):
+    """`?limit=&offset=` with a default page, so a list is always the paginated envelope."""
+
+    default_limit = 50
+    max_limit = 500
 
 
 class Conflict(exceptions.APIException):

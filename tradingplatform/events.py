@@ -65,13 +65,18 @@ def publish_event(*, client_id: str, type: str, data: dict[str, Any]) -> dict[st
         return None
 
 
-def recent_events(*, client_id: str, limit: int = 50) -> list[dict[str, Any]]:
+def recent_events(*, client_id: str, limit: int = 50, since: int | None = None) -> list[dict[str, Any]]:
+    """The client's kept events, oldest first: the last `limit`, or with `since` every kept event
+    whose seq is greater (a reconnecting stream's catch-up; older ones than the kept are gone)."""
     connection = _redis()
     try:
-        raw = connection.lrange(client_key(client_id, "events"), 0, limit - 1)
+        raw = connection.lrange(client_key(client_id, "events"), 0, (RECENT_EVENTS_KEPT if since is not None else limit) - 1)
     finally:
         connection.close()
-    return [json.loads(item) for item in reversed(raw)]
+    events = [json.loads(item) for item in reversed(raw)]
+    if since is not None:
+        events = [event for event in events if event["seq"] > since]
+    return events
 
 
 def live_state_set(*, client_id: str, name: str, data: dict[str, Any]) -> None:
@@ -96,3 +101,17 @@ def live_state_get(*, client_id: str, name: str) -> dict[str, Any] | None:
     except (redis.RedisError, OSError):
         return None
     return json.loads(raw) if raw else None
+
+
+def flag_set_once(*, client_id: str, name: str, ttl_seconds: float) -> bool:
+    """Set `client:{client_id}:{name}` unless it is set; True when this call set it. False also
+    when Redis is unreachable: whatever the flag guards (queueing a task) cannot happen then."""
+    try:
+        connection = _redis()
+        try:
+            return bool(connection.set(client_key(client_id, name), "1", nx=True, ex=max(1, int(ttl_seconds))))
+        finally:
+            connection.close()
+    except (redis.RedisError, OSError) as exc:
+        logger.error("flag not set", extra={"flag": name, "error": str(exc)})
+        return False

@@ -34,3 +34,18 @@ def advisory_locks(names: list[tuple[str, bool]]) -> Iterator[None]:
     finally:
         with connection.cursor() as cursor:
             cursor.execute(f"SELECT {release}", [name for name, _ in reversed(names)])
+
+
+@contextlib.contextmanager
+def advisory_lock_attempt(name: str) -> Iterator[bool]:
+    """Take the lock if it is free, without waiting; yields whether it was taken (and releases it
+    after the block only then). For work that must not run twice at once but need not queue."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_try_advisory_lock(hashtextextended(%s, 0))", [name])
+        taken = bool(cursor.fetchone()[0])
+    try:
+        yield taken
+    finally:
+        if taken:
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT pg_advisory_unlock(hashtextextended(%s, 0))", [name])

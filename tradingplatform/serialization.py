@@ -13,11 +13,14 @@ def finite_or_none(value: float | None) -> float | None:
 
 
 def json_ready(value: Any) -> Any:
-    """Dicts, lists and primitives as they are; anything else (Decimal, date, ...) as its text."""
+    """Dicts, lists and primitives as they are (a NaN or infinite float as null); anything else
+    (Decimal, date, ...) as its text."""
     if isinstance(value, dict):
         return {key: json_ready(item) for key, item in value.items()}
     if isinstance(value, (list, tuple)):
         return [json_ready(item) for item in value]
-    if isinstance(value, (str, int, float, bool)) or value is None:
+    if isinstance(value, float):
+        return finite_or_none(value)
+    if isinstance(value, (str, int, bool)) or value is None:
         return value
     return str(value)

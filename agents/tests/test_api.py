@@ -74,3 +74,119 @@ def test_only_owners_change_mode_and_parameters(api, alpha, role):
     assert api.post("/clients/alpha/agent/mode", {"mode": "confirmation"}, format="json", **bearer(user)).status_code == 403
     assert api.post("/clients/alpha/agent/parameters", {"risk_limits": {"max_net_delta": 1}}, format="json",
                     **bearer(user)).status_code == 403
+
+
+# --- proposals, approve, reject ----------------------------------------------------------------
+
+
+def _pending_proposal(alpha):
+    from agents.tests.test_services import _buy_futures, _configure, _cycle
+
+    _configure(alpha)
+    _buy_futures(alpha, 4)
+    (proposal,) = _cycle(alpha).proposals
+    return proposal
+
+
+def test_proposals_are_listed_newest_first_and_filtered_by_status(api, alpha):
+    proposal = _pending_proposal(alpha)
+    body = api.get("/clients/alpha/agent/proposals?status=pending", **bearer(alpha.viewer)).json()
+    assert body["count"] == 1
+    (listed,) = body["results"]
+    assert listed["trade_id"] == str(proposal.pk)
+    assert listed["status"] == "pending" and listed["action"] == "hedge"
+    assert listed["legs"][0]["side"] == "SELL" and listed["precheck"]["accepted"] is True
+    assert listed["rationale"]["net_delta"] == pytest.approx(4.0)
+    assert len(listed["content_hash"]) == 64
+    assert api.get("/clients/alpha/agent/proposals?status=executed", **bearer(alpha.viewer)).json()["count"] == 0
+
+
+def test_an_unknown_status_filter_is_a_400(api, alpha):
+    response = api.get("/clients/alpha/agent/proposals?status=maybe", **bearer(alpha.viewer))
+    assert response.status_code == 400
+    assert "status" in response.json()["errors"]
+
+
+def test_a_trader_approves_and_a_second_approval_is_a_409(api, alpha):
+    proposal = _pending_proposal(alpha)
+    response = api.post(f"/clients/alpha/agent/approve/{proposal.pk}", **bearer(alpha.trader))
+    assert response.status_code == 200, response.json()
+    assert response.json()["status"] == "executed" and response.json()["decided_by"] == "alpha-trader"
+    again = api.post(f"/clients/alpha/agent/approve/{proposal.pk}", **bearer(alpha.trader))
+    assert again.status_code == 409
+    assert again.json()["code"] == "not_pending" and "executed" in again.json()["detail"]
+
+
+def test_viewers_may_not_approve_or_reject(api, alpha):
+    proposal = _pending_proposal(alpha)
+    assert api.post(f"/clients/alpha/agent/approve/{proposal.pk}", **bearer(alpha.viewer)).status_code == 403
+    assert api.post(f"/clients/alpha/agent/reject/{proposal.pk}", **bearer(alpha.viewer)).status_code == 403
+
+
+def test_reject_records_who_and_why_and_approval_after_it_is_a_409(api, alpha):
+    proposal = _pending_proposal(alpha)
+    response = api.post(f"/clients/alpha/agent/reject/{proposal.pk}", {"reason": "we roll tomorrow"},
+                        format="json", **bearer(alpha.trader))
+    assert response.status_code == 200
+    assert response.json()["status"] == "rejected" and response.json()["decision_reason"] == "we roll tomorrow"
+    event = audit_events(client_id="alpha", kind="proposal.rejected")[-1]
+    assert event.actor_id == "alpha-trader" and event.payload["reason"] == "we roll tomorrow"
+    assert api.post(f"/clients/alpha/agent/approve/{proposal.pk}", **bearer(alpha.trader)).status_code == 409
+
+
+def test_an_expired_proposal_is_a_410(api, alpha):
+    from django.utils import timezone
+    from django_tenants.utils import tenant_context
+
+    from agents.models import Proposal
+
+    proposal = _pending_proposal(alpha)
+    with tenant_context(alpha.client):
+        Proposal.objects.filter(pk=proposal.pk).update(expires_at=timezone.now())
+    response = api.post(f"/clients/alpha/agent/approve/{proposal.pk}", **bearer(alpha.trader))
+    assert response.status_code == 410 and response.json()["code"] == "expired"
+
+
+def test_approval_during_an_emergency_halt_is_a_423_with_the_reason(api, alpha):
+    from risk.services import Actor, emergency_halt_set
+
+    proposal = _pending_proposal(alpha)
+    emergency_halt_set(halted=True, reason="exchange outage", actor=Actor("operator", "ops"))
+    try:
+        response = api.post(f"/clients/alpha/agent/approve/{proposal.pk}", **bearer(alpha.trader))
+    finally:
+        emergency_halt_set(halted=False, reason="over", actor=Actor("operator", "ops"))
+    assert response.status_code == 423
+    assert response.json()["code"] == "halted" and "exchange outage" in response.json()["detail"]
+
+
+def test_a_governor_refusal_at_approval_is_a_422_with_every_violation(api, alpha):
+    proposal = _pending_proposal(alpha)
+    api.post("/clients/alpha/agent/parameters", {"risk_limits": {"max_leg_contracts": 1}}, format="json",
+             **bearer(alpha.owner))
+    response = api.post(f"/clients/alpha/agent/approve/{proposal.pk}", **bearer(alpha.trader))
+    assert response.status_code == 422
+    body = response.json()
+    assert body["code"] == "risk_rejected" and "max_leg_size" in {v["code"] for v in body["violations"]}
+
+
+@pytest.mark.parametrize("trade_id", ["not-a-uuid", "00000000-0000-0000-0000-000000000000"])
+def test_an_unknown_proposal_is_a_404(api, alpha, trade_id):
+    response = api.post(f"/clients/alpha/agent/approve/{trade_id}", **bearer(alpha.trader))
+    assert response.status_code == 404
+
+
+def test_a_reject_reason_that_is_too_long_is_a_400_and_changes_nothing(api, alpha):
+    proposal = _pending_proposal(alpha)
+    response = api.post(f"/clients/alpha/agent/reject/{proposal.pk}", {"reason": "x" * 1001}, format="json",
+                        **bearer(alpha.trader))
+    assert response.status_code == 400 and "reason" in response.json()["errors"]
+    assert api.get("/clients/alpha/agent/proposals?status=pending", **bearer(alpha.viewer)).json()["count"] == 1
+
+
+def test_status_reports_the_last_and_next_cycle_and_pending_proposals(api, alpha):
+    _pending_proposal(alpha)
+    body = api.get("/clients/alpha/agent/status", **bearer(alpha.viewer)).json()
+    assert body["last_cycle"] is not None and body["next_cycle"] > body["last_cycle"]
+    assert body["last_cycle_status"] == "completed" and body["pending_proposals"] == 1
+    assert "outside" in body["last_cycle_reason"]

@@ -73,3 +73,19 @@ def test_the_token_may_come_in_the_subprotocol_header(alpha):
     connected, events, subprotocol = _stream("/clients/alpha/stream",
                                              subprotocols=["bearer", str(AccessToken.for_user(alpha.trader))])
     assert connected and subprotocol == "bearer" and events
+
+
+def test_a_reconnect_with_since_replays_exactly_what_it_missed(alpha):
+    seqs = [publish_event(client_id="alpha", type="greeks", data={"n": n})["seq"] for n in range(80)]
+    token = AccessToken.for_user(alpha.viewer)
+    connected, events, _ = _stream(f"/clients/alpha/stream?token={token}&since={seqs[9]}", expect=70)
+    assert connected
+    assert [event["seq"] for event in events] == seqs[10:]  # beyond the usual 50: all it missed
+    assert [event["data"]["n"] for event in events] == list(range(10, 80))
+
+
+def test_a_malformed_since_falls_back_to_the_recent_replay(alpha):
+    publish_event(client_id="alpha", type="risk", data={"event": "recent"})
+    token = AccessToken.for_user(alpha.viewer)
+    connected, events, _ = _stream(f"/clients/alpha/stream?token={token}&since=yesterday", expect=1)
+    assert connected and events[0]["data"]["event"] == "recent"

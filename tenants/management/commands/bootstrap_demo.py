@@ -26,7 +26,7 @@ class Command(BaseCommand):
         credentials = self._credentials(settings.BASE_DIR / ".data" / "demo_credentials.json")
         User = get_user_model()
         if not Client.objects.filter(client_id=DEMO_CLIENT_ID).exists():
-            client_onboard(
+            client = client_onboard(
                 client_id=DEMO_CLIENT_ID,
                 name="Demo Capital",
                 owner_username=credentials["owner"]["username"],
@@ -34,6 +34,7 @@ class Command(BaseCommand):
                 owner_email="owner@demo.example",
                 actor="bootstrap_demo",
             )
+            self._seed_book(client)
         client = Client.objects.get(client_id=DEMO_CLIENT_ID)
         trader, created = User.objects.get_or_create(
             username=credentials["trader"]["username"], defaults={"email": "trader@demo.example"}
@@ -56,6 +57,31 @@ class Command(BaseCommand):
             self.stdout.write(f"    {role:<9} username {account['username']:<14} password {account['password']}")
         self.stdout.write("  The operator also signs in to the console at /admin/.")
         self.stdout.write("")
+
+    def _seed_book(self, client: Client) -> None:
+        """A long call position out of the agent's band, so that its first cycle has a hedge to
+        propose: the demo shows the whole loop (proposal, approval, execution) from the start."""
+        from django_tenants.utils import tenant_context
+
+        from audit.rls import rls_context
+        from brokers.domain import BrokerError, OrderLeg, OrderRequest
+        from brokers.services import broker_session
+        from risk.services import Actor, order_submit
+
+        with tenant_context(client), rls_context(client_id=client.client_id, is_admin=False):
+            try:
+                with broker_session() as broker:
+                    future = broker.lookup_instrument(symbol="ES", sec_type="FUT")
+                    forward = broker.quote(future).mid
+                    calls = [option for option in broker.option_chain(future) if option.right == "C"]
+                    call = min(calls, key=lambda option: (option.expiry, abs(option.strike - forward)))
+                order = OrderRequest(client_order_id="demo-seed-1", legs=(OrderLeg(call, "BUY", 8),), order_type="MKT")
+                result = order_submit(client=client, order=order, actor=Actor("system", "bootstrap_demo"))
+            except BrokerError as exc:
+                self.stderr.write(f"  The demo book was not seeded: {exc}")
+                return
+        if result.accepted:
+            self.stdout.write(f"  Demo book: bought 8 {call.key} (the agent will propose a delta hedge).")
 
     @staticmethod
     def _credentials(path: Path) -> dict:

@@ -1,0 +1,385 @@
+"""The agent's cycle, proposals and executions on the simulated market and real PostgreSQL."""
+from __future__ import annotations
+
+import threading
+from datetime import timedelta
+
+import pytest
+from django.db import connections
+from django.test import override_settings
+from django.utils import timezone
+from django_tenants.utils import tenant_context
+
+from agents import services
+from agents.models import AgentConfig, AgentCycle, AgentDecision, Proposal
+from brokers.domain import OrderLeg, OrderRequest
+from brokers.models import Order
+from brokers.services import broker_session
+from conftest import audit_events
+from risk import services as risk
+from tradingplatform.events import recent_events
+
+TRADER = risk.Actor("user", "test-trader")
+
+
+def _configure(fixture, *, mode="confirmation", **parameters):
+    parameters.setdefault("risk_limits", {"max_net_delta": 50, "max_order_contracts": 20, "max_leg_contracts": 20})
+    with tenant_context(fixture.client):
+        AgentConfig.objects.update_or_create(singleton=True, defaults={"mode": mode, "parameters": parameters})
+
+
+def _buy_calls(fixture, quantity, client_order_id="drift"):
+    """Drift the book: buy near-the-money ES calls (positive delta) as a trader would."""
+    with tenant_context(fixture.client):
+        with broker_session() as broker:
+            future = broker.lookup_instrument(symbol="ES", sec_type="FUT")
+            forward = broker.quote(future).mid
+            today = timezone.now().date()
+            calls = [o for o in broker.option_chain(future)
+                     if o.right == "C" and 20 <= (o.expiry - today).days <= 60]
+            call = min(calls, key=lambda o: (abs(o.strike - forward), o.expiry))
+        result = risk.order_submit(client=fixture.client, actor=TRADER, order=OrderRequest(
+            client_order_id=client_order_id, legs=(OrderLeg(call, "BUY", quantity),), order_type="MKT"))
+    assert result.accepted and result.status.state == "filled", result
+    return call
+
+
+def _buy_futures(fixture, quantity, client_order_id="drift-fut"):
+    with tenant_context(fixture.client):
+        with broker_session() as broker:
+            future = broker.lookup_instrument(symbol="ES", sec_type="FUT")
+        result = risk.order_submit(client=fixture.client, actor=TRADER, order=OrderRequest(
+            client_order_id=client_order_id, legs=(OrderLeg(future, "BUY", quantity),), order_type="MKT"))
+    assert result.accepted, result
+
+
+def _net_delta(fixture):
+    with tenant_context(fixture.client), broker_session() as broker:
+        return risk.book_sync(client=fixture.client, broker=broker).valuation.net_delta
+
+
+def _cycle(fixture, key="k-1"):
+    with tenant_context(fixture.client):
+        return services.cycle_run(client=fixture.client, key=key, trigger="manual")
+
+
+def _approve(fixture, proposal, user="alpha-trader"):
+    with tenant_context(fixture.client):
+        return services.proposal_approve(client=fixture.client, proposal_id=str(proposal.pk), user=user)
+
+
+# --- the cycle -------------------------------------------------------------------------------
+
+
+def test_a_book_inside_its_band_gets_no_action_recorded_with_its_reason(alpha):
+    _configure(alpha, band={"method": "fixed", "width": 1.0})
+    outcome = _cycle(alpha)
+    assert outcome.decision.outcome == AgentDecision.Outcome.NO_ACTION
+    assert outcome.proposals == []
+    assert "within" in outcome.decision.reason
+    assert outcome.decision.metrics["band_half_width"] == 1.0
+    event = audit_events(client_id="alpha", kind="agent.decision")[-1]
+    assert event.payload["outcome"] == "no_action" and event.payload["reason"] == outcome.decision.reason
+
+
+def test_confirmation_mode_proposes_a_hedge_and_approval_brings_delta_inside_the_band(alpha):
+    _configure(alpha, band={"method": "fixed", "width": 1.0})
+    _buy_calls(alpha, 10)
+    before = _net_delta(alpha)
+    assert before > 2
+
+    outcome = _cycle(alpha)
+    assert outcome.decision.outcome == AgentDecision.Outcome.PROPOSED
+    (proposal,) = outcome.proposals
+    assert proposal.status == Proposal.Status.PENDING and proposal.action == "hedge"
+    assert proposal.legs[0]["side"] == "SELL" and proposal.legs[0]["quantity"] == round(before)
+    assert proposal.precheck["accepted"] is True
+    assert proposal.expires_at > timezone.now()
+    with tenant_context(alpha.client):
+        assert not Order.objects.filter(client_order_id=proposal.client_order_id).exists()
+
+    executed = _approve(alpha, proposal)
+    assert executed.status == Proposal.Status.EXECUTED
+    assert executed.execution["order_state"] == "filled"
+    assert abs(_net_delta(alpha)) <= 1.0
+    kinds = [e.kind for e in audit_events(client_id="alpha")]
+    assert {"proposal.created", "proposal.approved", "proposal.executed", "order.executed"} <= set(kinds)
+    events = [e for e in recent_events(client_id="alpha", limit=100) if e["type"] == "proposal"]
+    assert [e["data"]["proposal"]["status"] for e in events][-2:] == ["pending", "executed"] or \
+        events[-1]["data"]["proposal"]["status"] == "executed"
+
+
+def test_the_same_book_proposes_the_same_trade_once(alpha):
+    _configure(alpha)
+    _buy_futures(alpha, 4)
+    first = _cycle(alpha, "k-a").proposals
+    second = _cycle(alpha, "k-b")
+    assert [p.pk for p in second.proposals] == [p.pk for p in first]
+    assert "still pending" in second.decision.reason
+    with tenant_context(alpha.client):
+        assert Proposal.objects.filter(status="pending").count() == 1
+
+
+def test_a_changed_book_supersedes_the_pending_proposal(alpha):
+    _configure(alpha)
+    _buy_futures(alpha, 4)
+    (first,) = _cycle(alpha, "k-a").proposals
+    _buy_futures(alpha, 2, client_order_id="drift-2")
+    (second,) = _cycle(alpha, "k-b").proposals
+    assert second.pk != first.pk and second.legs[0]["quantity"] == 6
+    with tenant_context(alpha.client):
+        first.refresh_from_db()
+    assert first.status == Proposal.Status.SUPERSEDED
+
+
+@override_settings(AUTONOMOUS_ENABLED=True)
+def test_autonomous_mode_executes_the_hedge_without_approval(alpha):
+    _configure(alpha, mode="autonomous", band={"method": "fixed", "width": 1.0})
+    _buy_calls(alpha, 10)
+    outcome = _cycle(alpha)
+    assert outcome.decision.outcome == AgentDecision.Outcome.EXECUTED
+    (proposal,) = outcome.proposals
+    assert proposal.status == Proposal.Status.EXECUTED and proposal.mode == "autonomous"
+    assert abs(_net_delta(alpha)) <= 1.0
+    decision = audit_events(client_id="alpha", kind="risk.decision")[-1]
+    assert decision.actor_type == "agent" and decision.payload["purpose"] == "autonomous"
+
+
+@override_settings(AUTONOMOUS_ENABLED=False)
+def test_autonomous_mode_under_the_kill_switch_proposes_instead_of_executing(alpha):
+    _configure(alpha, mode="autonomous")
+    _buy_futures(alpha, 4)
+    outcome = _cycle(alpha)
+    assert outcome.decision.outcome == AgentDecision.Outcome.PROPOSED
+    assert "AUTONOMOUS_ENABLED=false" in outcome.decision.reason
+    assert outcome.proposals[0].status == Proposal.Status.PENDING
+
+
+@override_settings(AUTONOMOUS_ENABLED=True)
+def test_a_halt_stops_execution_and_the_cycle_holds(alpha):
+    _configure(alpha, mode="autonomous")
+    _buy_futures(alpha, 4)
+    with tenant_context(alpha.client):
+        risk.client_halt_set(client=alpha.client, halted=True, reason="desk review", actor=risk.Actor("operator", "ops"))
+    outcome = _cycle(alpha)
+    assert outcome.decision.outcome == AgentDecision.Outcome.HELD
+    assert "desk review" in outcome.decision.reason and outcome.proposals == []
+    with tenant_context(alpha.client):
+        assert Order.objects.count() == 1  # the drift only
+
+
+def test_a_cycle_key_runs_once_and_a_running_cycle_is_not_started_twice(alpha):
+    _configure(alpha)
+    first = _cycle(alpha, "slot-1")
+    again = _cycle(alpha, "slot-1")
+    assert first.cycle.status == AgentCycle.Status.COMPLETED
+    assert again.skipped == "cycle slot-1 already completed"
+
+
+def test_a_broker_failure_fails_the_cycle_with_the_structured_error(alpha):
+    _configure(alpha)
+    with tenant_context(alpha.client), broker_session() as broker:
+        broker.inject_disconnect(failed_reconnects=5)
+    outcome = _cycle(alpha)
+    assert outcome.cycle.status == AgentCycle.Status.FAILED
+    assert outcome.cycle.error["type"] == "broker_error"
+    assert audit_events(client_id="alpha", kind="agent.cycle_failed")
+    with tenant_context(alpha.client):
+        from agents.selectors import agent_runtime_get
+
+        assert agent_runtime_get().last_cycle_status == "failed"
+
+
+# --- approvals -------------------------------------------------------------------------------
+
+
+def _pending_hedge(fixture):
+    _configure(fixture)
+    _buy_futures(fixture, 4)
+    (proposal,) = _cycle(fixture).proposals
+    return proposal
+
+
+def test_approve_after_reject_is_a_conflict(alpha):
+    proposal = _pending_hedge(alpha)
+    with tenant_context(alpha.client):
+        rejected = services.proposal_reject(client=alpha.client, proposal_id=str(proposal.pk), user="t", reason="no")
+    assert rejected.status == Proposal.Status.REJECTED and rejected.decision_reason == "no"
+    with pytest.raises(services.ProposalConflict):
+        _approve(alpha, proposal)
+    assert audit_events(client_id="alpha", kind="proposal.rejected")[-1].payload["reason"] == "no"
+
+
+def test_approve_after_expiry_is_gone_and_marks_it_expired(alpha):
+    proposal = _pending_hedge(alpha)
+    with tenant_context(alpha.client):
+        Proposal.objects.filter(pk=proposal.pk).update(expires_at=timezone.now() - timedelta(seconds=1))
+    with pytest.raises(services.ProposalExpired):
+        _approve(alpha, proposal)
+    with tenant_context(alpha.client):
+        proposal.refresh_from_db()
+        assert proposal.status == Proposal.Status.EXPIRED
+        assert not Order.objects.filter(client_order_id=proposal.client_order_id).exists()
+
+
+def test_approve_during_an_emergency_halt_is_refused_with_the_reason(alpha):
+    proposal = _pending_hedge(alpha)
+    risk.emergency_halt_set(halted=True, reason="exchange outage", actor=risk.Actor("operator", "ops"))
+    try:
+        with pytest.raises(risk.ExecutionHalted, match="exchange outage"):
+            _approve(alpha, proposal)
+    finally:
+        risk.emergency_halt_set(halted=False, reason="over", actor=risk.Actor("operator", "ops"))
+    with tenant_context(alpha.client):
+        proposal.refresh_from_db()
+    assert proposal.status == Proposal.Status.PENDING  # still approvable once the halt is lifted
+    assert _approve(alpha, proposal).status == Proposal.Status.EXECUTED
+
+
+def test_the_governor_rechecks_at_approval_against_the_current_book(alpha):
+    proposal = _pending_hedge(alpha)
+    _configure(alpha, risk_limits={"max_leg_contracts": 2})
+    with pytest.raises(services.RiskRejected) as refused:
+        _approve(alpha, proposal)
+    assert "max_leg_size" in {v["code"] for v in refused.value.violations}
+    with tenant_context(alpha.client):
+        proposal.refresh_from_db()
+        assert proposal.status == Proposal.Status.BLOCKED
+        assert not Order.objects.filter(client_order_id=proposal.client_order_id).exists()
+
+
+def test_a_tampered_proposal_is_not_executed(alpha):
+    proposal = _pending_hedge(alpha)
+    with tenant_context(alpha.client):
+        legs = proposal.legs
+        legs[0]["quantity"] = 9
+        Proposal.objects.filter(pk=proposal.pk).update(legs=legs)
+    with pytest.raises(services.ProposalConflict, match="content hash"):
+        _approve(alpha, proposal)
+
+
+# --- redelivery and unknown outcomes ---------------------------------------------------------
+
+
+@override_settings(AUTONOMOUS_ENABLED=True)
+def test_a_redelivered_cycle_resumes_its_execution_by_asking_the_broker(alpha):
+    """A worker died after the order was sent and before the proposal was settled: the redelivered
+    task finds the cycle, asks the broker about the client order id, and sends nothing again."""
+    _configure(alpha, mode="autonomous")
+    _buy_futures(alpha, 4)
+    with tenant_context(alpha.client):
+        cycle = AgentCycle.objects.create(key="slot-9", trigger="schedule")
+        decided = services._decide(client=alpha.client, cycle=cycle, trigger="schedule",
+                                   parameters=services.agent_parameters_get(), source="cycle", may_execute=True)
+        (proposal,) = decided.proposals
+        risk.order_submit(client=alpha.client, order=services.proposal_order(proposal), actor=services.AGENT,
+                          purpose="autonomous")  # sent; the worker "dies" before settling the proposal
+    outcome = _cycle(alpha, "slot-9")
+    assert outcome.decision.pk == decided.decision.pk  # not decided again
+    with tenant_context(alpha.client):
+        proposal.refresh_from_db()
+        assert proposal.status == Proposal.Status.EXECUTED
+        assert Order.objects.filter(client_order_id=proposal.client_order_id).count() == 1
+        assert Order.objects.count() == 2
+    assert abs(_net_delta(alpha)) <= 1.0
+
+
+@override_settings(AUTONOMOUS_ENABLED=True)
+def test_an_execution_the_broker_never_received_fails_instead_of_being_resent(alpha):
+    _configure(alpha, mode="autonomous")
+    _buy_futures(alpha, 4)
+    with tenant_context(alpha.client):
+        cycle = AgentCycle.objects.create(key="slot-10", trigger="schedule")
+        decided = services._decide(client=alpha.client, cycle=cycle, trigger="schedule",
+                                   parameters=services.agent_parameters_get(), source="cycle", may_execute=True)
+    _cycle(alpha, "slot-10")
+    with tenant_context(alpha.client):
+        (proposal,) = Proposal.objects.filter(pk=decided.proposals[0].pk)
+        assert proposal.status == Proposal.Status.FAILED
+        assert proposal.execution["error"]["code"] == "never_sent"
+        assert not Order.objects.filter(client_order_id=proposal.client_order_id).exists()
+
+
+# --- concurrency: committed data, real threads ------------------------------------------------
+
+
+def test_twenty_concurrent_approvals_execute_once(django_db_setup, django_db_blocker):
+    from rest_framework.test import APIClient
+
+    from conftest import bearer
+
+    race = django_db_setup["race"]
+    with django_db_blocker.unblock():
+        _configure(race, band={"method": "fixed", "width": 0.5},
+                   risk_limits={"max_net_delta": 1000, "max_order_contracts": 100, "max_leg_contracts": 100,
+                                "max_orders_per_minute": 100})
+        if abs(_net_delta(race)) < 2:
+            _buy_futures(race, 3, client_order_id=f"race-drift-{timezone.now().timestamp()}")
+        (proposal,) = _cycle(race, f"race-{timezone.now().timestamp()}").proposals
+        barrier = threading.Barrier(20)
+        codes = []
+
+        def approve():
+            client = APIClient()
+            barrier.wait()
+            try:
+                response = client.post(f"/clients/race/agent/approve/{proposal.pk}", **bearer(race.trader))
+                codes.append(response.status_code)
+            finally:
+                connections.close_all()
+
+        threads = [threading.Thread(target=approve) for _ in range(20)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(120)
+        assert sorted(codes) == [200] + [409] * 19
+        with tenant_context(race.client):
+            assert Order.objects.filter(client_order_id=proposal.client_order_id).count() == 1
+            with broker_session() as broker:
+                assert broker.order_status(proposal.client_order_id).state == "filled"
+            assert Proposal.objects.get(pk=proposal.pk).status == Proposal.Status.EXECUTED
+
+
+# --- structures ------------------------------------------------------------------------------
+
+
+STRANGLE = {"kind": "short_strangle", "short_delta": 0.2, "dte_min": 20, "dte_max": 60, "quantity": 4}
+
+
+@override_settings(AUTONOMOUS_ENABLED=True)
+def test_a_structure_opens_as_one_combo_and_is_remembered_for_its_exits(alpha):
+    _configure(alpha, mode="autonomous", structure=STRANGLE, exits={"roll_dte": 5},
+               risk_limits={"max_net_delta": 50, "max_order_contracts": 20, "max_leg_contracts": 20})
+    outcome = _cycle(alpha)
+    (opened, *_) = outcome.proposals
+    assert opened.action == "open_structure" and opened.status == Proposal.Status.EXECUTED
+    assert sorted((leg["side"], leg["instrument"]["right"]) for leg in opened.legs) == [("SELL", "C"), ("SELL", "P")]
+    with tenant_context(alpha.client):
+        (order,) = Order.objects.filter(client_order_id=opened.client_order_id)
+        assert len(order.legs) == 2  # one combo order, not one per leg
+        from agents.selectors import agent_runtime_get
+
+        held = agent_runtime_get().open_structure
+    assert held["kind"] == "short_strangle" and held["quantity"] == 4
+    assert sorted(quantity for _, quantity in held["legs"]) == [-4, -4]
+    again = _cycle(alpha, "k-2")
+    assert "open_structure" not in [p.action for p in again.proposals]  # held: not opened twice
+
+
+@override_settings(AUTONOMOUS_ENABLED=True)
+def test_a_partly_filled_combo_is_reported_and_the_book_is_hedged_at_once(alpha):
+    _configure(alpha, mode="autonomous", structure={**STRANGLE, "short_delta": 0.3}, exits={"roll_dte": 5},
+               band={"method": "fixed", "width": 0.5})
+    with tenant_context(alpha.client), broker_session() as broker:
+        broker.set_fill_ratio(0.5)
+    outcome = _cycle(alpha)
+    opened = next(p for p in outcome.proposals if p.action == "open_structure")
+    with tenant_context(alpha.client):
+        opened.refresh_from_db()
+        assert opened.execution["order_state"] == "partially_filled" and opened.execution["filled_quantity"] == 2
+        follow_up = AgentCycle.objects.get(key=f"partial:{opened.pk}")
+        assert follow_up.trigger == "partial_fill" and follow_up.status == AgentCycle.Status.COMPLETED
+        assert follow_up.decisions.count() == 1
+    executed = audit_events(client_id="alpha", kind="proposal.executed")
+    assert any(e.payload["order_state"] == "partially_filled" for e in executed)
