@@ -152,8 +152,12 @@ CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # Seconds between scheduled book syncs of every client (fills, positions, breaker, live greeks).
 BOOK_SYNC_SECONDS = env.float("BOOK_SYNC_SECONDS", default=60.0)
+# Seconds between the scheduler's looks at which agents are due a cycle (each agent's own interval
+# is its `cycle_interval_seconds` parameter; a cycle starts at most this late).
+AGENT_SCHEDULER_TICK_SECONDS = env.float("AGENT_SCHEDULER_TICK_SECONDS", default=5.0)
 CELERY_BEAT_SCHEDULE = {
     "sync-every-book": {"task": "risk.books_sync_all", "schedule": BOOK_SYNC_SECONDS},
+    "schedule-agent-cycles": {"task": "agents.cycles_schedule", "schedule": AGENT_SCHEDULER_TICK_SECONDS},
 }
 
 AUTH_PASSWORD_VALIDATORS = [
@@ -259,3 +263,12 @@ def _refuse_development_secrets_in_production() -> None:
 
 if IS_PRODUCTION:
     _refuse_development_secrets_in_production()
+
+# The agent's chat may use any OpenAI-compatible chat-completions endpoint (unset: deterministic
+# intents only). The key is a secret: never logged, stored or returned.
+LLM_BASE_URL = env.str("LLM_BASE_URL", default="")
+LLM_MODEL = env.str("LLM_MODEL", default="")
+LLM_API_KEY = env.str("LLM_API_KEY", default="")
+LLM_TIMEOUT_SECONDS = env.float("LLM_TIMEOUT_SECONDS", default=20)  # the whole turn, tool rounds included
+LLM_MAX_TOOL_ROUNDS = env.int("LLM_MAX_TOOL_ROUNDS", default=4)
+LLM_MAX_TOKENS = env.int("LLM_MAX_TOKENS", default=600)  # per completion
