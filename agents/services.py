@@ -36,6 +36,7 @@ from audit import services as audit
 from brokers import services as broker_services
 from brokers.codec import instrument_from_json, instrument_to_json
 from brokers.domain import Broker, BrokerError, Instrument, OrderLeg, OrderRequest
+from brokers.models import Order as OrderRow
 from brokers.products import PRODUCTS
 from risk import services as risk
 from risk.book import instruments_risk
@@ -570,10 +571,12 @@ def proposal_approve(*, client: Client, proposal_id: str, user: str) -> Proposal
         proposal = _proposal_execute(client=client, proposal=proposal, actor=risk.Actor("user", user),
                                      purpose="approval")
     except BrokerError:
-        # The broker could not be reached to evaluate the order: nothing was sent, so the proposal
-        # goes back to pending and the trader may approve it again.
-        Proposal.objects.filter(pk=proposal.pk, status=Proposal.Status.EXECUTING).update(
-            status=Proposal.Status.PENDING, decided_by="", decided_at=None)
+        # The broker could not be reached. Before the order was recorded nothing was sent: the
+        # proposal goes back to pending and may be approved again. After, it stays executing and
+        # the next cycle asks the broker what became of it.
+        if not OrderRow.objects.filter(client_order_id=proposal.client_order_id).exists():
+            Proposal.objects.filter(pk=proposal.pk, status=Proposal.Status.EXECUTING).update(
+                status=Proposal.Status.PENDING, decided_by="", decided_at=None)
         raise
     if proposal.status == Proposal.Status.BLOCKED:
         raise RiskRejected((proposal.execution or {}).get("decision") or {

@@ -383,3 +383,17 @@ def test_a_partly_filled_combo_is_reported_and_the_book_is_hedged_at_once(alpha)
         assert follow_up.decisions.count() == 1
     executed = audit_events(client_id="alpha", kind="proposal.executed")
     assert any(e.payload["order_state"] == "partially_filled" for e in executed)
+
+
+def test_an_approval_the_broker_cannot_evaluate_sends_nothing_and_stays_approvable(alpha):
+    from brokers.domain import BrokerError
+
+    proposal = _pending_hedge(alpha)
+    with tenant_context(alpha.client), broker_session() as broker:
+        broker.inject_disconnect(failed_reconnects=5)
+    with pytest.raises(BrokerError):
+        _approve(alpha, proposal)
+    with tenant_context(alpha.client):
+        proposal.refresh_from_db()
+        assert proposal.status == Proposal.Status.PENDING and proposal.decided_by == ""
+        assert not Order.objects.filter(client_order_id=proposal.client_order_id).exists()
