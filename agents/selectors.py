@@ -32,7 +32,7 @@ def _json_limits(limits) -> dict[str, Any]:
 def agent_status_get(*, client: Client) -> dict[str, Any]:
     from brokers.registry import routed_broker
     from brokers.services import broker_connection_get
-    from risk.services import platform_control_get, risk_limits_get, risk_state_get
+    from risk.services import daily_pnl_read, orders_last_minute, platform_control_get, risk_limits_get, risk_state_get
     from tradingplatform.events import live_state_get
 
     config = agent_config_get()
@@ -75,6 +75,11 @@ def agent_status_get(*, client: Client) -> dict[str, Any]:
             "max_net_delta": limits.max_net_delta,
             "open_legs": greeks.get("open_legs") if greeks else None,
             "max_open_legs": limits.max_open_legs,
+            "daily_pnl": {name: str(value) if value is not None else None for name, value in
+                          daily_pnl_read(unrealized=greeks.get("unrealized_pnl") if greeks else None).items()},
+            "max_daily_loss": str(limits.max_daily_loss),
+            "orders_last_minute": orders_last_minute(),
+            "max_orders_per_minute": limits.max_orders_per_minute,
             "as_of": greeks.get("as_of") if greeks else None,
         },
         "broker": {

@@ -136,13 +136,18 @@ def _realized_since(start: datetime) -> Decimal:
     return (totals["realized"] or Decimal(0)) - (totals["commission"] or Decimal(0))
 
 
-def _daily_pnl(record: RiskStateRecord, unrealized: float | None, now: datetime) -> tuple[Decimal, Decimal | None]:
-    """(realized today net of commissions, unrealized since the day began); see RiskStateRecord."""
+def _daily_pnl(record: RiskStateRecord, unrealized: float | None, now: datetime, *,
+               take_baseline: bool = True) -> tuple[Decimal, Decimal | None]:
+    """(realized today net of commissions, unrealized since the day began); see RiskStateRecord.
+    The first sight of a trading day takes its unrealized baseline, unless `take_baseline` is
+    False (a read): the unrealized part is then unknown until a sync takes it."""
     day_start = market_hours().trading_day_start(TRADING_DAY_CALENDAR, now)
     unrealized_now = (
         governor.to_money(unrealized) if unrealized is not None and math.isfinite(unrealized) else None
     )
     if record.trading_day_start != day_start and unrealized_now is not None:
+        if not take_baseline:
+            return _realized_since(day_start), None
         record.trading_day_start = day_start
         record.day_unrealized_baseline = unrealized_now
         record.save(update_fields=["trading_day_start", "day_unrealized_baseline", "changed_at"])
@@ -150,6 +155,17 @@ def _daily_pnl(record: RiskStateRecord, unrealized: float | None, now: datetime)
     if unrealized_now is None:
         return realized, None
     return realized, unrealized_now - record.day_unrealized_baseline
+
+
+def daily_pnl_read(*, unrealized: float | None) -> dict[str, Decimal | None]:
+    """Today's P&L as the daily-loss rule counts it, without writing anything (for status)."""
+    realized, unrealized_today = _daily_pnl(risk_state_get(), unrealized, timezone.now(), take_baseline=False)
+    total = realized + unrealized_today if unrealized_today is not None else None
+    return {"realized": realized, "unrealized": unrealized_today, "total": total}
+
+
+def orders_last_minute() -> int:
+    return RiskDecisionRecord.objects.filter(accepted=True, created_at__gte=timezone.now() - timedelta(seconds=60)).count()
 
 
 def _proposed_order(order: OrderRequest, quotes: dict, now: datetime) -> governor.ProposedOrder:

@@ -190,3 +190,7 @@ def test_status_reports_the_last_and_next_cycle_and_pending_proposals(api, alpha
     assert body["last_cycle"] is not None and body["next_cycle"] > body["last_cycle"]
     assert body["last_cycle_status"] == "completed" and body["pending_proposals"] == 1
     assert "outside" in body["last_cycle_reason"]
+    usage = body["usage"]
+    assert usage["net_delta"] == pytest.approx(4.0) and usage["max_net_delta"] == 50
+    assert usage["orders_last_minute"] == 1 and usage["max_orders_per_minute"] == 10
+    assert usage["daily_pnl"]["realized"] is not None and usage["max_daily_loss"] == "2000.00"
