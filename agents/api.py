@@ -1,7 +1,7 @@
 """Thin views: the agent's status, mode and parameters; its proposals, their approval and rejection."""
 from __future__ import annotations
 
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import extend_schema
 from rest_framework import exceptions, status
 from rest_framework.generics import ListAPIView
 from rest_framework.request import Request

@@ -80,10 +80,11 @@ def test_only_owners_change_mode_and_parameters(api, alpha, role):
 
 
 def _pending_proposal(alpha):
-    from agents.tests.test_services import _buy_futures, _configure, _cycle
+    from agents.tests.books import buy_futures, configure
+    from agents.tests.test_services import _cycle
 
-    _configure(alpha)
-    _buy_futures(alpha, 4)
+    configure(alpha)
+    buy_futures(alpha, 4)
     (proposal,) = _cycle(alpha).proposals
     return proposal
 

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from agents.parameters import AgentParameters, Band, Exits, StructureRules
+from agents.parameters import AgentParameters, Band, StructureRules
 from agents.policy import (
     POLICY_VERSION,
     OpenStructure,

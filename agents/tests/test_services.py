@@ -11,46 +11,13 @@ from django.utils import timezone
 from django_tenants.utils import tenant_context
 
 from agents import services
-from agents.models import AgentConfig, AgentCycle, AgentDecision, Proposal
-from brokers.domain import OrderLeg, OrderRequest
+from agents.models import AgentCycle, AgentDecision, Proposal
+from agents.tests.books import buy_calls, buy_futures, configure
 from brokers.models import Order
 from brokers.services import broker_session
 from conftest import audit_events
 from risk import services as risk
 from tradingplatform.events import recent_events
-
-TRADER = risk.Actor("user", "test-trader")
-
-
-def _configure(fixture, *, mode="confirmation", **parameters):
-    parameters.setdefault("risk_limits", {"max_net_delta": 50, "max_order_contracts": 20, "max_leg_contracts": 20})
-    with tenant_context(fixture.client):
-        AgentConfig.objects.update_or_create(singleton=True, defaults={"mode": mode, "parameters": parameters})
-
-
-def _buy_calls(fixture, quantity, client_order_id="drift"):
-    """Drift the book: buy near-the-money ES calls (positive delta) as a trader would."""
-    with tenant_context(fixture.client):
-        with broker_session() as broker:
-            future = broker.lookup_instrument(symbol="ES", sec_type="FUT")
-            forward = broker.quote(future).mid
-            today = timezone.now().date()
-            calls = [o for o in broker.option_chain(future)
-                     if o.right == "C" and 20 <= (o.expiry - today).days <= 60]
-            call = min(calls, key=lambda o: (abs(o.strike - forward), o.expiry))
-        result = risk.order_submit(client=fixture.client, actor=TRADER, order=OrderRequest(
-            client_order_id=client_order_id, legs=(OrderLeg(call, "BUY", quantity),), order_type="MKT"))
-    assert result.accepted and result.status.state == "filled", result
-    return call
-
-
-def _buy_futures(fixture, quantity, client_order_id="drift-fut"):
-    with tenant_context(fixture.client):
-        with broker_session() as broker:
-            future = broker.lookup_instrument(symbol="ES", sec_type="FUT")
-        result = risk.order_submit(client=fixture.client, actor=TRADER, order=OrderRequest(
-            client_order_id=client_order_id, legs=(OrderLeg(future, "BUY", quantity),), order_type="MKT"))
-    assert result.accepted, result
 
 
 def _net_delta(fixture):
@@ -72,7 +39,7 @@ def _approve(fixture, proposal, user="alpha-trader"):
 
 
 def test_a_book_inside_its_band_gets_no_action_recorded_with_its_reason(alpha):
-    _configure(alpha, band={"method": "fixed", "width": 1.0})
+    configure(alpha, band={"method": "fixed", "width": 1.0})
     outcome = _cycle(alpha)
     assert outcome.decision.outcome == AgentDecision.Outcome.NO_ACTION
     assert outcome.proposals == []
@@ -83,8 +50,8 @@ def test_a_book_inside_its_band_gets_no_action_recorded_with_its_reason(alpha):
 
 
 def test_confirmation_mode_proposes_a_hedge_and_approval_brings_delta_inside_the_band(alpha):
-    _configure(alpha, band={"method": "fixed", "width": 1.0})
-    _buy_calls(alpha, 10)
+    configure(alpha, band={"method": "fixed", "width": 1.0})
+    buy_calls(alpha, 10)
     before = _net_delta(alpha)
     assert before > 2
 
@@ -110,8 +77,8 @@ def test_confirmation_mode_proposes_a_hedge_and_approval_brings_delta_inside_the
 
 
 def test_the_same_book_proposes_the_same_trade_once(alpha):
-    _configure(alpha)
-    _buy_futures(alpha, 4)
+    configure(alpha)
+    buy_futures(alpha, 4)
     first = _cycle(alpha, "k-a").proposals
     second = _cycle(alpha, "k-b")
     assert [p.pk for p in second.proposals] == [p.pk for p in first]
@@ -121,10 +88,10 @@ def test_the_same_book_proposes_the_same_trade_once(alpha):
 
 
 def test_a_changed_book_supersedes_the_pending_proposal(alpha):
-    _configure(alpha)
-    _buy_futures(alpha, 4)
+    configure(alpha)
+    buy_futures(alpha, 4)
     (first,) = _cycle(alpha, "k-a").proposals
-    _buy_futures(alpha, 2, client_order_id="drift-2")
+    buy_futures(alpha, 2, client_order_id="drift-2")
     (second,) = _cycle(alpha, "k-b").proposals
     assert second.pk != first.pk and second.legs[0]["quantity"] == 6
     with tenant_context(alpha.client):
@@ -134,8 +101,8 @@ def test_a_changed_book_supersedes_the_pending_proposal(alpha):
 
 @override_settings(AUTONOMOUS_ENABLED=True)
 def test_autonomous_mode_executes_the_hedge_without_approval(alpha):
-    _configure(alpha, mode="autonomous", band={"method": "fixed", "width": 1.0})
-    _buy_calls(alpha, 10)
+    configure(alpha, mode="autonomous", band={"method": "fixed", "width": 1.0})
+    buy_calls(alpha, 10)
     outcome = _cycle(alpha)
     assert outcome.decision.outcome == AgentDecision.Outcome.EXECUTED
     (proposal,) = outcome.proposals
@@ -147,8 +114,8 @@ def test_autonomous_mode_executes_the_hedge_without_approval(alpha):
 
 @override_settings(AUTONOMOUS_ENABLED=False)
 def test_autonomous_mode_under_the_kill_switch_proposes_instead_of_executing(alpha):
-    _configure(alpha, mode="autonomous")
-    _buy_futures(alpha, 4)
+    configure(alpha, mode="autonomous")
+    buy_futures(alpha, 4)
     outcome = _cycle(alpha)
     assert outcome.decision.outcome == AgentDecision.Outcome.PROPOSED
     assert "AUTONOMOUS_ENABLED=false" in outcome.decision.reason
@@ -157,8 +124,8 @@ def test_autonomous_mode_under_the_kill_switch_proposes_instead_of_executing(alp
 
 @override_settings(AUTONOMOUS_ENABLED=True)
 def test_a_halt_stops_execution_and_the_cycle_holds(alpha):
-    _configure(alpha, mode="autonomous")
-    _buy_futures(alpha, 4)
+    configure(alpha, mode="autonomous")
+    buy_futures(alpha, 4)
     with tenant_context(alpha.client):
         risk.client_halt_set(client=alpha.client, halted=True, reason="desk review", actor=risk.Actor("operator", "ops"))
     outcome = _cycle(alpha)
@@ -169,7 +136,7 @@ def test_a_halt_stops_execution_and_the_cycle_holds(alpha):
 
 
 def test_a_cycle_key_runs_once_and_a_running_cycle_is_not_started_twice(alpha):
-    _configure(alpha)
+    configure(alpha)
     first = _cycle(alpha, "slot-1")
     again = _cycle(alpha, "slot-1")
     assert first.cycle.status == AgentCycle.Status.COMPLETED
@@ -177,7 +144,7 @@ def test_a_cycle_key_runs_once_and_a_running_cycle_is_not_started_twice(alpha):
 
 
 def test_a_broker_failure_fails_the_cycle_with_the_structured_error(alpha):
-    _configure(alpha)
+    configure(alpha)
     with tenant_context(alpha.client), broker_session() as broker:
         broker.inject_disconnect(failed_reconnects=5)
     outcome = _cycle(alpha)
@@ -194,8 +161,8 @@ def test_a_broker_failure_fails_the_cycle_with_the_structured_error(alpha):
 
 
 def _pending_hedge(fixture):
-    _configure(fixture)
-    _buy_futures(fixture, 4)
+    configure(fixture)
+    buy_futures(fixture, 4)
     (proposal,) = _cycle(fixture).proposals
     return proposal
 
@@ -238,7 +205,7 @@ def test_approve_during_an_emergency_halt_is_refused_with_the_reason(alpha):
 
 def test_the_governor_rechecks_at_approval_against_the_current_book(alpha):
     proposal = _pending_hedge(alpha)
-    _configure(alpha, risk_limits={"max_leg_contracts": 2})
+    configure(alpha, risk_limits={"max_leg_contracts": 2})
     with pytest.raises(services.RiskRejected) as refused:
         _approve(alpha, proposal)
     assert "max_leg_size" in {v["code"] for v in refused.value.violations}
@@ -265,8 +232,8 @@ def test_a_tampered_proposal_is_not_executed(alpha):
 def test_a_redelivered_cycle_resumes_its_execution_by_asking_the_broker(alpha):
     """A worker died after the order was sent and before the proposal was settled: the redelivered
     task finds the cycle, asks the broker about the client order id, and sends nothing again."""
-    _configure(alpha, mode="autonomous")
-    _buy_futures(alpha, 4)
+    configure(alpha, mode="autonomous")
+    buy_futures(alpha, 4)
     with tenant_context(alpha.client):
         cycle = AgentCycle.objects.create(key="slot-9", trigger="schedule")
         decided = services._decide(client=alpha.client, cycle=cycle, trigger="schedule",
@@ -286,8 +253,8 @@ def test_a_redelivered_cycle_resumes_its_execution_by_asking_the_broker(alpha):
 
 @override_settings(AUTONOMOUS_ENABLED=True)
 def test_an_execution_the_broker_never_received_fails_instead_of_being_resent(alpha):
-    _configure(alpha, mode="autonomous")
-    _buy_futures(alpha, 4)
+    configure(alpha, mode="autonomous")
+    buy_futures(alpha, 4)
     with tenant_context(alpha.client):
         cycle = AgentCycle.objects.create(key="slot-10", trigger="schedule")
         decided = services._decide(client=alpha.client, cycle=cycle, trigger="schedule",
@@ -310,11 +277,11 @@ def test_twenty_concurrent_approvals_execute_once(django_db_setup, django_db_blo
 
     race = django_db_setup["race"]
     with django_db_blocker.unblock():
-        _configure(race, band={"method": "fixed", "width": 0.5},
+        configure(race, band={"method": "fixed", "width": 0.5},
                    risk_limits={"max_net_delta": 1000, "max_order_contracts": 100, "max_leg_contracts": 100,
                                 "max_orders_per_minute": 100})
         if abs(_net_delta(race)) < 2:
-            _buy_futures(race, 3, client_order_id=f"race-drift-{timezone.now().timestamp()}")
+            buy_futures(race, 3, client_order_id=f"race-drift-{timezone.now().timestamp()}")
         (proposal,) = _cycle(race, f"race-{timezone.now().timestamp()}").proposals
         barrier = threading.Barrier(20)
         codes = []
@@ -349,7 +316,7 @@ STRANGLE = {"kind": "short_strangle", "short_delta": 0.2, "dte_min": 20, "dte_ma
 
 @override_settings(AUTONOMOUS_ENABLED=True)
 def test_a_structure_opens_as_one_combo_and_is_remembered_for_its_exits(alpha):
-    _configure(alpha, mode="autonomous", structure=STRANGLE, exits={"roll_dte": 5},
+    configure(alpha, mode="autonomous", structure=STRANGLE, exits={"roll_dte": 5},
                risk_limits={"max_net_delta": 50, "max_order_contracts": 20, "max_leg_contracts": 20})
     outcome = _cycle(alpha)
     (opened, *_) = outcome.proposals
@@ -369,7 +336,7 @@ def test_a_structure_opens_as_one_combo_and_is_remembered_for_its_exits(alpha):
 
 @override_settings(AUTONOMOUS_ENABLED=True)
 def test_a_partly_filled_combo_is_reported_and_the_book_is_hedged_at_once(alpha):
-    _configure(alpha, mode="autonomous", structure={**STRANGLE, "short_delta": 0.3}, exits={"roll_dte": 5},
+    configure(alpha, mode="autonomous", structure={**STRANGLE, "short_delta": 0.3}, exits={"roll_dte": 5},
                band={"method": "fixed", "width": 0.5})
     with tenant_context(alpha.client), broker_session() as broker:
         broker.set_fill_ratio(0.5)
