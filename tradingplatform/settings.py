@@ -241,6 +241,9 @@ LOGGING = {
         "django.db.backends": {"level": "WARNING"},
         "ib_async": {"level": "WARNING"},
         "daphne": {"level": "WARNING"},
+        # The openai SDK's HTTP client logs every request at INFO; the chat's own log says enough.
+        "httpx2": {"level": "WARNING"},
+        "httpx": {"level": "WARNING"},
     },
 }
 
