@@ -1,7 +1,8 @@
 """Valuing a book: marks, unrealized P&L and greeks per leg, net greeks per underlying.
 
 Pure: positions and quotes in, frozen dataclasses out. One vectorized pass over all legs (implied
-vol from each option's mid, Black-76 greeks), so a 200-leg book costs one numpy call, not 200.
+vol from each option's mid, Black-76 greeks), so a 200-leg book costs one numpy call, not 200;
+`value_books` makes that one pass for many clients' books together.
 
 Conventions:
 - the mark is the mid of a two-sided quote, else the last trade, else unknown;
@@ -169,11 +170,50 @@ def value_book(
     rate: float,
     broker_greeks_max_age: timedelta = DEFAULT_BROKER_GREEKS_MAX_AGE,
 ) -> BookValuation:
-    held = [position for position in positions if position.quantity]
+    held = _held(positions)
     risks = instruments_risk(
         [position.instrument for position in held], quotes, now=now, rate=rate,
         broker_greeks_max_age=broker_greeks_max_age,
     )
+    return _book_valuation(held, risks, now)
+
+
+def value_books(
+    books: Mapping[str, Sequence[Position]],
+    quotes: Mapping[str, Quote],
+    *,
+    now: datetime,
+    rate: float,
+    broker_greeks_max_age: timedelta = DEFAULT_BROKER_GREEKS_MAX_AGE,
+) -> dict[str, BookValuation]:
+    """`value_book` for many books (by any name) at once: one `instruments_risk` pass over the
+    distinct instruments of all of them, so a contract many clients hold is valued once and the
+    numpy calls are paid once rather than per client. The greeks are computed element by element,
+    so each book's valuation is exactly `value_book`'s."""
+    held = {name: _held(positions) for name, positions in books.items()}
+    distinct = list(dict.fromkeys(
+        position.instrument for positions in held.values() for position in positions
+    ))
+    risks = dict(zip(
+        distinct,
+        instruments_risk(distinct, quotes, now=now, rate=rate, broker_greeks_max_age=broker_greeks_max_age),
+        strict=True,
+    ))
+    return {
+        name: _book_valuation(positions, [risks[position.instrument] for position in positions], now)
+        for name, positions in held.items()
+    }
+
+
+def _held(positions: Sequence[Position]) -> list[Position]:
+    return [position for position in positions if position.quantity]
+
+
+def _book_valuation(
+    held: Sequence[Position], risks: Sequence[InstrumentRisk], now: datetime
+) -> BookValuation:
+    """Legs, P&L and net greeks per underlying of `held` (no flat positions), each position
+    with its instrument's risk."""
     legs = tuple(
         LegValuation(
             risk=risk,

@@ -1,11 +1,12 @@
 """Book valuation: marks, P&L, per-leg and net greeks, failing closed on missing data."""
 import math
+from dataclasses import replace
 from datetime import date, datetime, timedelta, timezone
 
 import pytest
 
 from brokers.domain import Greeks, Instrument, Position, Quote
-from risk.book import instruments_risk, value_book, years_to_expiry
+from risk.book import instruments_risk, value_book, value_books, years_to_expiry
 from risk.greeks import black76
 
 NOW = datetime(2026, 11, 24, 15, 0, tzinfo=timezone.utc)
@@ -89,3 +90,30 @@ def test_option_forward_falls_back_to_its_future_quote():
 
 def test_flat_positions_are_left_out():
     assert value_book([Position(FUT, 0, 6000.0)], _quotes(FUT_QUOTE), now=NOW, rate=RATE).legs == ()
+
+
+def test_value_books_equals_value_book_for_every_book_exactly():
+    far_call = replace(CALL, strike=6200.0)
+    near_put = replace(PUT, strike=5975.0)
+    unquoted = replace(CALL, strike=6400.0)
+    broker = Greeks(delta=0.42, gamma=0.001, vega=5.0, theta=-1.0, rho=0.0, implied_vol=0.2,
+                    source="broker", time=NOW - timedelta(seconds=5))
+    cl_quote = Quote(CL_FUT, bid=70.49, ask=70.51, last=None, bid_size=1, ask_size=1, time=NOW)
+    quotes = _quotes(_option_quote(CALL), _option_quote(PUT), _option_quote(far_call),
+                     _option_quote(near_put, greeks=broker), FUT_QUOTE, cl_quote)
+    # Shared and distinct contracts in different orders, a flat leg, broker greeks, a leg
+    # without a quote (NaN greeks), another underlying and an empty book.
+    books = {
+        "alpha": [Position(CALL, 4, 50.0), Position(PUT, -2, 40.0), Position(FUT, -1, 6010.0)],
+        "beta": [Position(near_put, 3, 30.0), Position(CALL, -1, 55.0), Position(far_call, 0, 9.0),
+                 Position(CL_FUT, 2, 70.0)],
+        "gamma": [Position(unquoted, 1, 2.0), Position(PUT, 5, 41.0), Position(far_call, -7, 8.5)],
+        "delta": [],
+    }
+    batched = value_books(books, quotes, now=NOW, rate=RATE)
+    one_by_one = {name: value_book(positions, quotes, now=NOW, rate=RATE)
+                  for name, positions in books.items()}
+    assert math.isnan(batched["gamma"].net_delta)
+    assert {leg.risk.greeks_source for leg in batched["beta"].legs} == {"broker", "model"}
+    # repr compares every float exactly and NaN equal to NaN, which == on the dataclasses does not.
+    assert repr(batched) == repr(one_by_one)
