@@ -19,6 +19,9 @@ bench: $(STAMP)
 	$(VENV)/bin/python -m bench.governor_bench
 	$(VENV)/bin/python -m tradingplatform.devstack exec -- $(VENV)/bin/python -m bench.pretrade_bench
 	$(VENV)/bin/python -m tradingplatform.devstack exec -- $(VENV)/bin/python -m bench.onboarding_bench
+	$(VENV)/bin/python -m bench.agent_cycle_bench
+	$(VENV)/bin/python -m tradingplatform.devstack exec -- $(VENV)/bin/python -m bench.agent_cycle_bench --service
+	$(VENV)/bin/python -m tradingplatform.devstack exec -- $(VENV)/bin/python -m bench.stream_latency_bench
 
 install: $(STAMP)
 
