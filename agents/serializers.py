@@ -19,7 +19,28 @@ from agents.parameters import (
 from brokers.products import PRODUCTS
 
 
-class RiskLimitsSerializer(serializers.Serializer):
+class _RejectsUnknownKeys(serializers.Serializer):
+    """Unknown keys are field errors, not silently dropped, and are reported together with every
+    other field's error."""
+
+    unknown_key_message = "Unknown parameter."
+
+    def to_internal_value(self, data):
+        unknown = sorted(set(data) - set(self.fields)) if isinstance(data, dict) else []
+        errors = {name: [self.unknown_key_message] for name in unknown}
+        try:
+            value = super().to_internal_value(data)
+        except serializers.ValidationError as exc:
+            if not errors:
+                raise
+            detail = exc.detail if isinstance(exc.detail, dict) else {"non_field_errors": exc.detail}
+            raise serializers.ValidationError({**detail, **errors}) from exc
+        if errors:
+            raise serializers.ValidationError(errors)
+        return value
+
+
+class RiskLimitsSerializer(_RejectsUnknownKeys):
     """Every field optional: a partial update of the client's risk limits."""
 
     max_net_delta = serializers.FloatField(required=False, min_value=0, help_text="Underlying futures contracts.")
@@ -36,10 +57,7 @@ class RiskLimitsSerializer(serializers.Serializer):
     max_orders_per_minute = serializers.IntegerField(required=False, min_value=1)
     duplicate_window_seconds = serializers.FloatField(required=False, min_value=0)
 
-    def to_internal_value(self, data):
-        if isinstance(data, dict) and (unknown := set(data) - set(self.fields)):
-            raise serializers.ValidationError({name: ["Unknown limit."] for name in sorted(unknown)})
-        return super().to_internal_value(data)
+    unknown_key_message = "Unknown limit."
 
 
 def _within(bounds: Bounds):
@@ -62,13 +80,8 @@ def _integer(bounds: Bounds, help_text: str = "", **kwargs) -> serializers.Integ
     )
 
 
-class _PartialParameterGroupSerializer(serializers.Serializer):
-    """Every field optional (a partial update); unknown keys are field errors, not silently dropped."""
-
-    def to_internal_value(self, data):
-        if isinstance(data, dict) and (unknown := set(data) - set(self.fields)):
-            raise serializers.ValidationError({name: ["Unknown parameter."] for name in sorted(unknown)})
-        return super().to_internal_value(data)
+class _PartialParameterGroupSerializer(_RejectsUnknownKeys):
+    """Every field optional (a partial update)."""
 
 
 class BandSerializer(_PartialParameterGroupSerializer):

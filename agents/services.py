@@ -308,12 +308,17 @@ def _trade_json(trade: policy.ProposedTrade) -> dict[str, Any]:
             "summary": trade.summary, "rationale": trade.rationale}
 
 
-def _decision_record(*, client: Client, cycle: AgentCycle | None, trigger: str, outcome: str, reason: str,
+def _sentence(text: str) -> str:
+    text = text.strip()
+    return text if text.endswith((".", "!", "?")) else f"{text}."
+
+
+def _decision_record(*, client: Client, cycle: AgentCycle | None, trigger: str, outcome: str,
                      decided: policy.PolicyDecision, notes: list[str]) -> AgentDecision:
-    full_reason = " ".join([decided.reason, *notes]).strip()
+    full_reason = " ".join(_sentence(text) for text in [decided.reason, *notes] if text)
     row = AgentDecision.objects.create(
         cycle=cycle, trigger=trigger, policy_version=decided.policy_version, inputs_digest=decided.inputs_digest,
-        outcome=outcome, reason=full_reason if not reason else f"{reason} {full_reason}".strip(),
+        outcome=outcome, reason=full_reason,
         metrics=decided.metrics, trades=[_trade_json(trade) for trade in decided.trades],
     )
     audit.audit_record(
@@ -711,7 +716,7 @@ def _decide(*, client: Client, cycle: AgentCycle | None, trigger: str, parameter
             else:
                 outcome = AgentDecision.Outcome.EXECUTED if execute else AgentDecision.Outcome.PROPOSED
         with transaction.atomic():
-            decision = _decision_record(client=client, cycle=cycle, trigger=trigger, outcome=outcome, reason="",
+            decision = _decision_record(client=client, cycle=cycle, trigger=trigger, outcome=outcome,
                                         decided=decided, notes=notes)
             Proposal.objects.filter(pk__in=[p.pk for p in proposals], decision__isnull=True).update(decision=decision)
     return _Decided(decision=decision, proposals=proposals, execute=execute)

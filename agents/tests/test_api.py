@@ -195,3 +195,17 @@ def test_status_reports_the_last_and_next_cycle_and_pending_proposals(api, alpha
     assert usage["net_delta"] == pytest.approx(4.0) and usage["max_net_delta"] == 50
     assert usage["orders_last_minute"] == 1 and usage["max_orders_per_minute"] == 10
     assert usage["daily_pnl"]["realized"] is not None and usage["max_daily_loss"] == "2000.00"
+
+
+def test_every_parameter_error_is_reported_at_once_and_nothing_changes(api, alpha):
+    response = api.post("/clients/alpha/agent/parameters",
+                        {"structure": {"kind": "butterfly", "dte_min": -1}, "band": {"method": "x", "spread": 1},
+                         "bogus": 1, "risk_limits": {"max_net_delta": -1, "max_delta": 2}},
+                        format="json", **bearer(alpha.owner))
+    assert response.status_code == 400
+    errors = response.json()["errors"]
+    assert errors["bogus"] == ["Unknown parameter."]
+    assert set(errors["structure"]) == {"kind", "dte_min"}
+    assert set(errors["band"]) == {"method", "spread"}
+    assert set(errors["risk_limits"]) == {"max_net_delta", "max_delta"}
+    assert api.get("/clients/alpha/agent/status", **bearer(alpha.owner)).json()["parameters"] == {}
