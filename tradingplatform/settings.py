@@ -136,7 +136,10 @@ CACHES = {
 CHANNEL_LAYERS = {
     "default": {
         "BACKEND": "channels_redis.core.RedisChannelLayer",
-        "CONFIG": {"hosts": [REDIS_URL], "prefix": f"tp:{ENVIRONMENT}:channels"},
+        # redis-py 8 reads with a 5 s socket timeout by default, which cuts the layer's blocking
+        # 5 s BZPOPMIN and kills every idle websocket consumer; a little above it keeps a dead
+        # Redis detectable (redis/redis-py#4091, django/channels_redis#422).
+        "CONFIG": {"hosts": [{"address": REDIS_URL, "socket_timeout": 10}], "prefix": f"tp:{ENVIRONMENT}:channels"},
     }
 }
 

@@ -117,6 +117,23 @@ def test_the_stream_through_daphne_delivers_published_events(daphne, alpha):
         ws.close()
 
 
+def test_an_idle_stream_stays_open_and_still_delivers(daphne, alpha):
+    """The channel layer blocks up to 5 s per receive; a client-side read timeout at or under that
+    (redis-py 8's default) tore down every idle consumer."""
+    ws = Websocket(daphne, f"/clients/alpha/stream?token={AccessToken.for_user(alpha.viewer)}")
+    try:
+        assert ws.status == 101
+        time.sleep(7)
+        publish_event(client_id="alpha", type="halt", data={"scope": "client", "halted": False, "reason": "idle"})
+        while True:
+            opcode, payload = ws.frame()
+            assert opcode == 1, f"the stream closed: opcode {opcode} {payload!r}"
+            if json.loads(payload)["data"].get("reason") == "idle":
+                break
+    finally:
+        ws.close()
+
+
 def test_a_non_member_is_closed_with_4404_through_daphne(daphne, alpha, beta):
     ws = Websocket(daphne, f"/clients/beta/stream?token={AccessToken.for_user(alpha.viewer)}")
     try:
