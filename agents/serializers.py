@@ -1,3 +1,4 @@
+from django.utils import timezone
 from rest_framework import serializers
 
 from agents.models import AgentConfig, Proposal
@@ -124,6 +125,11 @@ class AgentParametersSerializer(_PartialParameterGroupSerializer):
     structure = StructureRulesSerializer(required=False)
     exits = ExitsSerializer(required=False)
     risk_limits = RiskLimitsSerializer(required=False)
+
+    def validate_hedge_future_expiry(self, value):
+        if value is not None and value < timezone.now().date():
+            raise serializers.ValidationError("This future has expired; null hedges with the front future.")
+        return value
 
     def validate(self, attrs):
         if not attrs:

@@ -799,14 +799,18 @@ def cycle_run(*, client: Client, key: str, trigger: str) -> CycleOutcome:
 
 def _cycle_failed(*, client: Client, cycle: AgentCycle, error: dict[str, Any],
                   parameters: AgentParameters | None) -> None:
+    """A failed cycle is recorded on the cycle and in status; audited when it starts a run of
+    failures or fails differently, so an outage is one audit row, not one per interval."""
     cycle.status = AgentCycle.Status.FAILED
     cycle.error = error
     cycle.finished_at = timezone.now()
     cycle.save(update_fields=["status", "error", "finished_at"])
-    audit.audit_record(client_id=client.client_id, actor_type="agent", actor_id="agent", kind=kinds.AGENT_CYCLE_FAILED,
-                       payload={"cycle": cycle.key, "error": error})
-    _runtime_record(client=client, status="failed", reason=f"cycle failed: {error.get('message', error)}",
-                    parameters=parameters)
+    reason = f"cycle failed: {error.get('message', error)}"
+    runtime = agent_runtime_get()
+    if not (runtime.last_cycle_status == "failed" and runtime.last_cycle_reason == reason[:2000]):
+        audit.audit_record(client_id=client.client_id, actor_type="agent", actor_id="agent",
+                           kind=kinds.AGENT_CYCLE_FAILED, payload={"cycle": cycle.key, "error": error})
+    _runtime_record(client=client, status="failed", reason=reason, parameters=parameters)
 
 
 def hedge_proposal_draft(*, client: Client, actor: str) -> DraftOutcome:

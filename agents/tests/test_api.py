@@ -209,3 +209,9 @@ def test_every_parameter_error_is_reported_at_once_and_nothing_changes(api, alph
     assert set(errors["band"]) == {"method", "spread"}
     assert set(errors["risk_limits"]) == {"max_net_delta", "max_delta"}
     assert api.get("/clients/alpha/agent/status", **bearer(alpha.owner)).json()["parameters"] == {}
+
+
+def test_a_hedge_future_that_has_expired_is_refused(api, alpha):
+    response = api.post("/clients/alpha/agent/parameters", {"hedge_future_expiry": "2000-01-01"}, format="json",
+                        **bearer(alpha.owner))
+    assert response.status_code == 400 and "hedge_future_expiry" in response.json()["errors"]

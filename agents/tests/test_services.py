@@ -150,7 +150,8 @@ def test_a_broker_failure_fails_the_cycle_with_the_structured_error(alpha):
     outcome = _cycle(alpha)
     assert outcome.cycle.status == AgentCycle.Status.FAILED
     assert outcome.cycle.error["type"] == "broker_error"
-    assert audit_events(client_id="alpha", kind="agent.cycle_failed")
+    assert _cycle(alpha, "k-2").cycle.status == AgentCycle.Status.FAILED
+    assert len(audit_events(client_id="alpha", kind="agent.cycle_failed")) == 1  # one row per outage
     with tenant_context(alpha.client):
         from agents.selectors import agent_runtime_get
 
