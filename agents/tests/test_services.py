@@ -365,3 +365,31 @@ def test_an_approval_the_broker_cannot_evaluate_sends_nothing_and_stays_approvab
         proposal.refresh_from_db()
         assert proposal.status == Proposal.Status.PENDING and proposal.decided_by == ""
         assert not Order.objects.filter(client_order_id=proposal.client_order_id).exists()
+
+
+@override_settings(AUTONOMOUS_ENABLED=True)
+def test_a_held_structure_is_closed_at_its_profit_target_as_one_combo(alpha):
+    configure(alpha, mode="autonomous", structure=STRANGLE, band={"method": "fixed", "width": 5.0},
+              exits={"profit_target_pct": 30, "stop_loss_pct": None, "roll_dte": 5})
+    opened = next(p for p in _cycle(alpha, "k-open").proposals if p.action == "open_structure")
+    assert opened.status == Proposal.Status.EXECUTED
+    with tenant_context(alpha.client), broker_session() as broker:
+        broker.shock("ES", 0.0, vol_points=-0.06)  # implied vol falls 6 points: the short options lose value
+    outcome = _cycle(alpha, "k-exit")
+    (closed,) = [p for p in outcome.proposals if p.action == "close_structure"]
+    assert closed.status == Proposal.Status.EXECUTED and closed.execution["order_state"] == "filled"
+    assert sorted((leg["instrument_key"], leg["side"]) for leg in closed.legs) == sorted(
+        (leg["instrument_key"], "BUY") for leg in opened.legs)
+    assert "profit" in closed.summary.lower()
+    with tenant_context(alpha.client):
+        from agents.selectors import agent_runtime_get
+
+        assert agent_runtime_get().open_structure is None
+        assert not [p for p in _net_positions(alpha) if "FOP" in p]
+
+
+def _net_positions(fixture):
+    from brokers.models import Position
+
+    with tenant_context(fixture.client):
+        return list(Position.objects.exclude(quantity=0).values_list("instrument_key", flat=True))
