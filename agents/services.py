@@ -423,7 +423,7 @@ def _structure_after_fill(*, proposal: Proposal, filled_units: int, average_pric
         return
     runtime = _runtime_for_update()
     if proposal.action == "close_structure":
-        runtime.open_structure = None
+        runtime.open_structure = _structure_left(runtime.open_structure, closed_units=filled_units)
     else:
         units = math.gcd(*[int(leg["quantity"]) for leg in proposal.legs])
         runtime.open_structure = {
@@ -436,6 +436,16 @@ def _structure_after_fill(*, proposal: Proposal, filled_units: int, average_pric
             "opened_at": now.isoformat(),
         }
     runtime.save(update_fields=["open_structure", "updated_at"])
+
+
+def _structure_left(held: dict[str, Any] | None, *, closed_units: int) -> dict[str, Any] | None:
+    """What remains of a held structure after `closed_units` of it were closed (a partial close
+    leaves the rest to manage, not to forget)."""
+    if held is None or closed_units >= held["quantity"]:
+        return None
+    remaining = held["quantity"] - closed_units
+    return {**held, "quantity": remaining,
+            "legs": [[key, quantity // held["quantity"] * remaining] for key, quantity in held["legs"]]}
 
 
 def _proposal_settle(*, client: Client, proposal: Proposal, status: str, kind: str, execution: dict[str, Any],
@@ -705,8 +715,15 @@ def _decide(*, client: Client, cycle: AgentCycle | None, trigger: str, parameter
             outcome = AgentDecision.Outcome.HELD
             notes.append(f"Nothing proposed or executed: {blocked}.")
         else:
+            trades = decided.trades
+            if not execute and any(t.action == "close_structure" for t in trades):
+                # Approved apart, the open of a roll could execute without its close: it is
+                # proposed by the first cycle after the close has filled.
+                trades = tuple(t for t in trades if t.action != "open_structure")
+                if len(trades) < len(decided.trades):
+                    notes.append("The new structure is proposed once the close has filled.")
             proposals, more = _propose(
-                client=client, trades=decided.trades, decided=decided, snapshot=snapshot, quotes=quotes,
+                client=client, trades=trades, decided=decided, snapshot=snapshot, quotes=quotes,
                 parameters=parameters, mode=config.mode, source=source,
                 status=Proposal.Status.EXECUTING if execute else Proposal.Status.PENDING, now=now,
             )
@@ -723,8 +740,9 @@ def _decide(*, client: Client, cycle: AgentCycle | None, trigger: str, parameter
 
 
 def _execute_all(*, client: Client, proposals: list[Proposal]) -> list[Proposal]:
-    """Autonomous execution, in the policy's order. A structure trade that does not execute stops
-    the structure trades after it (a roll never opens a new structure while the old one stays)."""
+    """Autonomous execution, in the policy's order. A structure trade that does not fill entirely
+    stops the structure trades after it (a roll never opens a new structure while any of the old
+    one stays)."""
     done, structure_failed = [], False
     for proposal in proposals:
         if proposal.status != Proposal.Status.EXECUTING:
@@ -735,7 +753,8 @@ def _execute_all(*, client: Client, proposals: list[Proposal]) -> list[Proposal]
                                            message="not sent: the structure trade before it did not execute"))
             continue
         proposal = _proposal_execute(client=client, proposal=proposal, actor=AGENT, purpose="autonomous")
-        structure_failed = structure_failed or (proposal.action != "hedge" and proposal.status != Proposal.Status.EXECUTED)
+        filled = proposal.status == Proposal.Status.EXECUTED and (proposal.execution or {}).get("order_state") == "filled"
+        structure_failed = structure_failed or (proposal.action != "hedge" and not filled)
         done.append(proposal)
     return done
 

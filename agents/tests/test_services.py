@@ -393,3 +393,44 @@ def _net_positions(fixture):
 
     with tenant_context(fixture.client):
         return list(Position.objects.exclude(quantity=0).values_list("instrument_key", flat=True))
+
+
+def _next_future_expiries(fixture):
+    """The second listed ES future's expiry and its first two option expiries still to come."""
+    from brokers.simulator import third_friday
+
+    with tenant_context(fixture.client), broker_session() as broker:
+        front = broker.lookup_instrument(symbol="ES", sec_type="FUT")
+        month = front.expiry.month + 3
+        year = front.expiry.year + (month - 1) // 12
+        future = broker.lookup_instrument(symbol="ES", sec_type="FUT", expiry=third_friday(year, (month - 1) % 12 + 1))
+        today = timezone.now().date()
+        expiries = sorted({o.expiry for o in broker.option_chain(future) if o.expiry > today})
+    return future.expiry, [(expiry - today).days for expiry in expiries[:2]]
+
+
+@override_settings(AUTONOMOUS_ENABLED=True)
+def test_in_confirmation_mode_a_roll_proposes_the_close_first_and_the_open_after_it_fills(alpha):
+    future_expiry, (near, far) = _next_future_expiries(alpha)
+    common = {"hedge_future_expiry": future_expiry.isoformat(), "band": {"method": "fixed", "width": 5.0}}
+    configure(alpha, mode="autonomous", structure={**STRANGLE, "dte_min": near, "dte_max": near},
+              exits={"roll_dte": near - 1}, **common)
+    opened = next(p for p in _cycle(alpha, "k-open").proposals if p.action == "open_structure")
+    assert opened.status == Proposal.Status.EXECUTED
+    configure(alpha, mode="confirmation", structure={**STRANGLE, "dte_min": near + 1, "dte_max": far},
+              exits={"roll_dte": near}, **common)
+    roll = _cycle(alpha, "k-roll")
+    assert [p.action for p in roll.proposals] == ["close_structure"]
+    assert "once the close has filled" in roll.decision.reason
+    assert _approve(alpha, roll.proposals[0]).status == Proposal.Status.EXECUTED
+    reopen = _cycle(alpha, "k-reopen")
+    assert [p.action for p in reopen.proposals] == ["open_structure"]
+    assert all(leg["instrument"]["expiry"] > opened.legs[0]["instrument"]["expiry"] for leg in reopen.proposals[0].legs)
+
+
+def test_a_partial_close_leaves_the_rest_of_the_structure_to_manage():
+    held = {"kind": "short_strangle", "quantity": 4, "legs": [["P", -4], ["C", -8]], "entry_price": -50.0,
+            "expiry": "2026-12-18", "opened_at": "2026-11-24T15:00:00+00:00"}
+    assert services._structure_left(held, closed_units=1)["legs"] == [["P", -3], ["C", -6]]
+    assert services._structure_left(held, closed_units=1)["quantity"] == 3
+    assert services._structure_left(held, closed_units=4) is None
