@@ -32,18 +32,24 @@ def _json_limits(limits) -> dict[str, Any]:
 def agent_status_get(*, client: Client) -> dict[str, Any]:
     from brokers.registry import routed_broker
     from brokers.services import broker_connection_get
-    from risk.services import daily_pnl_read, orders_last_minute, platform_control_get, risk_limits_get, risk_state_get
+    from risk.services import (
+        daily_pnl_read,
+        orders_last_minute,
+        platform_control_get,
+        risk_limits_from_parameters,
+        risk_state_get,
+    )
     from tradingplatform.events import live_state_get
 
     config = agent_config_get()
     state = risk_state_get()
     control = platform_control_get()
-    limits = risk_limits_get()
+    limits = risk_limits_from_parameters(config.parameters)
     connection = broker_connection_get()
     greeks = live_state_get(client_id=client.client_id, name="greeks")
     runtime = agent_runtime_get()
     try:
-        interval = timedelta(seconds=agent_parameters_get().cycle_interval_seconds)
+        interval = timedelta(seconds=parameters_from_json(config.parameters).cycle_interval_seconds)
     except ParameterError:
         interval = None
     next_cycle = None
