@@ -773,6 +773,17 @@ def _runtime_record(*, client: Client, status: str, reason: str, parameters: Age
                         "cycle_status": status, "reason": reason})
 
 
+def _journal_executions(*, decision: AgentDecision, proposals: list[Proposal]) -> None:
+    """The journal says what the executions came to: a decision none of whose trades executed was
+    held, not executed (each proposal's audit rows say why)."""
+    if any(proposal.status == Proposal.Status.EXECUTED for proposal in proposals):
+        return
+    outcomes = ", ".join(f"{proposal.action} {proposal.status}" for proposal in proposals)
+    decision.outcome = AgentDecision.Outcome.HELD
+    decision.reason = f"{decision.reason} Not executed: {outcomes}."
+    decision.save(update_fields=["outcome", "reason"])
+
+
 def cycle_run(*, client: Client, key: str, trigger: str) -> CycleOutcome:
     """One cycle of the client's agent (the current schema must be the client's).
 
@@ -801,6 +812,7 @@ def cycle_run(*, client: Client, key: str, trigger: str) -> CycleOutcome:
                 decision, proposals = decided.decision, decided.proposals
                 if decided.execute:
                     proposals = _execute_all(client=client, proposals=proposals)
+                    _journal_executions(decision=decision, proposals=proposals)
         except BrokerError as exc:
             _cycle_failed(client=client, cycle=cycle, error=exc.payload(), parameters=parameters)
             return CycleOutcome(cycle=cycle, skipped="", decision=None, proposals=[])

@@ -434,3 +434,18 @@ def test_a_partial_close_leaves_the_rest_of_the_structure_to_manage():
     assert services._structure_left(held, closed_units=1)["legs"] == [["P", -3], ["C", -6]]
     assert services._structure_left(held, closed_units=1)["quantity"] == 3
     assert services._structure_left(held, closed_units=4) is None
+
+
+@override_settings(AUTONOMOUS_ENABLED=True)
+def test_an_autonomous_trade_the_broker_rejects_is_journaled_as_held(alpha):
+    configure(alpha, mode="autonomous")
+    buy_futures(alpha, 4)
+    with tenant_context(alpha.client), broker_session() as broker:
+        broker.inject_rejections(1)
+    outcome = _cycle(alpha)
+    (proposal,) = outcome.proposals
+    assert proposal.status == Proposal.Status.FAILED
+    with tenant_context(alpha.client):
+        outcome.decision.refresh_from_db()
+    assert outcome.decision.outcome == AgentDecision.Outcome.HELD
+    assert "Not executed: hedge failed." in outcome.decision.reason
