@@ -7,6 +7,7 @@ from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
+from django.db.models import Q
 from django.utils import timezone
 
 from agents.models import AgentConfig, AgentDecision, AgentNote, AgentRuntime, ChatMessage, Proposal
@@ -100,7 +101,7 @@ def agent_status_get(*, client: Client) -> dict[str, Any]:
         "last_cycle_status": runtime.last_cycle_status,
         "last_cycle_reason": runtime.last_cycle_reason,
         "next_cycle": next_cycle,
-        "pending_proposals": Proposal.objects.filter(status=Proposal.Status.PENDING).count(),
+        "pending_proposals": proposals_list(status=Proposal.Status.PENDING).count(),
         "parameters": config.parameters,
         "updated_at": config.updated_at,
     }
@@ -111,7 +112,14 @@ def agent_runtime_get() -> AgentRuntime:
 
 
 def proposals_list(*, status: str | None = None):
+    """Newest first. A pending proposal past its time to live counts as expired even before a
+    cycle (or an approval) marks it so."""
     proposals = Proposal.objects.order_by("-created_at")
+    now = timezone.now()
+    if status == Proposal.Status.PENDING:
+        return proposals.filter(status=status, expires_at__gt=now)
+    if status == Proposal.Status.EXPIRED:
+        return proposals.filter(Q(status=status) | Q(status=Proposal.Status.PENDING, expires_at__lte=now))
     return proposals.filter(status=status) if status else proposals
 
 

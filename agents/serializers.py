@@ -1,4 +1,5 @@
 from django.utils import timezone
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from agents.models import AgentConfig, Proposal
@@ -181,6 +182,7 @@ class ProposalLegSerializer(serializers.Serializer):
 
 class ProposalSerializer(serializers.ModelSerializer):
     trade_id = serializers.UUIDField(source="id", read_only=True, help_text="The id approve/reject take.")
+    status = serializers.SerializerMethodField(help_text="A pending proposal past its time to live is expired.")
     legs = ProposalLegSerializer(many=True, read_only=True)
     decision_id = serializers.IntegerField(read_only=True, allow_null=True)
 
@@ -190,6 +192,12 @@ class ProposalSerializer(serializers.ModelSerializer):
                   "rationale", "precheck", "policy_version", "content_hash", "client_order_id", "decision_id",
                   "created_at", "expires_at", "decided_by", "decided_at", "decision_reason", "execution"]
         read_only_fields = fields
+
+    @extend_schema_field(serializers.ChoiceField(choices=Proposal.Status.choices))
+    def get_status(self, proposal: Proposal) -> str:
+        if proposal.status == Proposal.Status.PENDING and proposal.expires_at <= timezone.now():
+            return Proposal.Status.EXPIRED
+        return proposal.status
 
 
 class ProposalListQuerySerializer(serializers.Serializer):

@@ -215,3 +215,18 @@ def test_a_hedge_future_that_has_expired_is_refused(api, alpha):
     response = api.post("/clients/alpha/agent/parameters", {"hedge_future_expiry": "2000-01-01"}, format="json",
                         **bearer(alpha.owner))
     assert response.status_code == 400 and "hedge_future_expiry" in response.json()["errors"]
+
+
+def test_a_pending_proposal_past_its_ttl_reads_as_expired_before_any_cycle(api, alpha):
+    from django.utils import timezone
+    from django_tenants.utils import tenant_context
+
+    from agents.models import Proposal
+
+    proposal = _pending_proposal(alpha)
+    with tenant_context(alpha.client):
+        Proposal.objects.filter(pk=proposal.pk).update(expires_at=timezone.now())
+    assert api.get("/clients/alpha/agent/proposals?status=pending", **bearer(alpha.viewer)).json()["count"] == 0
+    (listed,) = api.get("/clients/alpha/agent/proposals?status=expired", **bearer(alpha.viewer)).json()["results"]
+    assert listed["trade_id"] == str(proposal.pk) and listed["status"] == "expired"
+    assert api.get("/clients/alpha/agent/status", **bearer(alpha.viewer)).json()["pending_proposals"] == 0
