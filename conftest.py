@@ -111,3 +111,15 @@ def audit_events(**filters) -> list:
 
     with audit_read(client_id=None, is_admin=True):
         return list(AuditEvent.objects.filter(**filters).order_by("client_id", "sequence"))
+
+
+@pytest.fixture
+def eager_tasks():
+    """Celery tasks run in the calling process, as `apply()` / `delay()` return."""
+    from tradingplatform.celery import app
+
+    app.conf.task_always_eager = True
+    try:
+        yield
+    finally:
+        app.conf.task_always_eager = False

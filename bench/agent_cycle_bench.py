@@ -33,27 +33,27 @@ from datetime import UTC, date, datetime
 from itertools import count as counter
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tradingplatform.settings")
-import django
+import django  # noqa: E402
 
 django.setup()  # the service section's imports need it; the pure rounds never touch the database
 
-from django.core.management import call_command
-from django_tenants.utils import tenant_context
+from django.core.management import call_command  # noqa: E402
+from django_tenants.utils import tenant_context  # noqa: E402
 
-from agents import services as agent_services
-from agents.models import AgentConfig, AgentDecision, Proposal
-from agents.parameters import AgentParameters, StructureRules
-from agents.policy import PolicyDecision, PolicyInputs, QuotedInstrument, decide
-from bench.governor_bench import Timing, machine, report, time_calls
-from bench.pretrade_bench import BENCH_LIMITS
-from brokers.domain import Instrument, OrderLeg, OrderRequest, Position, Quote
-from brokers.services import broker_session
-from brokers.simulator import SimClock, SimConfig, SimulatedMarket
-from risk import services as risk
-from risk.book import BookValuation, InstrumentRisk, instruments_risk, value_book, value_books
-from risk.governor import RiskLimits
-from tenants.models import Client
-from tenants.services import client_onboard
+from agents import services as agent_services  # noqa: E402
+from agents.models import AgentConfig, AgentDecision, Proposal  # noqa: E402
+from agents.parameters import AgentParameters, StructureRules  # noqa: E402
+from agents.policy import PolicyDecision, PolicyInputs, QuotedInstrument, decide  # noqa: E402
+from bench.governor_bench import Timing, machine, report, time_calls  # noqa: E402
+from bench.pretrade_bench import BENCH_LIMITS  # noqa: E402
+from brokers.domain import Instrument, OrderLeg, OrderRequest, Position, Quote  # noqa: E402
+from brokers.services import broker_session  # noqa: E402
+from brokers.simulator import SimClock, SimConfig, SimulatedMarket  # noqa: E402
+from risk import services as risk  # noqa: E402
+from risk.book import BookValuation, InstrumentRisk, instruments_risk, value_book, value_books  # noqa: E402
+from risk.governor import RiskLimits  # noqa: E402
+from tenants.models import Client  # noqa: E402
+from tenants.services import client_onboard  # noqa: E402
 
 START = datetime(2026, 11, 24, 15, 0, tzinfo=UTC)  # a Tuesday, US morning
 CYCLE_SECONDS = 60  # the agent's default cycle interval: every round sees new prices

@@ -13,61 +13,27 @@ bench/README.md under "Live stream".
 """
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import subprocess
-import sys
-import tempfile
 import time
-import urllib.request
-from collections.abc import Iterator
 from datetime import UTC, date, datetime
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tradingplatform.settings")
-import django
+import django  # noqa: E402
 
 django.setup()
 
-from django.conf import settings
-from django.core.management import call_command
-from rest_framework_simplejwt.tokens import AccessToken
+from django.core.management import call_command  # noqa: E402
+from rest_framework_simplejwt.tokens import AccessToken  # noqa: E402
 
-from bench.governor_bench import Timing, machine, report
-from bench.pretrade_bench import bench_client
-from tenants.models import Membership
-from tradingplatform.events import publish_event
-from tradingplatform.tests.test_daphne import Websocket, _free_port
+from bench.governor_bench import Timing, machine, report  # noqa: E402
+from bench.pretrade_bench import bench_client  # noqa: E402
+from tenants.models import Membership  # noqa: E402
+from tradingplatform.events import publish_event  # noqa: E402
+from tradingplatform.tests.servers import Websocket, daphne_server  # noqa: E402
 
 EVENTS = 500
 WARMUP_EVENTS = 50
-
-
-@contextlib.contextmanager
-def daphne_server() -> Iterator[int]:
-    """daphne on a free port, with this process's environment (the same database and Redis)."""
-    port = _free_port()
-    with tempfile.TemporaryFile() as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port),
-             "tradingplatform.asgi:application"],
-            cwd=settings.BASE_DIR, stdout=subprocess.DEVNULL, stderr=log,
-        )
-        try:
-            deadline = time.monotonic() + 30
-            while True:
-                try:
-                    urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1)
-                    break
-                except OSError:
-                    if process.poll() is not None or time.monotonic() > deadline:
-                        log.seek(0)
-                        raise RuntimeError(f"daphne did not start: {log.read().decode()[-2000:]}") from None
-                    time.sleep(0.2)
-            yield port
-        finally:
-            process.terminate()
-            process.wait(timeout=10)
 
 
 def greeks_data(sequence: int) -> dict:

@@ -1,14 +1,9 @@
 """Scheduling agent cycles: the fan-out, one cycle per client at a time, isolation of failures,
 and a real Celery worker."""
-import os
-import subprocess
-import sys
 import threading
 import time
-from urllib.parse import urlsplit
 
 import pytest
-from django.conf import settings
 from django.db import connections
 from django.utils import timezone
 from django_tenants.utils import tenant_context
@@ -18,17 +13,8 @@ from agents.models import AgentCycle
 from agents.selectors import agent_runtime_get
 from agents.tasks import agent_cycle_task, cycles_schedule_task
 from brokers.services import broker_session
-from tradingplatform.celery import app
 from tradingplatform.locks import advisory_lock_attempt
-
-
-@pytest.fixture
-def eager_tasks():
-    app.conf.task_always_eager = True
-    try:
-        yield
-    finally:
-        app.conf.task_always_eager = False
+from tradingplatform.tests.servers import celery_worker, subprocess_env_for_tests
 
 
 def _cycles(fixture):
@@ -88,20 +74,8 @@ def test_a_cycle_task_sent_from_another_schema_refuses_to_run(alpha, beta, eager
 
 def test_a_real_worker_runs_a_scheduled_cycle(django_db_setup, django_db_blocker):
     race = django_db_setup["race"]
-    url = urlsplit(settings.DATABASE_URL)._replace(path="/" + settings.DATABASES["default"]["NAME"]).geturl()
-    env = dict(os.environ, DATABASE_URL=url, REDIS_URL=settings.REDIS_URL, ENVIRONMENT="test")
-    worker = subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "tradingplatform", "worker", "--pool", "solo", "--loglevel", "WARNING",
-         "--without-gossip", "--without-mingle", "--without-heartbeat"],
-        cwd=settings.BASE_DIR, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )
     key = f"worker-{timezone.now().timestamp()}"
-    with django_db_blocker.unblock():
-        _wait_for_worker_cycle(worker, race, key)
-
-
-def _wait_for_worker_cycle(worker, race, key):
-    try:
+    with celery_worker(subprocess_env_for_tests()) as worker, django_db_blocker.unblock():
         with tenant_context(race.client):
             agent_cycle_task.delay("race", key)
         deadline = time.monotonic() + 30
@@ -116,6 +90,3 @@ def _wait_for_worker_cycle(worker, race, key):
         assert cycle.status == "completed"
         with tenant_context(race.client):
             assert cycle.decisions.count() == 1
-    finally:
-        worker.terminate()
-        worker.wait(timeout=20)

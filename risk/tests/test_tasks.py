@@ -1,12 +1,7 @@
 """Scheduled book syncs: the service, the fan-out, and a real Celery worker."""
-import os
-import subprocess
-import sys
 import time
-from urllib.parse import urlsplit
 
 import pytest
-from django.conf import settings
 from django.test import override_settings
 from django_tenants.utils import tenant_context
 
@@ -14,8 +9,8 @@ from brokers.models import BrokerConnection
 from conftest import audit_events
 from risk import services
 from risk.tasks import book_sync_task, books_sync_all_task
-from tradingplatform.celery import app
 from tradingplatform.events import live_state_get
+from tradingplatform.tests.servers import celery_worker, subprocess_env_for_tests
 
 UNREACHABLE_IBKR = {"host": "127.0.0.1", "port": 1, "client_id": 1, "underlying_instrument": "ES",
                     "underlying_expiry": "202612", "connect_retries": 0, "connect_backoff_seconds": 0}
@@ -43,15 +38,6 @@ def test_an_outage_is_audited_once_when_it_starts_and_once_when_it_ends(alpha):
     assert len(audit_events(client_id="alpha", kind="broker.connected")) == 1
 
 
-@pytest.fixture
-def eager_tasks():
-    app.conf.task_always_eager = True
-    try:
-        yield
-    finally:
-        app.conf.task_always_eager = False
-
-
 def test_the_fan_out_runs_each_sync_in_its_own_client_schema(alpha, beta, eager_tasks):
     queued = books_sync_all_task.apply().get()
     assert {"alpha", "beta"} <= set(queued)
@@ -66,14 +52,7 @@ def test_a_task_sent_from_another_schema_refuses_to_run(alpha, beta, eager_tasks
 
 def test_a_real_worker_runs_the_sync_in_the_client_schema(django_db_setup):
     race = django_db_setup["race"]
-    url = urlsplit(settings.DATABASE_URL)._replace(path="/" + settings.DATABASES["default"]["NAME"]).geturl()
-    env = dict(os.environ, DATABASE_URL=url, REDIS_URL=settings.REDIS_URL, ENVIRONMENT="test")
-    worker = subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "tradingplatform", "worker", "--pool", "solo", "--loglevel", "WARNING",
-         "--without-gossip", "--without-mingle", "--without-heartbeat"],
-        cwd=settings.BASE_DIR, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )
-    try:
+    with celery_worker(subprocess_env_for_tests()) as worker:
         with tenant_context(race.client):
             book_sync_task.delay("race")
         deadline = time.monotonic() + 30
@@ -81,6 +60,3 @@ def test_a_real_worker_runs_the_sync_in_the_client_schema(django_db_setup):
             assert worker.poll() is None, "the worker died"
             assert time.monotonic() < deadline, "the worker did not sync the book in 30 s"
             time.sleep(0.2)
-    finally:
-        worker.terminate()
-        worker.wait(timeout=20)
