@@ -95,7 +95,9 @@ def test_put_call_parity(
     assert result.gamma[0] == pytest.approx(result.gamma[1], rel=1e-12)
     assert result.vega[0] == pytest.approx(result.vega[1], rel=1e-12)
     assert call >= 0.0 and put >= 0.0
-    assert 0.0 <= result.delta[0] <= discount and -discount <= result.delta[1] <= 0.0
+    # The bounds hold up to one rounding: the engine's discount factor is numpy's exp, this one math's.
+    bound = discount * (1 + 1e-15)
+    assert 0.0 <= result.delta[0] <= bound and -bound <= result.delta[1] <= 0.0
 
 
 def test_greeks_match_central_finite_differences_in_their_units() -> None:
