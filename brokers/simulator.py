@@ -18,10 +18,12 @@ The market
   holds their time onwards; they are part of the state, so history is never rewritten (a shock
   may not be dated before the last moment the account was brought up to date).
 - Futures: the next `LISTED_FUTURES` quarterly contracts of the product's listed months, expiring
-  on the third Friday at 21:00 UTC (holidays are ignored). Bid/ask one tick wide around the fair
+  on the third Friday (holidays are ignored) at the product's last trading time
+  (`brokers.products.future_last_trade`: 08:30 CT for the E-minis). Bid/ask one tick wide around the fair
   price, times the spread multiplier.
-- Options on each listed future: the quarterly expiry (same day as the future) and the serial
-  months before it (up to `SERIAL_OPTION_MONTHS`). Every strike on the product's grid exists; the
+- Options on each listed future: the quarterly expiry (same day and time as the future) and the
+  serial months before it (up to `SERIAL_OPTION_MONTHS`; CME's January and February ES options
+  deliver the March future), which stop at the product's serial time (15:00 CT for the E-minis). Every strike on the product's grid exists; the
   chain shows `strikes_each_side` strikes either side of the money. Vol smile:
   `max(floor, atm + skew * k + curvature * k^2)` with `k = ln(K / F)`. Prices are Black-76 from
   `risk.greeks` (the products are American-style; the simulated market prices them as European,
@@ -93,7 +95,7 @@ from brokers.domain import (
     SecType,
     Side,
 )
-from brokers.products import PRODUCTS, Product
+from brokers.products import PRODUCTS, Product, expiry_moment, future_last_trade, option_last_trade
 from risk.greeks import Black76, black76
 
 UTC = timezone.utc
@@ -101,7 +103,7 @@ STEP = timedelta(minutes=1)
 STEPS_PER_DAY = 1440
 DAYS_PER_CHUNK = 1024
 SECONDS_PER_YEAR = 365.0 * 86400.0
-EXPIRY_TIME_UTC = time(21, 0)  # contracts expire, and DAY orders end, at 21:00 UTC
+DAY_END_UTC = time(21, 0)  # DAY orders end at 21:00 UTC; contracts expire by their product's rules
 LISTED_FUTURES = 4
 SERIAL_OPTION_MONTHS = 2
 MIN_TIME_TO_EXPIRY = 60.0 / SECONDS_PER_YEAR  # keeps Black-76 finite in the last minute
@@ -266,17 +268,13 @@ def third_friday(year: int, month: int) -> date:
     return first + timedelta(days=(4 - first.weekday()) % 7 + 14)
 
 
-def expiry_datetime(expiry: date) -> datetime:
-    return datetime.combine(expiry, EXPIRY_TIME_UTC, tzinfo=UTC)
-
-
 def _add_months(year: int, month: int, months: int) -> tuple[int, int]:
     index = year * 12 + (month - 1) + months
     return index // 12, index % 12 + 1
 
 
 def _next_day_end(moment: datetime) -> datetime:
-    end = datetime.combine(moment.date(), EXPIRY_TIME_UTC, tzinfo=UTC)
+    end = datetime.combine(moment.date(), DAY_END_UTC, tzinfo=UTC)
     return end if end > moment else end + timedelta(days=1)
 
 
@@ -588,7 +586,7 @@ class SimulatedMarket:
         ]
         chain = []
         for expiry in self._option_expiries(product, future.expiry):
-            if expiry_datetime(expiry) <= now:
+            if option_last_trade(product, expiry, future.expiry) <= now:
                 continue
             for strike in strikes:
                 for right in ("C", "P"):
@@ -657,7 +655,7 @@ class SimulatedMarket:
         while len(expiries) < LISTED_FUTURES:
             if month in product.futures_months:
                 expiry = third_friday(year, month)
-                if expiry_datetime(expiry) > now:
+                if future_last_trade(product, expiry) > now:
                     expiries.append(expiry)
             year, month = _add_months(year, month, 1)
         return expiries
@@ -681,7 +679,7 @@ class SimulatedMarket:
 
     def _require_tradable(self, instrument: Instrument) -> None:
         now = self.now()
-        if expiry_datetime(instrument.expiry) <= now:
+        if expiry_moment(instrument) <= now:
             raise SimulationError(
                 "instrument_expired", f"{instrument.key} has expired", context={"instrument": instrument.key}
             )
@@ -709,7 +707,7 @@ class SimulatedMarket:
         return vol
 
     def _future_fair(self, future: Instrument, steps: np.ndarray) -> np.ndarray:
-        seconds = np.maximum(self._step_seconds_to(expiry_datetime(future.expiry), steps), 0.0)
+        seconds = np.maximum(self._step_seconds_to(expiry_moment(future), steps), 0.0)
         years = seconds / SECONDS_PER_YEAR
         return self._index(future.symbol, steps) * np.exp(MARKET_PARAMS[future.symbol].carry * years)
 
@@ -730,7 +728,7 @@ class SimulatedMarket:
         product = PRODUCTS[option.symbol]
         future = self._future(product, option.underlying_expiry)
         forward = self._future_fair(future, steps) * (1.0 + price_shift)
-        seconds = self._step_seconds_to(expiry_datetime(option.expiry), steps)
+        seconds = self._step_seconds_to(expiry_moment(option), steps)
         years = np.maximum(seconds / SECONDS_PER_YEAR, MIN_TIME_TO_EXPIRY)
         atm = self._atm_vol(option.symbol, steps) + vol_shift
         vol = self._smile_vol(option.symbol, option.strike, forward, atm)
@@ -1037,7 +1035,7 @@ class SimulatedMarket:
         return replace(request, legs=tuple(legs))
 
     def _resting_end(self, request: OrderRequest, now: datetime) -> datetime:
-        first_expiry = min(expiry_datetime(leg.instrument.expiry) for leg in request.legs)
+        first_expiry = min(expiry_moment(leg.instrument) for leg in request.legs)
         return min(_next_day_end(now), first_expiry) if request.time_in_force == "DAY" else first_expiry
 
     def _execution_prices(self, request: OrderRequest, steps: np.ndarray) -> list[np.ndarray]:
@@ -1150,9 +1148,9 @@ class SimulatedMarket:
             if kind == "fill":
                 keys.update({leg.instrument.key: leg.instrument for leg in order.request.legs})
         return [
-            (expiry_datetime(instrument.expiry), 1, key, ("settle", instrument, None))
+            (expiry_moment(instrument), 1, key, ("settle", instrument, None))
             for key, instrument in keys.items()
-            if expiry_datetime(instrument.expiry) <= now
+            if expiry_moment(instrument) <= now
         ]
 
     def _run_events(self, events: list[tuple], now: datetime) -> None:

@@ -7,8 +7,13 @@ vol from each option's mid, Black-76 greeks), so a 200-leg book costs one numpy 
 Conventions:
 - the mark is the mid of a two-sided quote, else the last trade, else unknown;
 - an option's forward is its quote's `underlying_price`, else the mid of its future's quote;
-- time to expiry runs to 21:00 UTC on the expiry date (CME equity and energy options stop trading
-  in the US afternoon), ACT/365;
+- time to expiry runs to the option's last trading moment by its product's rules
+  (`brokers.products.expiry_moment`: 08:30 CT for quarterly E-mini options, 15:00 CT for serial
+  ones), ACT/365;
+- an option past that moment is expired, not valued by Black-76: it is worth its intrinsic value
+  against its future, and its delta is what exercise leaves. A serial option exercises into its
+  (still trading) future, so an in-the-money one has delta +-1; a quarterly one settles in cash
+  with its future, delta 0. Its other greeks are 0 and its greeks' source is "expired";
 - greeks per contract are in the units of risk/greeks.py; `delta_equivalent` converts a leg to
   underlying futures contracts: quantity x delta x multiplier / future multiplier (a future: its
   quantity). A leg whose greeks cannot be computed has NaN greeks, and every net figure it takes
@@ -18,15 +23,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, time, timedelta, timezone
+from datetime import datetime, timedelta
 
 import numpy as np
 
 from brokers.domain import Instrument, Position, Quote
-from brokers.products import PRODUCTS
+from brokers.products import PRODUCTS, expiry_moment
 from risk.greeks import NetGreeks, black76, book_net_greeks, implied_vol, select_leg_greeks
 
-EXPIRY_TIME_UTC = time(21, 0)
 SECONDS_PER_YEAR = 365.0 * 24 * 3600
 DEFAULT_BROKER_GREEKS_MAX_AGE = timedelta(seconds=30)
 
@@ -45,7 +49,7 @@ class InstrumentRisk:
     vega: float
     theta: float
     rho: float
-    greeks_source: str  # "broker", "model", or "none" (no usable quote)
+    greeks_source: str  # "broker", "model", "expired" (past its last trade) or "none" (no usable quote)
 
     @property
     def delta_per_contract(self) -> float:
@@ -92,9 +96,23 @@ class BookValuation:
         return {leg.risk.instrument.key: leg.quantity for leg in self.legs if leg.quantity}
 
 
-def years_to_expiry(expiry, now: datetime) -> float:
-    expires_at = datetime.combine(expiry, EXPIRY_TIME_UTC, tzinfo=timezone.utc)
-    return (expires_at - now).total_seconds() / SECONDS_PER_YEAR
+def years_to_expiry(instrument: Instrument, now: datetime) -> float:
+    """ACT/365 years from `now` to the instrument's last trading moment (negative once past)."""
+    return (expiry_moment(instrument) - now).total_seconds() / SECONDS_PER_YEAR
+
+
+def _expired_option_risk(option: Instrument, quote: Quote | None, forward: float) -> InstrumentRisk:
+    """An option past its last trade: intrinsic value, and the delta its exercise leaves."""
+    sign = 1.0 if option.right == "C" else -1.0
+    known = np.isfinite(forward)
+    intrinsic = max(0.0, sign * (forward - option.strike)) if known else None
+    into_future = option.underlying_expiry is not None and option.underlying_expiry > option.expiry
+    delta = (sign if into_future and intrinsic else 0.0) if known else float("nan")
+    return InstrumentRisk(
+        instrument=option, mark=intrinsic, quote_time=quote.time if quote else None,
+        forward=float(forward) if known else None, implied_vol=None, delta=delta, gamma=0.0, vega=0.0,
+        theta=0.0, rho=0.0, greeks_source="expired" if known else "none",
+    )
 
 
 def _mark(quote: Quote | None) -> float | None:
@@ -141,7 +159,7 @@ def instruments_risk(
         )
         prices = np.array([marks[i] if marks[i] is not None else np.nan for i in option_rows], dtype=np.float64)
         strikes = np.array([option.strike for option in options], dtype=np.float64)
-        years = np.array([years_to_expiry(option.expiry, now) for option in options], dtype=np.float64)
+        years = np.array([years_to_expiry(option, now) for option in options], dtype=np.float64)
         is_call = np.array([option.right == "C" for option in options])
         vols = implied_vol(prices, forwards, strikes, years, rate, is_call)
         model = black76(forwards, strikes, years, rate, vols, is_call)
@@ -150,6 +168,9 @@ def instruments_risk(
             model=model, now=now, max_age=broker_greeks_max_age,
         )
         for row, (i, option, quote) in enumerate(zip(option_rows, options, option_quotes, strict=True)):
+            if years[row] <= 0.0:
+                results[i] = _expired_option_risk(option, quote, forwards[row])
+                continue
             source = chosen.source[row] if np.isfinite(chosen.delta[row]) else "none"
             results[i] = InstrumentRisk(
                 instrument=option, mark=marks[i], quote_time=quote.time if quote else None,

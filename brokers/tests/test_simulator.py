@@ -8,13 +8,13 @@ import numpy as np
 import pytest
 
 from brokers.domain import Instrument, OrderLeg, OrderRequest
+from brokers.products import expiry_moment
 from brokers.simulator import (
     MARKET_PARAMS,
     SimClock,
     SimConfig,
     SimulatedMarket,
     SimulationError,
-    expiry_datetime,
     third_friday,
 )
 from risk.greeks import black76
@@ -114,7 +114,7 @@ def test_listed_futures_are_quarterly_third_fridays():
     assert futures[0].multiplier == 50.0 and futures[0].exchange == "CME"
     assert front(market, "CL").multiplier == 1000.0 and front(market, "GC").multiplier == 100.0
     assert front(market, "NQ").multiplier == 20.0
-    market.clock.jump(expiry_datetime(futures[0].expiry))
+    market.clock.jump(expiry_moment(futures[0]))
     assert front(market).expiry == third_friday(2026, 6)
     assert [f.expiry for f in market.listed_futures("ES")][-1] == third_friday(2027, 3)
 
@@ -282,7 +282,7 @@ def test_option_chain_has_expiries_strikes_around_the_money_and_a_smile():
 
     quote = quotes[(atm, "C")]
     step_start = market.clock.now().replace(second=0)
-    years = (expiry_datetime(es.expiry) - step_start).total_seconds() / (365 * 86400)
+    years = (expiry_moment(es) - step_start).total_seconds() / (365 * 86400)
     theo = float(black76(quote.underlying_price, atm, years, 0.04, quote.greeks.implied_vol, True).price)
     assert quote.bid < theo < quote.ask
     assert quote.greeks.delta == pytest.approx(0.5, abs=0.1)
@@ -517,11 +517,11 @@ def test_options_settle_at_intrinsic_and_futures_at_their_final_price():
     market.place_order(order("p", (put, "SELL", 1)))
     market.place_order(order("f", (es, "BUY", 1)))
     paid = market.fills_since(START)[0].price
-    market.clock.jump(expiry_datetime(january))
+    market.clock.jump(expiry_moment(call))
     settle_future = market.quotes([es])[0].last
     positions = {p.instrument.key: p.quantity for p in market.positions()}
     assert positions == {es.key: 1}
-    call_settle, put_settle = market.fills_since(expiry_datetime(january))
+    call_settle, put_settle = market.fills_since(expiry_moment(call))
     intrinsic = max(0.0, settle_future - (strike - 100))
     assert (call_settle.side, call_settle.quantity, call_settle.client_order_id) == ("SELL", 2, "")
     assert call_settle.price == pytest.approx(intrinsic)
@@ -533,10 +533,10 @@ def test_options_settle_at_intrinsic_and_futures_at_their_final_price():
         market.quotes([call])
     assert error.value.code == "instrument_expired"
 
-    market.clock.jump(expiry_datetime(es.expiry) + timedelta(hours=1))
+    market.clock.jump(expiry_moment(es) + timedelta(hours=1))
     assert market.positions() == []
-    final = market.fills_since(expiry_datetime(es.expiry))[0]
-    assert final.instrument.key == es.key and final.time == expiry_datetime(es.expiry)
+    final = market.fills_since(expiry_moment(es))[0]
+    assert final.instrument.key == es.key and final.time == expiry_moment(es)
     assert abs(final.price / 0.25 - round(final.price / 0.25)) < 1e-9
     bought = market.fills_since(START)[2]
     assert final.realized_pnl == pytest.approx(round((final.price - bought.price) * 50, 2))
@@ -553,10 +553,10 @@ def test_resting_orders_fill_or_end_before_their_contract_settles():
     market.clock.jump(datetime(2026, 2, 1, tzinfo=UTC))
     filled, never = market.order_status("g"), market.order_status("n")
     assert filled.state == "filled" and filled.average_fill_price == 0.05
-    assert filled.time < expiry_datetime(january)
-    assert never.state == "cancelled" and never.time == expiry_datetime(january)
+    assert filled.time < expiry_moment(cheap_put)
+    assert never.state == "cancelled" and never.time == expiry_moment(cheap_put)
     bought, settled = market.fills_since(START)
-    assert (settled.side, settled.price, settled.time) == ("SELL", 0.0, expiry_datetime(january))
+    assert (settled.side, settled.price, settled.time) == ("SELL", 0.0, expiry_moment(cheap_put))
     assert settled.realized_pnl == -2.5
     assert market.positions() == []
 
@@ -616,7 +616,7 @@ def test_continuing_after_a_restore_equals_never_stopping():
 def test_anchor_is_the_reference_price():
     market = SimulatedMarket(SimConfig(anchor=START), clock=SimClock.manual(START))
     es = front(market)
-    years = (expiry_datetime(es.expiry) - START).total_seconds() / (365 * 86400)
+    years = (expiry_moment(es) - START).total_seconds() / (365 * 86400)
     expected = 6000.0 * math.exp(MARKET_PARAMS["ES"].carry * years)
     assert market.quotes([es])[0].mid == pytest.approx(expected, abs=0.25)
     assert np.isfinite(market.account_summary().net_liquidation)

@@ -21,7 +21,7 @@ VOL = 0.18
 
 
 def _option_quote(option: Instrument, forward: float = 6000.0, greeks: Greeks | None = None) -> Quote:
-    t = years_to_expiry(option.expiry, NOW)
+    t = years_to_expiry(option, NOW)
     price = float(black76(forward, option.strike, t, RATE, VOL, option.right == "C").price)
     return Quote(option, bid=price - 0.25, ask=price + 0.25, last=None, bid_size=10, ask_size=10,
                  time=NOW, underlying_price=forward, greeks=greeks)
@@ -38,7 +38,7 @@ def test_model_greeks_recover_the_vol_and_convert_delta_to_futures():
     (risk,) = instruments_risk([CALL], _quotes(_option_quote(CALL)), now=NOW, rate=RATE)
     assert risk.greeks_source == "model"
     assert risk.implied_vol == pytest.approx(VOL, abs=1e-9)
-    expected = black76(6000.0, 6000.0, years_to_expiry(CALL.expiry, NOW), RATE, VOL, True)
+    expected = black76(6000.0, 6000.0, years_to_expiry(CALL, NOW), RATE, VOL, True)
     assert risk.delta == pytest.approx(float(expected.delta), rel=1e-9)
     assert risk.delta_per_contract == pytest.approx(risk.delta)  # same multiplier as the future
 
@@ -117,3 +117,28 @@ def test_value_books_equals_value_book_for_every_book_exactly():
     assert {leg.risk.greeks_source for leg in batched["beta"].legs} == {"broker", "model"}
     # repr compares every float exactly and NaN equal to NaN, which == on the dataclasses does not.
     assert repr(batched) == repr(one_by_one)
+
+
+SERIAL_CALL = Instrument("ES", "FOP", date(2026, 11, 20), "CME", 50.0, strike=5900.0, right="C",
+                         trading_class="ES", exercise_style="american", underlying_expiry=date(2026, 12, 18))
+
+
+def test_a_leg_past_its_last_trade_is_worth_its_intrinsic_value_and_keeps_the_delta_of_its_exercise():
+    after = datetime(2026, 11, 20, 21, 5, tzinfo=timezone.utc)  # 15:05 CT: the serial option has stopped
+    quote = Quote(SERIAL_CALL, bid=None, ask=None, last=None, bid_size=0, ask_size=0, time=after,
+                  underlying_price=6000.0)
+    (risk,) = instruments_risk([SERIAL_CALL], _quotes(quote), now=after, rate=RATE)
+    # It exercises into the December future: in the money, it is a long future.
+    assert (risk.greeks_source, risk.mark, risk.delta, risk.gamma, risk.vega) == ("expired", 100.0, 1.0, 0.0, 0.0)
+    out = replace(SERIAL_CALL, strike=6100.0)
+    (risk,) = instruments_risk([out], _quotes(replace(quote, instrument=out)), now=after, rate=RATE)
+    assert (risk.mark, risk.delta) == (0.0, 0.0)
+
+
+def test_a_quarterly_option_past_its_0830_ct_last_trade_settles_in_cash_with_no_delta_left():
+    after = datetime(2026, 12, 18, 14, 31, tzinfo=timezone.utc)
+    before = datetime(2026, 12, 18, 14, 29, tzinfo=timezone.utc)
+    quote = Quote(CALL, bid=None, ask=None, last=None, bid_size=0, ask_size=0, time=after, underlying_price=6050.0)
+    (expired,) = instruments_risk([CALL], _quotes(quote), now=after, rate=RATE)
+    assert (expired.greeks_source, expired.mark, expired.delta) == ("expired", 50.0, 0.0)
+    assert years_to_expiry(CALL, before) > 0 > years_to_expiry(CALL, after)
