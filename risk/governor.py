@@ -300,9 +300,10 @@ def is_risk_reducing(
 
 
 def _leg_data_violations(
-    order: ProposedOrder, limits: RiskLimits, market: Market, now: datetime
+    order: ProposedOrder, limits: RiskLimits, market: Market, now: datetime, positions: Mapping[str, int]
 ) -> list[Violation]:
     violations: list[Violation] = []
+    changes = _net_changes(order)
     calendar_open: dict[str, bool | None] = {}  # None: a calendar the market does not know
     now_epoch = now.timestamp()
     for leg in order.legs:
@@ -341,11 +342,18 @@ def _leg_data_violations(
                         instrument_key=key,
                     )
                 )
-        violations.extend(_quote_violations(leg, limits, now_epoch))
+        closing = _closes(positions.get(key, 0), changes.get(key, 0))
+        violations.extend(_quote_violations(leg, limits, now_epoch, closing=closing))
     return violations
 
 
-def _quote_violations(leg: ProposedLeg, limits: RiskLimits, now_epoch: float) -> list[Violation]:
+def _quote_violations(
+    leg: ProposedLeg, limits: RiskLimits, now_epoch: float, *, closing: bool = False
+) -> list[Violation]:
+    """A fresh quote, two-sided and within the spread limit. A leg that only closes (part of) a
+    held position needs just the side it trades on, and no spread limit: the guard keeps the book
+    from paying away edge to open risk in a thin market, never from getting out of it (a short
+    option far out of the money has no bid, and is bought back at its ask before it expires)."""
     key = leg.instrument_key
     quote = leg.quote
     if quote is None:
@@ -373,6 +381,13 @@ def _quote_violations(leg: ProposedLeg, limits: RiskLimits, now_epoch: float) ->
                 )
             )
     bid, ask = quote.bid, quote.ask
+    if closing:
+        price = ask if leg.quantity > 0 else bid
+        if price is None or not math.isfinite(price) or price <= 0:
+            side = "ask" if leg.quantity > 0 else "bid"
+            violations.append(Violation(ReasonCode.NO_TWO_SIDED_QUOTE,
+                                        f"{key}: no {side} to close at (bid {bid}, ask {ask})", instrument_key=key))
+        return violations
     two_sided = (
         bid is not None and ask is not None and math.isfinite(bid) and math.isfinite(ask) and 0 <= bid <= ask
         and ask > 0
@@ -531,7 +546,7 @@ def evaluate_order(
     if not book.broker_connected:
         violations.append(Violation(ReasonCode.BROKER_UNAVAILABLE, "the broker link is down"))
 
-    violations.extend(_leg_data_violations(order, limits, market, now))
+    violations.extend(_leg_data_violations(order, limits, market, now, book.positions))
     violations.extend(_size_violations(order, limits))
 
     pre_delta = book.net_delta

@@ -298,6 +298,22 @@ def test_quote_guards(leg_quote: LegQuote | None, expected: set[ReasonCode]) -> 
     assert codes(evaluate(order(opt(1, quote=leg_quote)))) == expected
 
 
+@pytest.mark.parametrize(
+    ("held", "qty", "leg_quote", "expected"),
+    [
+        (-2, 2, quote(None, 0.05), set()),  # buying back a short with no bid left, at its ask
+        (-2, 2, quote(0.0, 0.05), set()),  # 200 % of mid, but closing
+        (-2, 2, quote(0.05, None), {ReasonCode.NO_TWO_SIDED_QUOTE}),  # nothing to buy at
+        (2, -2, quote(None, 0.05), {ReasonCode.NO_TWO_SIDED_QUOTE}),  # selling a long needs a bid
+        (-2, 3, quote(None, 0.05), {ReasonCode.NO_TWO_SIDED_QUOTE}),  # crossing through zero opens risk
+        (0, 2, quote(0.0, 0.05), {ReasonCode.SPREAD_TOO_WIDE}),  # opening: the guard holds
+    ],
+)
+def test_a_closing_leg_needs_only_the_side_it_trades_on(held, qty, leg_quote, expected) -> None:
+    decision = evaluate(order(opt(qty, quote=leg_quote)), book({CALL: held}))
+    assert codes(decision) & {ReasonCode.NO_TWO_SIDED_QUOTE, ReasonCode.SPREAD_TOO_WIDE} == expected
+
+
 # --- unknown instruments, broker link ------------------------------------------------------
 
 
