@@ -9,7 +9,9 @@ One decision, in this order:
 2. The option structure (`parameters.structure`): with none open, open one; with one open, close
    it on its profit target, its stop loss, or when its expiry is `roll_dte` days away or less
    (a roll: the close and the next structure's open in the same decision).
-3. The delta hedge: when |net delta - target| exceeds the band's half-width, trade the hedge future
+3. A hedge future that has rolled: futures still held in it move into the hedge future as one
+   calendar spread (`_hedge_rolls`).
+4. The delta hedge: when |net delta - target| exceeds the band's half-width, trade the hedge future
    back to the target (rounded to whole contracts, capped by the order and leg size limits).
    The hedge is computed on the book as it is now, not as the structure trades above would leave
    it; the next cycle hedges whatever delta a filled structure trade added.
@@ -36,9 +38,9 @@ from risk.book import BookValuation, InstrumentRisk, years_to_expiry
 from risk.governor import FLOAT_TOLERANCE, RiskLimits
 from risk.greeks import NetGreeks
 
-POLICY_VERSION = "delta-neutral/1"  # bump when decisions change
+POLICY_VERSION = "delta-neutral/2"  # bump when decisions change
 
-TradeAction = Literal["hedge", "open_structure", "close_structure"]
+TradeAction = Literal["hedge", "roll_hedge", "open_structure", "close_structure"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,6 +87,9 @@ class PolicyInputs:
     chain: tuple[QuotedInstrument, ...]
     structure: OpenStructure | None
     rate: float = 0.0
+    # Futures of the underlying held in a contract expiring before the hedge future (it rolled):
+    # moved into the hedge future as one calendar spread.
+    expiring_futures: tuple[QuotedInstrument, ...] = ()
 
     def __post_init__(self) -> None:
         if self.now.tzinfo is None:
@@ -156,14 +161,14 @@ def _band_discount_factor(inputs: PolicyInputs) -> float:
     """e^(-r tau), tau to the nearest option expiry held on the underlying: the shortest-dated
     options carry most of a book's gamma. 1 without options."""
     underlying = inputs.parameters.underlying
-    expiries = sorted(
-        leg.risk.instrument.expiry
+    years = sorted(
+        years_to_expiry(leg.risk.instrument, inputs.now)
         for leg in inputs.book.legs
         if leg.quantity and leg.risk.instrument.is_option and leg.risk.instrument.symbol == underlying
     )
-    if not expiries:
+    if not years:
         return 1.0
-    return math.exp(-inputs.rate * max(years_to_expiry(expiries[0], inputs.now), 0.0))
+    return math.exp(-inputs.rate * max(years[0], 0.0))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -211,9 +216,10 @@ def decide(inputs: PolicyInputs) -> PolicyDecision:
     metrics["band_half_width"] = half_width
 
     structure_trades, structure_reasons = _structure_step(inputs, metrics)
+    roll_trades, roll_reasons = _hedge_rolls(inputs, hedge)
     hedge_trade, hedge_reason = _hedge(inputs, hedge, net.delta, half_width)
-    trades = [*structure_trades, *([hedge_trade] if hedge_trade else [])]
-    return decision(trades, [*structure_reasons, hedge_reason])
+    trades = [*structure_trades, *roll_trades, *([hedge_trade] if hedge_trade else [])]
+    return decision(trades, [*structure_reasons, *roll_reasons, hedge_reason])
 
 
 def _underlying_net(book: BookValuation, symbol: str) -> NetGreeks:
@@ -272,6 +278,42 @@ def _hedge(
     )
     reason = f"net {underlying} delta {net_delta:+.2f} outside {band_text}: hedge {quantity:+d}{cap_text}"
     return trade, reason
+
+
+def _hedge_rolls(inputs: PolicyInputs, hedge: QuotedInstrument) -> tuple[list[ProposedTrade], list[str]]:
+    """Move futures held in a contract that has rolled into the hedge future: sell the old and buy
+    the new (or the reverse for a short) as one calendar spread, so the delta stays where it is
+    and no position is left to expire. Capped like any order; the rest rolls in later cycles."""
+    trades, reasons = [], []
+    new = hedge.risk.instrument
+    tick = PRODUCTS[new.symbol].future_tick
+    held = {leg.risk.instrument.key: leg.quantity for leg in inputs.book.legs}
+    for old in sorted(inputs.expiring_futures, key=lambda quoted: quoted.risk.instrument.key):
+        quantity = held.get(old.risk.instrument.key, 0)
+        if not quantity:
+            continue
+        if not old.two_sided:
+            reasons.append(f"{old.risk.instrument.key} has rolled but has no two-sided quote: not rolled yet")
+            continue
+        size = min(abs(quantity), inputs.limits.max_order_contracts // 2, inputs.limits.max_leg_contracts)
+        if size <= 0:
+            continue
+        close_side, open_side = ("SELL", "BUY") if quantity > 0 else ("BUY", "SELL")
+        # Net price per unit, positive a debit: pay the far touch on both legs.
+        far_touch = (hedge.ask - old.bid) if quantity > 0 else (old.ask - hedge.bid)
+        limit = _round_up_to_tick(far_touch, tick)
+        legs = (OrderLeg(instrument=old.risk.instrument, side=close_side, quantity=size),
+                OrderLeg(instrument=new, side=open_side, quantity=size))
+        summary = (f"Roll {size} of {quantity:+d} {old.risk.instrument.key} into {new.key}: "
+                   f"{close_side.lower()} the old, {open_side.lower()} the new, as one spread at a net "
+                   f"{'debit' if limit > 0 else 'credit'} of {abs(limit):.2f} per unit.")
+        rationale = {"from": old.risk.instrument.key, "to": new.key, "held_quantity": quantity, "units": size,
+                     "old_bid": old.bid, "old_ask": old.ask, "new_bid": hedge.bid, "new_ask": hedge.ask,
+                     "limit_price": limit}
+        trades.append(ProposedTrade(action="roll_hedge", legs=legs, limit_price=limit, rationale=rationale,
+                                    summary=summary))
+        reasons.append(f"roll {size} {old.risk.instrument.key} into {new.key}")
+    return trades, reasons
 
 
 # ---------------------------------------------------------------------------------------------
@@ -370,9 +412,14 @@ def _close_structure(
     why = "; ".join(triggers)
     chain = {quoted.risk.instrument.key: quoted for quoted in inputs.chain}
     ratios = {key: quantity // held.quantity for key, quantity in sorted(held.legs)}
-    for key in ratios:
-        if key not in chain or not chain[key].two_sided:
-            return None, f"{why}, but no two-sided quote for {key}: not closed"
+    for key, ratio in ratios.items():
+        # A close needs only the side it trades on: a short option far out of the money has no
+        # bid, and is still bought back at its ask (often the minimum tick) before it expires.
+        buying = ratio < 0
+        quoted = chain.get(key)
+        price = None if quoted is None else (quoted.ask if buying else quoted.bid)
+        if price is None or price <= 0:
+            return None, f"{why}, but no {'ask' if buying else 'bid'} for {key}: not closed"
     units, capped_by = _units(inputs.limits, held.quantity, ratios.values())
     if units == 0:
         return None, f"{why}, but one unit exceeds {' and '.join(capped_by)}: not closed"
@@ -505,7 +552,7 @@ def _combo_trade(
 ) -> ProposedTrade:
     legs = sorted(legs, key=lambda leg: (leg.instrument.strike, leg.instrument.right, leg.instrument.key))
     far_touch = sum(leg.ratio * (leg.quoted.ask if leg.ratio > 0 else leg.quoted.bid) for leg in legs)
-    mid = sum(leg.ratio * (leg.quoted.bid + leg.quoted.ask) / 2.0 for leg in legs)
+    mid = sum(leg.ratio * _mid(leg.quoted) for leg in legs)
     tick = PRODUCTS[legs[0].instrument.symbol].option_tick
     limit = _round_up_to_tick(far_touch, tick)
     order_legs = tuple(
@@ -539,6 +586,13 @@ def _combo_trade(
     return ProposedTrade(
         action=action, legs=order_legs, limit_price=limit, rationale=rationale, summary=summary
     )
+
+
+def _mid(quoted: QuotedInstrument) -> float:
+    """The middle of the quote; a missing bid counts as zero (no one pays anything for it)."""
+    bid = quoted.bid or 0.0
+    ask = quoted.ask if quoted.ask is not None else bid
+    return (bid + ask) / 2.0
 
 
 def _round_up_to_tick(price: float, tick: float) -> float:
@@ -598,6 +652,8 @@ def _inputs_digest(inputs: PolicyInputs) -> str:
             key=lambda leg: leg["instrument"],
         ),
         "hedge": _quoted(inputs.hedge) if inputs.hedge is not None else None,
+        "expiring_futures": sorted((_quoted(quoted) for quoted in inputs.expiring_futures),
+                                   key=lambda q: q["instrument"]),
         "chain": sorted((_quoted(quoted) for quoted in inputs.chain), key=lambda q: q["instrument"]),
         "structure": (
             {f.name: getattr(structure, f.name) for f in fields(structure)} | {

@@ -19,7 +19,7 @@ import math
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -27,7 +27,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from agents import policy
+from agents import contracts, policy
 from agents.models import AgentConfig, AgentCycle, AgentDecision, AgentNote, AgentRuntime, Proposal
 from agents.parameters import AgentParameters, Band, ParameterError, parameters_from_json
 from agents.selectors import agent_config_get, agent_parameters_get, agent_runtime_get
@@ -271,11 +271,23 @@ def _needs_chain(parameters: AgentParameters, structure: policy.OpenStructure | 
 
 
 def _policy_inputs(*, broker: Broker, snapshot, parameters: AgentParameters, structure, now: datetime):
-    """(PolicyInputs, quotes by instrument key) for the current book and market."""
-    hedge_future = broker.lookup_instrument(symbol=parameters.underlying, sec_type="FUT",
-                                            expiry=parameters.hedge_future_expiry)
+    """(PolicyInputs, quotes by instrument key, a note for the journal) for the current book and
+    market. The contracts are chosen by `agents.contracts`: the hedge future by its roll date, the
+    options from every future the structure's days-to-expiry window reaches."""
+    today = now.astimezone(UTC).date()
+    futures = broker.listed_futures(parameters.underlying)
+    try:
+        choice = contracts.hedge_future_select(futures, today=today, chosen_expiry=parameters.hedge_future_expiry)
+    except ValueError as exc:
+        raise BrokerError(operation="listed_futures", broker=broker.name, code="instrument_not_found",
+                          retryable=False, message=str(exc)) from exc
+    hedge_future = choice.future
+    expiring = [leg.risk.instrument for leg in snapshot.valuation.legs
+                if leg.quantity and not leg.risk.instrument.is_option
+                and leg.risk.instrument.symbol == parameters.underlying
+                and leg.risk.instrument.expiry < hedge_future.expiry]
     quotes = dict(snapshot.quotes)
-    quotes.update(broker_services.quotes_for(broker=broker, instruments=[hedge_future]))
+    quotes.update(broker_services.quotes_for(broker=broker, instruments=[hedge_future, *expiring]))
     options: dict[str, Instrument] = {}
     if structure is not None:
         # A held structure's legs are always quoted: its exits are priced from their bid and ask.
@@ -284,8 +296,10 @@ def _policy_inputs(*, broker: Broker, snapshot, parameters: AgentParameters, str
                         if leg.risk.instrument.key in held})
     if _needs_chain(parameters, structure, now):
         rules = parameters.structure
-        options.update({option.key: option for option in broker.option_chain(hedge_future)
-                        if rules.dte_min <= (option.expiry - now.date()).days <= rules.dte_max})
+        for underlying in contracts.option_underlyings(futures, hedge=hedge_future, today=today,
+                                                      dte_max=rules.dte_max):
+            options.update({option.key: option for option in broker.option_chain(underlying)
+                            if rules.dte_min <= (option.expiry - today).days <= rules.dte_max})
     chain: tuple[policy.QuotedInstrument, ...] = ()
     if options:
         quotes.update(broker_services.quotes_for(broker=broker, instruments=list(options.values())))
@@ -295,8 +309,9 @@ def _policy_inputs(*, broker: Broker, snapshot, parameters: AgentParameters, str
         now=now, parameters=parameters, limits=risk.risk_limits_get(), book=snapshot.valuation,
         hedge=hedge if hedge.bid is not None or hedge.ask is not None else None,
         chain=chain, structure=structure, rate=settings.RISK_FREE_RATE,
+        expiring_futures=_quoted(expiring, quotes, now) if expiring else (),
     )
-    return inputs, quotes
+    return inputs, quotes, choice.note
 
 
 # ---------------------------------------------------------------------------------------------
@@ -704,9 +719,11 @@ def _decide(*, client: Client, cycle: AgentCycle | None, trigger: str, parameter
         if not manage_structure:  # hedges only: no structure opened, rolled or closed
             parameters = replace(parameters, structure=replace(parameters.structure, kind="none"))
             structure = None
-        inputs, quotes = _policy_inputs(broker=broker, snapshot=snapshot, parameters=parameters,
-                                        structure=structure, now=now)
+        inputs, quotes, contract_note = _policy_inputs(broker=broker, snapshot=snapshot, parameters=parameters,
+                                                       structure=structure, now=now)
         decided = policy.decide(inputs)
+        if contract_note:
+            notes.insert(0, contract_note)
         proposals: list[Proposal] = []
         blocked = _trading_blocked_reason(client) if decided.trades else None
         if not decided.trades:
@@ -748,13 +765,13 @@ def _execute_all(*, client: Client, proposals: list[Proposal]) -> list[Proposal]
         if proposal.status != Proposal.Status.EXECUTING:
             done.append(proposal)
             continue
-        if structure_failed and proposal.action != "hedge":
+        if structure_failed and proposal.action in STRUCTURE_ACTIONS:
             done.append(_execution_blocked(client=client, proposal=proposal,
                                            message="not sent: the structure trade before it did not execute"))
             continue
         proposal = _proposal_execute(client=client, proposal=proposal, actor=AGENT, purpose="autonomous")
         filled = proposal.status == Proposal.Status.EXECUTED and (proposal.execution or {}).get("order_state") == "filled"
-        structure_failed = structure_failed or (proposal.action != "hedge" and not filled)
+        structure_failed = structure_failed or (proposal.action in STRUCTURE_ACTIONS and not filled)
         done.append(proposal)
     return done
 

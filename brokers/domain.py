@@ -248,8 +248,12 @@ class Broker(abc.ABC):
         """One quote per instrument, in the same order."""
 
     @abc.abstractmethod
+    def listed_futures(self, symbol: str) -> list[Instrument]:
+        """The product's futures still trading, nearest expiry first."""
+
+    @abc.abstractmethod
     def option_chain(self, underlying: Instrument) -> list[Instrument]:
-        """Every listed option on the given future."""
+        """Every listed option whose underlying is the given future (serial months included)."""
 
     @abc.abstractmethod
     def positions(self) -> list[Position]: ...

@@ -220,6 +220,9 @@ class MockBroker(Broker):
     def quotes(self, instruments: list[Instrument]) -> list[Quote]:
         return self._call("quotes", lambda m: m.quotes(list(instruments)))
 
+    def listed_futures(self, symbol: str) -> list[Instrument]:
+        return self._call("listed_futures", lambda m: m.listed_futures(symbol), context={"symbol": str(symbol)})
+
     def option_chain(self, underlying: Instrument) -> list[Instrument]:
         return self._call("option_chain", lambda m: m.option_chain(underlying))
 

@@ -385,6 +385,18 @@ class PhillipBroker(Broker):
         self._instrument_ids[chosen.key] = chosen.broker_ref
         return chosen
 
+    def listed_futures(self, symbol: str) -> list[Instrument]:
+        symbol = symbol.upper()
+        params = {"symbol": symbol, "sec_type": "FUT", "exchange": self._exchange_for(symbol)}
+        futures = [
+            instrument
+            for instrument in self._list("listed_futures", "/instruments", params, "instruments", _parse_instrument)
+            if instrument.symbol == symbol and instrument.sec_type == "FUT"
+        ]
+        futures.sort(key=lambda instrument: instrument.expiry)
+        self._instrument_ids.update({instrument.key: instrument.broker_ref for instrument in futures})
+        return futures
+
     def option_chain(self, underlying: Instrument) -> list[Instrument]:
         operation = "option_chain"
         if underlying.sec_type != "FUT":

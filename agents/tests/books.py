@@ -6,6 +6,7 @@ import uuid
 from django.utils import timezone
 from django_tenants.utils import tenant_context
 
+from agents import contracts
 from agents.models import AgentConfig
 from brokers.domain import OrderLeg, OrderRequest
 from brokers.services import broker_session
@@ -32,19 +33,27 @@ def _buy(fixture, choose_instrument, quantity, client_order_id):
     return instrument
 
 
+def hedge_future(broker):
+    """The ES future the agent hedges with today (the front one until its roll date)."""
+    return contracts.hedge_future_select(broker.listed_futures("ES"), today=timezone.now().date(),
+                                         chosen_expiry=None).future
+
+
 def buy_futures(fixture, quantity, client_order_id=None):
-    """Positive delta from the front ES future."""
-    return _buy(fixture, lambda broker: broker.lookup_instrument(symbol="ES", sec_type="FUT"), quantity,
-                client_order_id)
+    """Positive delta from the ES future the agent hedges with."""
+    return _buy(fixture, hedge_future, quantity, client_order_id)
 
 
 def buy_calls(fixture, quantity, client_order_id=None):
-    """Positive delta (and gamma) from near-the-money ES calls 20 to 60 days out."""
+    """Positive delta (and gamma) from near-the-money ES calls 20 to 60 days out, on whichever
+    future they deliver (the agent's chain: see agents.contracts)."""
     def near_the_money_call(broker):
-        future = broker.lookup_instrument(symbol="ES", sec_type="FUT")
-        forward = broker.quote(future).mid
         today = timezone.now().date()
-        calls = [o for o in broker.option_chain(future) if o.right == "C" and 20 <= (o.expiry - today).days <= 60]
-        return min(calls, key=lambda o: (abs(o.strike - forward), o.expiry))
+        futures = broker.listed_futures("ES")
+        hedge = hedge_future(broker)
+        calls = [o for future in contracts.option_underlyings(futures, hedge=hedge, today=today, dte_max=60)
+                 for o in broker.option_chain(future) if o.right == "C" and 20 <= (o.expiry - today).days <= 60]
+        forwards = {future.expiry: broker.quote(future).mid for future in futures}
+        return min(calls, key=lambda o: (abs(o.strike - forwards[o.underlying_expiry]), o.expiry))
 
     return _buy(fixture, near_the_money_call, quantity, client_order_id)

@@ -40,7 +40,7 @@ def _option(expiry: date, strike: float, right: str) -> Instrument:
 
 def _option_quote(option: Instrument) -> Quote:
     """Black-76 fair value at a flat 18 % vol, a 0.25-point half-spread either side on the tick grid."""
-    fair = float(black76(FORWARD, option.strike, years_to_expiry(option.expiry, NOW), RATE, VOL,
+    fair = float(black76(FORWARD, option.strike, years_to_expiry(option, NOW), RATE, VOL,
                          option.right == "C").price)
     bid = round(math.floor((fair - 0.25) / TICK + 1e-9) * TICK, 2)
     ask = round(math.ceil((fair + 0.25) / TICK - 1e-9) * TICK, 2)
@@ -104,7 +104,7 @@ def test_within_the_band_nothing_is_traded_and_the_reason_gives_the_numbers():
     decision = decide(_inputs([_futures(2)], parameters=AgentParameters(target_delta=1.5)))
     assert decision.trades == ()
     assert decision.reason == "net ES delta +2.00 within 1.50 ± 1.00"
-    assert decision.policy_version == POLICY_VERSION == "delta-neutral/1"
+    assert decision.policy_version == POLICY_VERSION == "delta-neutral/2"
     assert decision.metrics == {
         "underlying": "ES", "net_delta": 2.0, "net_gamma": 0.0, "target_delta": 1.5, "band_method": "fixed",
         "band_half_width": 1.0, "hedge_instrument": "ES FUT 20261218", "underlying_price": 6000.0,
@@ -245,7 +245,7 @@ def test_the_agent_uses_the_books_gamma_discounted_to_the_nearest_option_expiry(
     inputs = _inputs(positions, parameters=AgentParameters(band=WW))
     gamma = inputs.book.net[0].greeks.gamma
     expected = band_half_width(WW, net_gamma=gamma, future_multiplier=50.0,
-                               discount_factor=math.exp(-RATE * years_to_expiry(DEC, NOW)))
+                               discount_factor=math.exp(-RATE * years_to_expiry(_option(DEC, 6000, "C"), NOW)))
     decision = decide(inputs)
     assert 0.5 < expected < 10.0
     assert decision.metrics["band_half_width"] == pytest.approx(expected, rel=1e-12)
@@ -441,12 +441,21 @@ def test_a_structure_whose_legs_left_the_book_is_reported_and_not_traded():
             "(ES FOP 20270115 6350 C); structure left alone") in decision.reason
 
 
-def test_an_exit_without_a_two_sided_quote_to_close_at_is_not_traded():
+def test_an_exit_without_the_quote_side_it_trades_on_is_not_traded():
     structure, positions = _held_strangle(-200.0)
     chain = tuple(replace(q, ask=None) if q.risk.instrument.key == STRANGLE_KEYS[1] else q for q in CHAIN)
     decision = decide(_inputs(positions, structure=structure, chain=chain))
     assert decision.trades == ()
-    assert f"but no two-sided quote for {STRANGLE_KEYS[1]}: not closed" in decision.reason
+    assert f"but no ask for {STRANGLE_KEYS[1]}: not closed" in decision.reason
+
+
+def test_a_short_leg_with_no_bid_left_is_still_bought_back_at_its_ask():
+    # Found walking the calendar: a short call far out of the money near its roll has no bid.
+    structure, positions = _held_strangle(-200.0)
+    chain = tuple(replace(q, bid=None) if q.risk.instrument.key == STRANGLE_KEYS[1] else q for q in CHAIN)
+    decision = decide(_inputs(positions, structure=structure, chain=chain))
+    (close,) = decision.trades
+    assert close.action == "close_structure" and {leg.side for leg in close.legs} == {"BUY"}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -506,3 +515,23 @@ def test_a_hedge_never_moves_delta_away_from_target_nor_exceeds_the_caps(futures
         assert leg.signed_quantity * (target - net_delta) > 0
     else:
         assert decision.trades == ()
+
+
+def test_futures_held_in_a_contract_that_rolled_move_into_the_hedge_future_as_one_spread():
+    march = Instrument("ES", "FUT", MAR, "CME", 50.0)
+    march_quote = Quote(march, bid=6030.0, ask=6030.5, last=None, bid_size=5, ask_size=5, time=NOW)
+    quotes = {**QUOTES, march.key: march_quote}
+    hedge = QuotedInstrument(instruments_risk([march], quotes, now=NOW, rate=RATE)[0], bid=6030.0, ask=6030.5)
+    old = QuotedInstrument(instruments_risk([FUT], quotes, now=NOW, rate=RATE)[0], bid=5999.75, ask=6000.25)
+    inputs = replace(_inputs([_futures(7)], hedge=hedge, quotes=quotes), expiring_futures=(old,))
+    decision = decide(inputs)
+    (roll,) = [t for t in decision.trades if t.action == "roll_hedge"]
+    assert [(leg.instrument.key, leg.side, leg.quantity) for leg in roll.legs] == [
+        (FUT.key, "SELL", 7), (march.key, "BUY", 7)]
+    assert roll.limit_price == 30.75  # buy March at its ask, sell December at its bid
+    assert f"roll 7 {FUT.key} into {march.key}" in decision.reason
+    # A short position rolls the other way, capped by the order size (both legs count).
+    short = replace(_inputs([_futures(-30)], hedge=hedge, quotes=quotes, limits=RiskLimits(max_order_contracts=20)),
+                    expiring_futures=(old,))
+    (roll,) = [t for t in decide(short).trades if t.action == "roll_hedge"]
+    assert [(leg.side, leg.quantity) for leg in roll.legs] == [("BUY", 10), ("SELL", 10)]

@@ -333,6 +333,23 @@ class IBKRBroker(Broker):
                            retryable=False, context={"symbol": symbol, "matches": len(details)})
         return await self._instrument_from_details(details[0])
 
+    def listed_futures(self, symbol: str) -> list[Instrument]:
+        return self._run("listed_futures", lambda: self._listed_futures(symbol.upper()))
+
+    async def _listed_futures(self, symbol: str) -> list[Instrument]:
+        if symbol not in PRODUCTS:
+            raise _Failure("unknown_product", f"{symbol} is not a product of the platform",
+                           retryable=False, context={"symbol": symbol})
+        await self._ensure_connected()
+        query = lookup_contract(symbol=symbol, sec_type="FUT", expiry=None, strike=None,
+                                right=None, settings=self._settings)
+        details = await self._contract_details(query)
+        today = utc_now().date()
+        live = sorted((d for d in details if parse_ib_expiry(
+            d.realExpirationDate or d.contract.lastTradeDateOrContractMonth) >= today),
+            key=lambda d: d.contract.lastTradeDateOrContractMonth)
+        return [await self._instrument_from_details(d) for d in live]
+
     def underlying(self) -> Instrument:
         """The future this connection was configured for (`underlying_instrument`/`_expiry`)."""
         c = self._config
