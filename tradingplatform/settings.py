@@ -22,6 +22,12 @@ ENVIRONMENT = env.str("ENVIRONMENT", default="development")
 if ENVIRONMENT not in {"development", "test", "production"}:
     raise ImproperlyConfigured("ENVIRONMENT must be development, test or production")
 IS_PRODUCTION = ENVIRONMENT == "production"
+if ENVIRONMENT == "test":
+    # Every test process, and every server the tests start, lives on the suite's set day
+    # (SUITE_CLOCK), never on the wall clock's: see tradingplatform/testclock.py.
+    from tradingplatform.testclock import suite_clock_apply
+
+    suite_clock_apply()
 
 # Development defaults: usable on a laptop, refused in production (see the check at the end).
 _DEV_SECRET_KEY = "dev-only-django-secret-key-change-me"
