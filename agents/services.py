@@ -27,12 +27,13 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from agents import contracts, policy
+from agents import policy
 from agents.models import AgentConfig, AgentCycle, AgentDecision, AgentNote, AgentRuntime, Proposal
 from agents.parameters import AgentParameters, Band, ParameterError, parameters_from_json
 from agents.selectors import agent_config_get, agent_parameters_get, agent_runtime_get
 from audit import kinds
 from audit import services as audit
+from brokers import contracts
 from brokers import services as broker_services
 from brokers.codec import instrument_from_json, instrument_to_json
 from brokers.domain import Broker, BrokerError, Instrument, OrderLeg, OrderRequest
@@ -272,7 +273,7 @@ def _needs_chain(parameters: AgentParameters, structure: policy.OpenStructure | 
 
 def _policy_inputs(*, broker: Broker, snapshot, parameters: AgentParameters, structure, now: datetime):
     """(PolicyInputs, quotes by instrument key, a note for the journal) for the current book and
-    market. The contracts are chosen by `agents.contracts`: the hedge future by its roll date, the
+    market. The contracts are chosen by `brokers.contracts`: the hedge future by its roll date, the
     options from every future the structure's days-to-expiry window reaches."""
     today = now.astimezone(UTC).date()
     futures = broker.listed_futures(parameters.underlying)

@@ -6,7 +6,7 @@ import uuid
 from django.utils import timezone
 from django_tenants.utils import tenant_context
 
-from agents import contracts
+from brokers import contracts
 from agents.models import AgentConfig
 from brokers.domain import OrderLeg, OrderRequest
 from brokers.services import broker_session
@@ -46,7 +46,7 @@ def buy_futures(fixture, quantity, client_order_id=None):
 
 def buy_calls(fixture, quantity, client_order_id=None):
     """Positive delta (and gamma) from near-the-money ES calls 20 to 60 days out, on whichever
-    future they deliver (the agent's chain: see agents.contracts)."""
+    future they deliver (the agent's chain: see brokers.contracts)."""
     def near_the_money_call(broker):
         today = timezone.now().date()
         futures = broker.listed_futures("ES")

@@ -10,6 +10,7 @@ from pathlib import Path
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
+from django.utils import timezone
 
 from tenants.models import Client, Membership
 from tenants.services import client_onboard, membership_set
@@ -65,16 +66,24 @@ class Command(BaseCommand):
 
         from audit.rls import rls_context
         from brokers.domain import BrokerError, OrderLeg, OrderRequest
+        from brokers.contracts import hedge_future_select, option_underlyings
         from brokers.services import broker_session
         from risk.services import Actor, order_submit
 
         with tenant_context(client), rls_context(client_id=client.client_id, is_admin=False):
             try:
                 with broker_session() as broker:
-                    future = broker.lookup_instrument(symbol="ES", sec_type="FUT")
-                    forward = broker.quote(future).mid
-                    calls = [option for option in broker.option_chain(future) if option.right == "C"]
-                    call = min(calls, key=lambda option: (option.expiry, abs(option.strike - forward)))
+                    # The agent's own choice of contracts, so the seeded book is one it can hedge
+                    # whatever the date: calls two to eight weeks out, on whichever future they deliver.
+                    today = timezone.now().date()
+                    futures = broker.listed_futures("ES")
+                    hedge = hedge_future_select(futures, today=today, chosen_expiry=None).future
+                    forwards = {future.expiry: broker.quote(future).mid for future in futures}
+                    calls = [option for future in option_underlyings(futures, hedge=hedge, today=today, dte_max=60)
+                             for option in broker.option_chain(future)
+                             if option.right == "C" and 14 <= (option.expiry - today).days <= 60]
+                    call = min(calls, key=lambda option: (option.expiry,
+                                                          abs(option.strike - forwards[option.underlying_expiry])))
                 order = OrderRequest(client_order_id="demo-seed-1", legs=(OrderLeg(call, "BUY", 8),), order_type="MKT")
                 result = order_submit(client=client, order=order, actor=Actor("system", "bootstrap_demo"))
             except BrokerError as exc:

@@ -1,4 +1,6 @@
-"""Which contracts the agent trades today: the hedge future, and the futures whose options it looks at.
+"""Which contracts a desk trades today: the hedge future, and the futures whose options it looks at.
+
+The agent, the demo bootstrap and the tests all choose through here.
 
 Pure: listed futures and a date in, choices and the reason out. A desk that trades through every
 expiry never hedges with a future in its last week, and never goes blind to the options of the

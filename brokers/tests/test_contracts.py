@@ -5,7 +5,7 @@ from datetime import date
 
 import pytest
 
-from agents.contracts import hedge_future_select, option_underlyings
+from brokers.contracts import hedge_future_select, option_underlyings
 from brokers.domain import Instrument
 
 DEC, MAR, JUN, SEP = date(2026, 12, 18), date(2027, 3, 19), date(2027, 6, 18), date(2027, 9, 17)
