@@ -2,7 +2,7 @@
 import pytest
 from django.test import override_settings
 
-from conftest import audit_events, bearer
+from tradingplatform.testing import audit_events, bearer
 
 
 def test_status_reports_mode_state_limits_breaker_and_broker(api, alpha):

@@ -16,8 +16,8 @@ from agents.services import hedge_proposal_draft
 from agents.tests.books import buy_futures, configure
 from agents.tests.llm_server import CallTools, Hang, Raw, Say, scripted_llm
 from brokers.models import Order
-from conftest import audit_events
 from tradingplatform.events import recent_events
+from tradingplatform.testing import audit_events
 
 READ_ONLY_TOOLS = {"get_status", "get_book", "get_last_decisions", "list_proposals", "explain_proposal",
                    "get_notes"}

@@ -10,9 +10,9 @@ from django_tenants.utils import tenant_context
 from brokers.domain import OrderLeg, OrderRequest
 from brokers.models import Fill, Order
 from brokers.services import broker_session
-from conftest import audit_events
 from risk import services
 from risk.models import RiskDecisionRecord, RiskStateRecord
+from tradingplatform.testing import audit_events
 
 USER = services.Actor("user", "test-trader")
 
