@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 import uuid
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
@@ -118,9 +118,17 @@ def agent_runtime_get() -> AgentRuntime:
     return AgentRuntime.objects.first() or AgentRuntime()
 
 
+def proposal_effective_status(proposal: Proposal, now: datetime) -> str:
+    """The status a proposal reads as, everywhere (API, chat, status counts): a pending proposal
+    past its time to live is expired even before a cycle (or an approval) marks it so, since it
+    can no longer be approved. proposals_list applies the same rule as a query."""
+    if proposal.status == Proposal.Status.PENDING and proposal.expires_at <= now:
+        return Proposal.Status.EXPIRED.value
+    return proposal.status
+
+
 def proposals_list(*, status: str | None = None):
-    """Newest first. A pending proposal past its time to live counts as expired even before a
-    cycle (or an approval) marks it so."""
+    """Newest first, filtered by effective status (see proposal_effective_status)."""
     proposals = Proposal.objects.order_by("-created_at")
     now = timezone.now()
     if status == Proposal.Status.PENDING:

@@ -18,6 +18,7 @@ from agents.parameters import (
     TARGET_DELTA,
     Bounds,
 )
+from agents.selectors import proposal_effective_status
 from brokers.products import PRODUCTS
 from risk.serializers import RiskLimitsSerializer
 from tradingplatform.api import RejectsUnknownKeysSerializer
@@ -156,9 +157,7 @@ class ProposalSerializer(serializers.ModelSerializer):
 
     @extend_schema_field(serializers.ChoiceField(choices=Proposal.Status.choices))
     def get_status(self, proposal: Proposal) -> str:
-        if proposal.status == Proposal.Status.PENDING and proposal.expires_at <= timezone.now():
-            return Proposal.Status.EXPIRED
-        return proposal.status
+        return proposal_effective_status(proposal, timezone.now())
 
 
 class ProposalListQuerySerializer(serializers.Serializer):
