@@ -28,7 +28,8 @@ def test_lower_apps_never_import_agents(app: str) -> None:
     assert {path: modules for path, modules in offenders.items() if modules} == {}
 
 
-@pytest.mark.parametrize("module", ["risk/limits.py", "risk/governor.py", "risk/greeks.py"])
+@pytest.mark.parametrize("module", ["risk/limits.py", "risk/governor.py", "risk/greeks.py", "brokers/phillip/parsing.py",
+                                    "brokers/phillip/transport.py", "brokers/phillip/broker.py"])
 def test_pure_modules_do_not_import_django(module: str) -> None:
     imported = _imported_modules(ROOT / module)
     assert not {m for m in imported if m.split(".")[0] in {"django", "rest_framework"}}
