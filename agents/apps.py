@@ -4,3 +4,11 @@ from django.apps import AppConfig
 class AgentsConfig(AppConfig):
     name = "agents"
     verbose_name = "Trading agents"
+
+    def ready(self) -> None:
+        # The risk limits are stored in the agent's parameters; risk reads them through this
+        # function so that it never imports the agents app (see risk.selectors).
+        from agents.selectors import agent_risk_limits_stored
+        from risk.selectors import risk_limits_source_register
+
+        risk_limits_source_register(agent_risk_limits_stored)

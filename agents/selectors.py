@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 import uuid
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
@@ -11,7 +11,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from agents.models import AgentConfig, AgentDecision, AgentNote, AgentRuntime, ChatMessage, Proposal
-from agents.parameters import AgentParameters, ParameterError, parameters_from_json
+from agents.parameters import RISK_LIMITS_KEY, AgentParameters, ParameterError, parameters_from_json
 from tenants.models import Client
 
 
@@ -21,8 +21,15 @@ def agent_config_get() -> AgentConfig:
 
 
 def agent_parameters_get() -> AgentParameters:
-    """The strategy parameters in force (the risk limits are read by risk.services)."""
+    """The strategy parameters in force (the risk limits are read by risk.selectors)."""
     return parameters_from_json(agent_config_get().parameters)
+
+
+def agent_risk_limits_stored() -> dict[str, Any]:
+    """The risk limits as stored in the agent's parameters document, unparsed. Registered with
+    risk.selectors at start-up (AgentsConfig.ready): risk reads the limits through it without
+    importing this app."""
+    return dict(agent_config_get().parameters.get(RISK_LIMITS_KEY, {}))
 
 
 def _json_limits(limits) -> dict[str, Any]:
@@ -33,11 +40,11 @@ def _json_limits(limits) -> dict[str, Any]:
 def agent_status_get(*, client: Client) -> dict[str, Any]:
     from brokers.registry import routed_broker
     from brokers.services import broker_connection_get
-    from risk.services import (
+    from risk.selectors import (
         daily_pnl_read,
         orders_last_minute,
         platform_control_get,
-        risk_limits_from_parameters,
+        risk_limits_get,
         risk_state_get,
     )
     from tradingplatform.events import live_state_get
@@ -45,7 +52,7 @@ def agent_status_get(*, client: Client) -> dict[str, Any]:
     config = agent_config_get()
     state = risk_state_get()
     control = platform_control_get()
-    limits = risk_limits_from_parameters(config.parameters)
+    limits = risk_limits_get()
     connection = broker_connection_get()
     greeks = live_state_get(client_id=client.client_id, name="greeks")
     runtime = agent_runtime_get()
@@ -111,9 +118,17 @@ def agent_runtime_get() -> AgentRuntime:
     return AgentRuntime.objects.first() or AgentRuntime()
 
 
+def proposal_effective_status(proposal: Proposal, now: datetime) -> str:
+    """The status a proposal reads as, everywhere (API, chat, status counts): a pending proposal
+    past its time to live is expired even before a cycle (or an approval) marks it so, since it
+    can no longer be approved. proposals_list applies the same rule as a query."""
+    if proposal.status == Proposal.Status.PENDING and proposal.expires_at <= now:
+        return Proposal.Status.EXPIRED.value
+    return proposal.status
+
+
 def proposals_list(*, status: str | None = None):
-    """Newest first. A pending proposal past its time to live counts as expired even before a
-    cycle (or an approval) marks it so."""
+    """Newest first, filtered by effective status (see proposal_effective_status)."""
     proposals = Proposal.objects.order_by("-created_at")
     now = timezone.now()
     if status == Proposal.Status.PENDING:

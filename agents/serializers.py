@@ -18,48 +18,10 @@ from agents.parameters import (
     TARGET_DELTA,
     Bounds,
 )
+from agents.selectors import proposal_effective_status
 from brokers.products import PRODUCTS
-
-
-class _RejectsUnknownKeys(serializers.Serializer):
-    """Unknown keys are field errors, not silently dropped, and are reported together with every
-    other field's error."""
-
-    unknown_key_message = "Unknown parameter."
-
-    def to_internal_value(self, data):
-        unknown = sorted(set(data) - set(self.fields)) if isinstance(data, dict) else []
-        errors = {name: [self.unknown_key_message] for name in unknown}
-        try:
-            value = super().to_internal_value(data)
-        except serializers.ValidationError as exc:
-            if not errors:
-                raise
-            detail = exc.detail if isinstance(exc.detail, dict) else {"non_field_errors": exc.detail}
-            raise serializers.ValidationError({**detail, **errors}) from exc
-        if errors:
-            raise serializers.ValidationError(errors)
-        return value
-
-
-class RiskLimitsSerializer(_RejectsUnknownKeys):
-    """Every field optional: a partial update of the client's risk limits."""
-
-    max_net_delta = serializers.FloatField(required=False, min_value=0, help_text="Underlying futures contracts.")
-    max_order_contracts = serializers.IntegerField(required=False, min_value=1)
-    max_leg_contracts = serializers.IntegerField(required=False, min_value=1)
-    max_daily_loss = serializers.DecimalField(required=False, max_digits=14, decimal_places=2, min_value=0,
-                                              help_text="USD.")
-    max_open_legs = serializers.IntegerField(required=False, min_value=1)
-    max_spread_pct = serializers.FloatField(required=False, min_value=0, help_text="A fraction: 0.10 is 10 %.")
-    max_quote_age_seconds = serializers.FloatField(required=False, min_value=0)
-    breaker_loss_count = serializers.IntegerField(required=False, min_value=1)
-    breaker_loss_threshold = serializers.DecimalField(required=False, max_digits=14, decimal_places=2, min_value=0,
-                                                      help_text="USD; a loss must exceed it to count.")
-    max_orders_per_minute = serializers.IntegerField(required=False, min_value=1)
-    duplicate_window_seconds = serializers.FloatField(required=False, min_value=0)
-
-    unknown_key_message = "Unknown limit."
+from risk.serializers import RiskLimitsSerializer
+from tradingplatform.api import RejectsUnknownKeysSerializer
 
 
 def _within(bounds: Bounds):
@@ -82,7 +44,7 @@ def _integer(bounds: Bounds, help_text: str = "", **kwargs) -> serializers.Integ
     )
 
 
-class _PartialParameterGroupSerializer(_RejectsUnknownKeys):
+class _PartialParameterGroupSerializer(RejectsUnknownKeysSerializer):
     """Every field optional (a partial update)."""
 
 
@@ -195,9 +157,7 @@ class ProposalSerializer(serializers.ModelSerializer):
 
     @extend_schema_field(serializers.ChoiceField(choices=Proposal.Status.choices))
     def get_status(self, proposal: Proposal) -> str:
-        if proposal.status == Proposal.Status.PENDING and proposal.expires_at <= timezone.now():
-            return Proposal.Status.EXPIRED
-        return proposal.status
+        return proposal_effective_status(proposal, timezone.now())
 
 
 class ProposalListQuerySerializer(serializers.Serializer):

@@ -29,7 +29,7 @@ from django.utils import timezone
 
 from agents import policy
 from agents.models import AgentConfig, AgentCycle, AgentDecision, AgentNote, AgentRuntime, Proposal
-from agents.parameters import AgentParameters, Band, ParameterError, parameters_from_json
+from agents.parameters import RISK_LIMITS_KEY, AgentParameters, Band, ParameterError, parameters_from_json
 from agents.selectors import agent_config_get, agent_parameters_get, agent_runtime_get
 from audit import kinds
 from audit import services as audit
@@ -39,6 +39,7 @@ from brokers.codec import instrument_from_json, instrument_to_json
 from brokers.domain import Broker, BrokerError, Instrument, OrderLeg, OrderRequest
 from brokers.models import Order as OrderRow
 from brokers.products import PRODUCTS
+from risk import selectors as risk_selectors
 from risk import services as risk
 from risk.book import instruments_risk
 from tenants.models import Client
@@ -101,7 +102,7 @@ def agent_parameters_update(*, client: Client, changes: dict[str, Any], actor: s
         after = _merged(before, changes)
         parameters_from_json(after)
         try:
-            risk.risk_limits_from_parameters(after)
+            risk_selectors.risk_limits_validate(stored=after.get(RISK_LIMITS_KEY, {}))
         except (TypeError, ValueError) as exc:
             raise ParameterError({"risk_limits": [str(exc)]}) from exc
         config.parameters = after
@@ -307,7 +308,7 @@ def _policy_inputs(*, broker: Broker, snapshot, parameters: AgentParameters, str
         chain = _quoted(list(options.values()), quotes, now)
     (hedge,) = _quoted([hedge_future], quotes, now)
     inputs = policy.PolicyInputs(
-        now=now, parameters=parameters, limits=risk.risk_limits_get(), book=snapshot.valuation,
+        now=now, parameters=parameters, limits=risk_selectors.risk_limits_get(), book=snapshot.valuation,
         hedge=hedge if hedge.bid is not None or hedge.ask is not None else None,
         chain=chain, structure=structure, rate=settings.RISK_FREE_RATE,
         expiring_futures=_quoted(expiring, quotes, now) if expiring else (),
@@ -419,10 +420,10 @@ def _propose(*, client: Client, trades: tuple[policy.ProposedTrade, ...], decide
 
 def _trading_blocked_reason(client: Client) -> str | None:
     """Why nothing may be sent now: an operator's halt, or a HALTED trading state (the breaker)."""
-    reason = risk.halt_reason(client=client)
+    reason = risk_selectors.halt_reason(client=client)
     if reason:
         return reason
-    state = risk.risk_state_get()
+    state = risk_selectors.risk_state_get()
     if state.trading_state == "HALTED":
         return f"trading is halted: {state.reason}"
     return None

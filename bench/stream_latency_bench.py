@@ -37,7 +37,7 @@ WARMUP_EVENTS = 50
 
 
 def greeks_data(sequence: int) -> dict:
-    """A payload shaped like risk.services.net_greeks_json's, tagged so the reader can find it."""
+    """A payload shaped like risk.selectors.net_greeks_json's, tagged so the reader can find it."""
     return {
         "as_of": datetime.now(UTC).isoformat(), "net_delta": 3.21, "unrealized_pnl": -412.5,
         "open_legs": 14,

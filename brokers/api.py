@@ -14,7 +14,8 @@ from brokers.serializers import (
     FillSerializer,
     PositionsSerializer,
 )
-from risk.services import book_sync, net_greeks_json
+from risk.selectors import net_greeks_json
+from risk.services import book_sync
 from tenants.models import Membership
 from tenants.resolution import ClientScopedAPIView
 from tradingplatform.api import LimitOffsetPages

@@ -5,13 +5,16 @@ from django.db import models
 from fernet_fields import EncryptedTextField
 
 
+def broker_choices() -> list[tuple[str, str]]:
+    """The broker kinds of brokers.registry. Imported when first called, not with this module: the
+    registry imports the adapters, and they import these models."""
+    from brokers.registry import broker_choices as registered
+
+    return registered()
+
+
 class BrokerConnection(models.Model):
     """The one broker a client trades through, with its credentials encrypted at rest."""
-
-    class Broker(models.TextChoices):
-        MOCK = "mock", "Simulated market"
-        IBKR = "ibkr", "Interactive Brokers"
-        PHILLIP = "phillip", "PhillipCapital"
 
     class Status(models.TextChoices):
         UNTESTED = "untested", "Not tested yet"
@@ -19,7 +22,7 @@ class BrokerConnection(models.Model):
         FAILED = "failed", "Failed"
 
     singleton = models.BooleanField(default=True, unique=True, editable=False)
-    broker = models.CharField(max_length=16, choices=Broker.choices)
+    broker = models.CharField(max_length=16, choices=broker_choices)
     # JSON text, Fernet-encrypted (FERNET_KEYS: the first key encrypts, every key decrypts).
     credentials = EncryptedTextField()
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.UNTESTED)

@@ -1,4 +1,9 @@
-"""Which adapter serves which broker name, and how its credentials are validated."""
+"""Which adapter serves which broker name, and how its credentials are validated.
+
+`BROKER_KINDS` is the one list of brokers a client can connect: the connection model's choices
+and the API's broker fields derive from it (`broker_choices`), so adding a broker is one entry
+here.
+"""
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -20,6 +25,7 @@ from tradingplatform.serialization import json_ready
 @dataclass(frozen=True, slots=True)
 class BrokerKind:
     name: str
+    label: str
     credentials_serializer: type[serializers.Serializer]
     build: Callable[[dict[str, Any]], Broker]
 
@@ -34,10 +40,15 @@ def _phillip(validated: dict[str, Any]) -> Broker:
 
 
 BROKER_KINDS: dict[str, BrokerKind] = {
-    "mock": BrokerKind("mock", MockCredentialsSerializer, _mock),
-    "ibkr": BrokerKind("ibkr", IBKRCredentialsSerializer, IBKRBroker.from_credentials),
-    "phillip": BrokerKind("phillip", PhillipCredentialsSerializer, _phillip),
+    "mock": BrokerKind("mock", "Simulated market", MockCredentialsSerializer, _mock),
+    "ibkr": BrokerKind("ibkr", "Interactive Brokers", IBKRCredentialsSerializer, IBKRBroker.from_credentials),
+    "phillip": BrokerKind("phillip", "PhillipCapital", PhillipCredentialsSerializer, _phillip),
 }
+
+
+def broker_choices() -> list[tuple[str, str]]:
+    """(name, label) of every broker kind, for model and serializer choices."""
+    return [(kind.name, kind.label) for kind in BROKER_KINDS.values()]
 
 
 def credentials_validate(*, broker: str, credentials: dict[str, Any]) -> dict[str, Any]:

@@ -3,10 +3,11 @@ from __future__ import annotations
 from rest_framework import serializers
 
 from brokers.models import BrokerConnection, Fill
+from brokers.registry import broker_choices
 
 
 class ConnectBrokerRequestSerializer(serializers.Serializer):
-    broker = serializers.ChoiceField(choices=BrokerConnection.Broker.choices)
+    broker = serializers.ChoiceField(choices=broker_choices())
     credentials = serializers.DictField(required=False, default=dict)
 
 

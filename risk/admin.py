@@ -8,8 +8,7 @@ from django.template.response import TemplateResponse
 from django.urls import reverse
 from django_tenants.utils import tenant_context
 
-from risk import services
-from risk.models import RiskStateRecord
+from risk import selectors, services
 from tenants.models import Client, PlatformControl
 
 
@@ -36,11 +35,11 @@ class HaltConsole(admin.ModelAdmin):
     def changelist_view(self, request, extra_context=None):
         if request.method == "POST":
             return self._apply(request)
-        control = services.platform_control_get()
+        control = selectors.platform_control_get()
         clients = []
         for client in Client.objects.order_by("client_id"):
             with tenant_context(client):
-                record = RiskStateRecord.objects.filter(singleton=True).first() or RiskStateRecord()
+                record = selectors.risk_state_get()
             clients.append({"client": client, "state": record})
         context = {
             **self.admin_site.each_context(request),

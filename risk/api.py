@@ -8,7 +8,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from risk import services
+from risk import selectors, services
 from risk.serializers import (
     BreakerResetRequestSerializer,
     HaltRequestSerializer,
@@ -42,7 +42,7 @@ class EmergencyHaltView(OperatorKeyView):
 
     @extend_schema(responses={200: HaltStateSerializer}, tags=["operator"])
     def get(self, request: Request) -> Response:
-        return Response(HaltStateSerializer(self._body(services.platform_control_get())).data)
+        return Response(HaltStateSerializer(self._body(selectors.platform_control_get())).data)
 
     @extend_schema(request=HaltRequestSerializer, responses={200: HaltStateSerializer}, tags=["operator"])
     def post(self, request: Request) -> Response:
@@ -65,7 +65,7 @@ class ClientHaltView(OperatorKeyView):
     def get(self, request: Request, client_id: str) -> Response:
         client = self._client(client_id)
         with tenant_context(client):
-            record = services.risk_state_get()
+            record = selectors.risk_state_get()
         return Response({"halted": record.operator_halted, "reason": record.operator_halt_reason})
 
     @extend_schema(request=HaltRequestSerializer, responses={200: HaltStateSerializer}, tags=["operator"])

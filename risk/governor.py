@@ -31,6 +31,8 @@ from decimal import ROUND_HALF_EVEN, Decimal
 from enum import StrEnum
 from typing import Any, Protocol
 
+# RiskLimits is defined with its bounds in risk.limits and imported here, where the rules use it.
+from risk.limits import RiskLimits
 from risk.sessions import UnknownCalendar
 
 FLOAT_TOLERANCE = 1e-9
@@ -121,49 +123,6 @@ class Book:
     realized_pnl_today: Decimal  # since the exchange trading day began
     unrealized_pnl: Decimal
     broker_connected: bool
-
-
-@dataclass(frozen=True, slots=True)
-class RiskLimits:
-    """Per-client limits. The defaults are deliberately tight; owners widen them per client."""
-
-    max_net_delta: float = 10.0  # |net delta|, underlying-contract equivalents
-    max_order_contracts: int = 20  # sum of |quantity| over the order's legs
-    max_leg_contracts: int = 10  # |quantity| of any one leg
-    max_daily_loss: Decimal = Decimal("2000.00")  # USD, positive
-    max_open_legs: int = 12  # distinct non-zero positions after the order
-    max_spread_pct: float = 0.10  # (ask - bid) / mid as a fraction: 0.10 is 10 %
-    max_quote_age_seconds: float = 10.0
-    breaker_loss_count: int = 3
-    breaker_loss_threshold: Decimal = Decimal("500.00")  # a loss must exceed this to count
-    max_orders_per_minute: int = 10
-    duplicate_window_seconds: float = 30.0
-
-    def __post_init__(self) -> None:
-        positive = {
-            "max_order_contracts": self.max_order_contracts,
-            "max_leg_contracts": self.max_leg_contracts,
-            "max_open_legs": self.max_open_legs,
-            "breaker_loss_count": self.breaker_loss_count,
-            "max_orders_per_minute": self.max_orders_per_minute,
-        }
-        for name, value in positive.items():
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a whole number >= 1, got {value!r}")
-        for name, value in {
-            "max_net_delta": self.max_net_delta,
-            "max_spread_pct": self.max_spread_pct,
-            "max_quote_age_seconds": self.max_quote_age_seconds,
-            "duplicate_window_seconds": self.duplicate_window_seconds,
-        }.items():
-            if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
-                raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
-        for name, value in {
-            "max_daily_loss": self.max_daily_loss,
-            "breaker_loss_threshold": self.breaker_loss_threshold,
-        }.items():
-            if not isinstance(value, Decimal) or not value.is_finite() or value < 0:
-                raise ValueError(f"{name} must be a Decimal amount >= 0, got {value!r}")
 
 
 @dataclass(frozen=True, slots=True)

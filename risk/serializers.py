@@ -1,5 +1,31 @@
 from rest_framework import serializers
 
+from risk.limits import LIMIT_BOUNDS, MONEY_DECIMAL_PLACES, MONEY_MAX_DIGITS, LimitBound, Number
+from risk.selectors import risk_limit_ceilings
+from tradingplatform.api import RejectsUnknownKeysSerializer
+
+
+def _limit_field(bound: LimitBound, ceiling: Number | None) -> serializers.Field:
+    """The API field of one limit, from its bounds in risk.limits (the governor checks the same)."""
+    common = {"required": False, "min_value": bound.minimum, "max_value": ceiling,
+              "help_text": f"{bound.help} Unit: {bound.unit}. Default {bound.default}."}
+    if bound.kind is int:
+        return serializers.IntegerField(**common)
+    if bound.kind is float:
+        return serializers.FloatField(**common)
+    return serializers.DecimalField(max_digits=MONEY_MAX_DIGITS, decimal_places=MONEY_DECIMAL_PLACES, **common)
+
+
+class RiskLimitsSerializer(RejectsUnknownKeysSerializer):
+    """Every field optional: a partial update of the client's risk limits. The fields are built
+    per instance, so that an operator's ceiling (a setting) is the field's maximum."""
+
+    unknown_key_message = "Unknown limit."
+
+    def get_fields(self) -> dict[str, serializers.Field]:
+        ceilings = risk_limit_ceilings()
+        return {bound.name: _limit_field(bound, ceilings.get(bound.name)) for bound in LIMIT_BOUNDS}
+
 
 class HaltRequestSerializer(serializers.Serializer):
     halted = serializers.BooleanField()

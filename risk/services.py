@@ -13,15 +13,13 @@ from __future__ import annotations
 import logging
 import math
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from decimal import Decimal
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Sum
 from django.utils import timezone
 
-from agents.selectors import agent_config_get
 from audit import kinds
 from audit import services as audit
 from brokers import services as broker_services
@@ -33,18 +31,23 @@ from brokers.selectors import working_orders
 from risk import governor
 from risk.book import instruments_risk
 from risk.models import RiskDecisionRecord, RiskStateRecord
-from risk.sessions import MarketHours
+from risk.selectors import (
+    market_hours,
+    net_greeks_json,
+    orders_recent,
+    platform_control_get,
+    realized_pnl_since,
+    risk_limits_get,
+    trading_day_start_get,
+    unrealized_money,
+)
 from tenants.models import Client, PlatformControl
 from tradingplatform.events import live_state_set, publish_event
 from tradingplatform.locks import advisory_lock, advisory_locks
-from tradingplatform.serialization import finite_or_none
 
 logger = logging.getLogger(__name__)
 
 PLATFORM_HALT_LOCK = "platform-emergency-halt"
-# All CME Globex products roll their trading day at 17:00 CT; the client's day follows it.
-TRADING_DAY_CALENDAR = "CME Globex Equity"
-_market_hours: dict[bool, MarketHours] = {}
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,46 +76,16 @@ class ExecutionHalted(Exception):
         self.reason = reason
 
 
-def market_hours() -> MarketHours:
-    """One precomputed table per process. While every client trades on the simulated market
-    (USE_MOCK_BROKER=true) the market-hours rule treats the market as always open, as the
-    simulator does by default; real brokers get the exchanges' sessions."""
-    always_open = bool(settings.USE_MOCK_BROKER)
-    if always_open not in _market_hours:
-        _market_hours[always_open] = MarketHours(always_open=always_open)
-    return _market_hours[always_open]
-
-
-def risk_limits_from_parameters(parameters: dict) -> governor.RiskLimits:
-    """The agent parameters' `risk_limits` over the safe defaults; ValueError when invalid."""
-    overrides = dict(parameters.get("risk_limits", {}))
-    for name in ("max_daily_loss", "breaker_loss_threshold"):
-        if name in overrides:
-            overrides[name] = Decimal(str(overrides[name]))
-    return governor.RiskLimits(**overrides)
-
-
-def risk_limits_get() -> governor.RiskLimits:
-    return risk_limits_from_parameters(agent_config_get().parameters)
-
-
-def risk_state_get() -> RiskStateRecord:
+def _risk_state_row() -> RiskStateRecord:
+    """The client's risk state row, created on first use: services write to it (reads use
+    risk.selectors.risk_state_get, which never creates it)."""
     state, _ = RiskStateRecord.objects.get_or_create(singleton=True)
     return state
 
 
-def platform_control_get() -> PlatformControl:
+def _platform_control_row() -> PlatformControl:
     control, _ = PlatformControl.objects.get_or_create(singleton=True)
     return control
-
-
-def _recent_orders(limits: governor.RiskLimits, now: datetime) -> tuple[governor.RecentOrder, ...]:
-    window = timedelta(seconds=max(60.0, limits.duplicate_window_seconds))
-    # The newest max+1 are enough: with more than that in the window the rate rule rejects anyway.
-    rows = RiskDecisionRecord.objects.filter(accepted=True, created_at__gte=now - window).order_by(
-        "-created_at"
-    )[: limits.max_orders_per_minute + 1]
-    return tuple(governor.RecentOrder(at=row.created_at, fingerprint=row.fingerprint) for row in rows)
 
 
 def _governor_state(record: RiskStateRecord, control: PlatformControl, limits, now) -> governor.RiskState:
@@ -124,48 +97,25 @@ def _governor_state(record: RiskStateRecord, control: PlatformControl, limits, n
         state_until=record.state_until,
         emergency_halt=halted_by_operator,
         emergency_reason=reason,
-        recent_orders=_recent_orders(limits, now),
+        recent_orders=orders_recent(limits=limits, now=now),
         loss_streak=record.loss_streak,
     )
 
 
-def _realized_since(start: datetime) -> Decimal:
-    totals = FillRow.objects.filter(executed_at__gte=start).aggregate(
-        realized=Sum("realized_pnl"), commission=Sum("commission")
-    )
-    return (totals["realized"] or Decimal(0)) - (totals["commission"] or Decimal(0))
-
-
-def _daily_pnl(record: RiskStateRecord, unrealized: float | None, now: datetime, *,
-               take_baseline: bool = True) -> tuple[Decimal, Decimal | None]:
+def _daily_pnl(record: RiskStateRecord, unrealized: float | None, now: datetime) -> tuple[Decimal, Decimal | None]:
     """(realized today net of commissions, unrealized since the day began); see RiskStateRecord.
-    The first sight of a trading day takes its unrealized baseline, unless `take_baseline` is
-    False (a read): the unrealized part is then unknown until a sync takes it."""
-    day_start = market_hours().trading_day_start(TRADING_DAY_CALENDAR, now)
-    unrealized_now = (
-        governor.to_money(unrealized) if unrealized is not None and math.isfinite(unrealized) else None
-    )
+    The first sight of a trading day takes its unrealized baseline (a write: `record` is a saved
+    row); risk.selectors.daily_pnl_read is the read that never takes it."""
+    day_start = trading_day_start_get(now)
+    unrealized_now = unrealized_money(unrealized)
     if record.trading_day_start != day_start and unrealized_now is not None:
-        if not take_baseline:
-            return _realized_since(day_start), None
         record.trading_day_start = day_start
         record.day_unrealized_baseline = unrealized_now
         record.save(update_fields=["trading_day_start", "day_unrealized_baseline", "changed_at"])
-    realized = _realized_since(day_start)
+    realized = realized_pnl_since(day_start)
     if unrealized_now is None:
         return realized, None
     return realized, unrealized_now - record.day_unrealized_baseline
-
-
-def daily_pnl_read(*, unrealized: float | None) -> dict[str, Decimal | None]:
-    """Today's P&L as the daily-loss rule counts it, without writing anything (for status)."""
-    realized, unrealized_today = _daily_pnl(risk_state_get(), unrealized, timezone.now(), take_baseline=False)
-    total = realized + unrealized_today if unrealized_today is not None else None
-    return {"realized": realized, "unrealized": unrealized_today, "total": total}
-
-
-def orders_last_minute() -> int:
-    return RiskDecisionRecord.objects.filter(accepted=True, created_at__gte=timezone.now() - timedelta(seconds=60)).count()
 
 
 def _proposed_order(order: OrderRequest, quotes: dict, now: datetime) -> governor.ProposedOrder:
@@ -214,7 +164,7 @@ def closing_results_apply(*, client: Client, fills: list[FillRow], limits: gover
             by_order[fill.client_order_id] = by_order.get(fill.client_order_id, Decimal(0)) + fill.realized_pnl
     if not by_order:
         return
-    record = RiskStateRecord.objects.select_for_update().get(pk=risk_state_get().pk)
+    record = RiskStateRecord.objects.select_for_update().get(pk=_risk_state_row().pk)
     streak, tripped = record.loss_streak, False
     for realized in by_order.values():
         streak, now_tripped = governor.record_closing_result(streak, realized, limits)
@@ -237,20 +187,6 @@ def book_sync(*, client: Client, broker: Broker):
     live_state_set(client_id=client.client_id, name="greeks", data=greeks)
     publish_event(client_id=client.client_id, type="greeks", data=greeks)
     return snapshot
-
-
-def net_greeks_json(valuation) -> dict:
-    return {
-        "as_of": valuation.as_of.isoformat(),
-        "net_delta": finite_or_none(valuation.net_delta),
-        "unrealized_pnl": finite_or_none(valuation.unrealized_pnl),
-        "open_legs": len(valuation.legs),
-        "by_underlying": [
-            {"underlying": entry.symbol, "delta": finite_or_none(entry.greeks.delta), "gamma": finite_or_none(entry.greeks.gamma),
-             "vega": finite_or_none(entry.greeks.vega), "theta": finite_or_none(entry.greeks.theta)}
-            for entry in valuation.net
-        ],
-    }
 
 
 def _existing_order_outcome(row: OrderRow, broker: Broker) -> SubmissionResult | None:
@@ -288,7 +224,7 @@ def client_risk_lock(client: Client):
 def _evaluate(*, order: OrderRequest, snapshot, quotes: dict, record: RiskStateRecord) -> governor.Decision:
     now = timezone.now()
     limits = risk_limits_get()
-    control = platform_control_get()
+    control = platform_control_get()  # read only: a halt is set by emergency_halt_set
     realized_today, unrealized_today = _daily_pnl(record, snapshot.valuation.unrealized_pnl, now)
     book = governor.Book(
         positions=snapshot.valuation.position_quantities(),
@@ -306,7 +242,7 @@ def _evaluate(*, order: OrderRequest, snapshot, quotes: dict, record: RiskStateR
 def pretrade_preview(*, order: OrderRequest, snapshot, quotes: dict) -> governor.Decision:
     """The governor's verdict on an order that is not being sent (a proposal's pre-check): nothing
     is recorded, so a preview never counts toward the order-rate and duplicate rules."""
-    return _evaluate(order=order, snapshot=snapshot, quotes=quotes, record=risk_state_get())
+    return _evaluate(order=order, snapshot=snapshot, quotes=quotes, record=_risk_state_row())
 
 
 def pretrade_decide(
@@ -315,7 +251,7 @@ def pretrade_decide(
     """The pre-trade check: the governor over the current book, the decision recorded and audited,
     any state transition applied, and — when accepted — the order row written, all in one
     transaction. The caller holds the client's risk lock; nothing here calls the broker."""
-    record = risk_state_get()
+    record = _risk_state_row()
     decision = _evaluate(order=order, snapshot=snapshot, quotes=quotes, record=record)
     with transaction.atomic():
         RiskDecisionRecord.objects.create(
@@ -416,17 +352,6 @@ def autonomous_execution_check(*, client: Client, actor: Actor) -> None:
         raise ExecutionHalted("autonomous execution is disabled platform-wide (AUTONOMOUS_ENABLED=false)")
 
 
-def halt_reason(*, client: Client) -> str | None:
-    """Why executions are refused for this client right now (emergency or operator halt), if they are."""
-    control = platform_control_get()
-    if control.emergency_halted:
-        return f"emergency halt: {control.reason}"
-    record = risk_state_get()
-    if record.operator_halted:
-        return f"client halted by an operator: {record.operator_halt_reason}"
-    return None
-
-
 def emergency_halt_set(*, halted: bool, reason: str, actor: Actor) -> PlatformControl:
     """Halt (or lift the halt on) every client at once.
 
@@ -436,7 +361,7 @@ def emergency_halt_set(*, halted: bool, reason: str, actor: Actor) -> PlatformCo
     from django_tenants.utils import tenant_context
 
     with advisory_lock(PLATFORM_HALT_LOCK):
-        control = platform_control_get()
+        control = _platform_control_row()
         before = {"halted": control.emergency_halted, "reason": control.reason}
         control.emergency_halted = halted
         control.reason = reason
@@ -459,7 +384,7 @@ def emergency_halt_set(*, halted: bool, reason: str, actor: Actor) -> PlatformCo
 def client_halt_set(*, client: Client, halted: bool, reason: str, actor: Actor) -> RiskStateRecord:
     """An operator's halt of one client (the current schema must be that client's)."""
     with advisory_lock(f"risk:{client.client_id}"):
-        record = risk_state_get()
+        record = _risk_state_row()
         before = {"halted": record.operator_halted, "reason": record.operator_halt_reason}
         record.operator_halted = halted
         record.operator_halt_reason = reason
@@ -491,7 +416,7 @@ class BreakerNotTripped(Exception):
 def circuit_breaker_reset(*, client: Client, actor: Actor, note: str) -> RiskStateRecord:
     """An owner's reset of a tripped circuit breaker: back to ACTIVE, loss streak 0."""
     with advisory_lock(f"risk:{client.client_id}"):
-        record = risk_state_get()
+        record = _risk_state_row()
         limits = risk_limits_get()
         tripped = record.reason == governor.ReasonCode.CIRCUIT_BREAKER.value or record.loss_streak >= limits.breaker_loss_count
         if not tripped:
@@ -513,7 +438,7 @@ def client_book_sync(*, client: Client) -> bool:
         try:
             with broker_services.broker_session() as broker:
                 snapshot = book_sync(client=client, broker=broker)
-                _daily_pnl(risk_state_get(), snapshot.valuation.unrealized_pnl, timezone.now())
+                _daily_pnl(_risk_state_row(), snapshot.valuation.unrealized_pnl, timezone.now())
         except BrokerError as exc:
             logger.warning("book sync failed", extra={"broker_error": exc.payload()})
             broker_services.connection_health_record(client=client, error=exc, health=None)

@@ -2,15 +2,14 @@
 from __future__ import annotations
 
 from django.conf import settings
-from django.contrib.auth import authenticate, get_user_model
+from django.contrib.auth import authenticate
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import exceptions, status
 from rest_framework.permissions import AllowAny
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
-from rest_framework_simplejwt.exceptions import InvalidToken, TokenError
-from rest_framework_simplejwt.settings import api_settings
+from rest_framework_simplejwt.exceptions import InvalidToken
 from rest_framework_simplejwt.tokens import RefreshToken
 
 from brokers.registry import credentials_validate
@@ -81,18 +80,10 @@ class RefreshView(TokenEndpoint):
         serializer = RefreshRequestSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         try:
-            presented = RefreshToken(serializer.validated_data["refresh"])  # signature, expiry, type, blacklist
-            _, newly_blacklisted = presented.blacklist()
-        except TokenError as exc:
+            refresh = services.refresh_token_rotate(refresh=serializer.validated_data["refresh"])
+        except services.TokenRefused as exc:
             raise InvalidToken(str(exc)) from exc
-        if not newly_blacklisted:
-            # Two refreshes raced with the same token: only the first one rotates.
-            raise InvalidToken("Token is blacklisted")
-        user_id = presented.payload.get(api_settings.USER_ID_CLAIM)
-        user = get_user_model().objects.filter(pk=user_id, is_active=True).first()
-        if user is None:
-            raise InvalidToken("The user of this token is not active.")
-        return _token_pair_response(RefreshToken.for_user(user))
+        return _token_pair_response(refresh)
 
 
 class LogoutView(TokenEndpoint):
@@ -103,8 +94,8 @@ class LogoutView(TokenEndpoint):
         serializer = RefreshRequestSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         try:
-            RefreshToken(serializer.validated_data["refresh"]).blacklist()
-        except TokenError as exc:
+            services.refresh_token_revoke(refresh=serializer.validated_data["refresh"])
+        except services.TokenRefused as exc:
             raise InvalidToken(str(exc)) from exc
         return Response(status=status.HTTP_204_NO_CONTENT)
 

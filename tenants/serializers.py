@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from rest_framework import serializers
 
+from brokers.registry import broker_choices
 from tenants.models import CLIENT_ID_MAX_LENGTH, Client
 from tenants.services import client_id_validate, owner_validate
 
@@ -13,7 +14,7 @@ class OwnerSerializer(serializers.Serializer):
 
 
 class BrokerChoiceSerializer(serializers.Serializer):
-    broker = serializers.ChoiceField(choices=["mock", "ibkr", "phillip"])
+    broker = serializers.ChoiceField(choices=broker_choices())
     credentials = serializers.DictField(required=False, default=dict)
 
 

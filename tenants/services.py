@@ -1,4 +1,5 @@
-"""Writes about clients: the template schema, onboarding, memberships."""
+"""Writes about clients and identities: the template schema, onboarding, memberships, logins and
+refresh tokens."""
 from __future__ import annotations
 
 import json
@@ -11,6 +12,9 @@ from django.core.exceptions import ValidationError
 from django.core.management import call_command
 from django.db import IntegrityError, connection, transaction
 from django_tenants.utils import get_tenant_base_schema, schema_context, schema_exists
+from rest_framework_simplejwt.exceptions import TokenError
+from rest_framework_simplejwt.settings import api_settings as jwt_settings
+from rest_framework_simplejwt.tokens import RefreshToken
 
 from audit import kinds
 from audit.services import audit_record
@@ -161,3 +165,35 @@ def login_success_record(*, username: str, ip_address: str) -> None:
     cache.delete(f"login-failures:user:{username.lower()}")
     audit_record(client_id="", actor_type="user", actor_id=username, kind=kinds.AUTH_LOGIN,
                  payload={"ip_address": ip_address})
+
+
+class TokenRefused(Exception):
+    """A refresh token that cannot be used (invalid, expired, already used, or its user inactive)."""
+
+
+def refresh_token_rotate(*, refresh: str) -> RefreshToken:
+    """Rotation: the presented refresh token is blacklisted and a new one issued for its user.
+
+    Not one transaction on purpose: once presented, the token stays blacklisted even when the
+    refresh is then refused (its user deactivated), so it can never be tried again."""
+    try:
+        presented = RefreshToken(refresh)  # signature, expiry, type, blacklist
+        _, newly_blacklisted = presented.blacklist()
+    except TokenError as exc:
+        raise TokenRefused(str(exc)) from exc
+    if not newly_blacklisted:
+        # Two refreshes raced with the same token: only the first one rotates.
+        raise TokenRefused("Token is blacklisted")
+    user_id = presented.payload.get(jwt_settings.USER_ID_CLAIM)
+    user = User.objects.filter(pk=user_id, is_active=True).first()
+    if user is None:
+        raise TokenRefused("The user of this token is not active.")
+    return RefreshToken.for_user(user)
+
+
+def refresh_token_revoke(*, refresh: str) -> None:
+    """Logout: the refresh token is blacklisted (the short-lived access token simply expires)."""
+    try:
+        RefreshToken(refresh).blacklist()
+    except TokenError as exc:
+        raise TokenRefused(str(exc)) from exc

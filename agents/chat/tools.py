@@ -18,6 +18,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from django.utils import timezone
+
 from agents import selectors
 from agents import services as agent_services
 from agents.models import AgentDecision, Proposal
@@ -92,7 +94,7 @@ def _limit(default: int, maximum: int) -> dict[str, Any]:
 def proposal_brief(proposal: Proposal) -> dict[str, Any]:
     return json_ready({
         "id": str(proposal.pk),
-        "status": proposal.status,
+        "status": selectors.proposal_effective_status(proposal, timezone.now()),
         "source": proposal.source,
         "action": proposal.action,
         "summary": proposal.summary,

@@ -1,8 +1,11 @@
 """Mode, parameters and status of the agent, through HTTP."""
 import pytest
+from django.db import connection
 from django.test import override_settings
+from django.test.utils import CaptureQueriesContext
+from django_tenants.utils import tenant_context
 
-from conftest import audit_events, bearer
+from tradingplatform.testing import audit_events, bearer
 
 
 def test_status_reports_mode_state_limits_breaker_and_broker(api, alpha):
@@ -15,6 +18,37 @@ def test_status_reports_mode_state_limits_breaker_and_broker(api, alpha):
                                        "loss_threshold": "500.00"}
     assert body["broker"]["routed_to"] == "mock"
     assert body["halt"]["emergency"]["halted"] is False
+
+
+def test_status_of_a_fresh_client_writes_nothing(api, alpha):
+    from risk.models import RiskStateRecord
+    from tenants.models import PlatformControl
+
+    # Fresh: no risk state row in the client's schema and no platform control row (rolled back).
+    PlatformControl.objects.all().delete()
+    with tenant_context(alpha.client):
+        RiskStateRecord.objects.all().delete()
+    headers = bearer(alpha.viewer)
+    with CaptureQueriesContext(connection) as queries:
+        body = api.get("/clients/alpha/agent/status", **headers).json()
+    assert body["trading_state"] == "ACTIVE" and body["halt"]["emergency"]["halted"] is False
+    writes = [q["sql"] for q in queries.captured_queries
+              if q["sql"].lstrip().upper().startswith(("INSERT", "UPDATE", "DELETE"))]
+    assert writes == []
+    assert not PlatformControl.objects.exists()
+    with tenant_context(alpha.client):
+        assert not RiskStateRecord.objects.exists()
+
+
+@override_settings(RISK_CEILING_MAX_NET_DELTA="30", RISK_CEILING_MAX_DAILY_LOSS="1000")
+def test_an_owner_cannot_set_a_limit_above_the_operator_ceiling(api, alpha):
+    post = lambda body: api.post("/clients/alpha/agent/parameters", body, format="json", **bearer(alpha.owner))  # noqa: E731
+    response = post({"risk_limits": {"max_net_delta": 31, "max_daily_loss": "1000.01"}})
+    assert response.status_code == 400
+    assert set(response.json()["errors"]["risk_limits"]) == {"max_net_delta", "max_daily_loss"}
+    assert post({"risk_limits": {"max_net_delta": 30}}).status_code == 200
+    body = api.get("/clients/alpha/agent/status", **bearer(alpha.viewer)).json()
+    assert body["limits"]["max_net_delta"] == 30
 
 
 @override_settings(AUTONOMOUS_ENABLED=False)

@@ -8,7 +8,7 @@ from agents.models import ChatMessage, Proposal
 from agents.tests.books import buy_futures, configure
 from agents.tests.llm_server import CallTools, Say, scripted_llm
 from brokers.models import Order
-from conftest import bearer
+from tradingplatform.testing import bearer
 
 URL = "/clients/alpha/agent/chat"
 

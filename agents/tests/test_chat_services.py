@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from datetime import timedelta
 
 import pytest
+from django.utils import timezone
 from django_tenants.utils import tenant_context
 
 from agents.chat.services import PROMPT_VERSION, chat_reply, message_chunks, system_prompt
@@ -16,8 +18,8 @@ from agents.services import hedge_proposal_draft
 from agents.tests.books import buy_futures, configure
 from agents.tests.llm_server import CallTools, Hang, Raw, Say, scripted_llm
 from brokers.models import Order
-from conftest import audit_events
 from tradingplatform.events import recent_events
+from tradingplatform.testing import audit_events, bearer
 
 READ_ONLY_TOOLS = {"get_status", "get_book", "get_last_decisions", "list_proposals", "explain_proposal",
                    "get_notes"}
@@ -154,6 +156,20 @@ def test_proposals_are_listed_and_explained_by_the_start_of_their_id(alpha):
     assert explained.startswith(f"Proposal {proposal.pk} (pending, from the chat)")
     assert "Risk pre-check: accepted." in explained
     assert _chat(alpha, "explain proposal 99999999").message.text == "No proposal matches '99999999'."
+
+
+def test_a_pending_proposal_past_its_time_to_live_reads_as_expired_in_chat_as_in_the_api(api, alpha):
+    proposal = _pending_hedge(alpha)
+    with tenant_context(alpha.client):
+        # Past its TTL, not yet marked by a cycle: the row still says pending.
+        Proposal.objects.filter(pk=proposal.pk).update(expires_at=timezone.now() - timedelta(seconds=1))
+    explained = _chat(alpha, f"explain proposal {str(proposal.pk)[:8]}").message.text
+    assert explained.startswith(f"Proposal {proposal.pk} (expired, from the chat)")
+    listed = _chat(alpha, "what's pending?").message.text
+    assert listed.startswith("Nothing is pending.") and f"{str(proposal.pk)[:8]} expired" in listed
+    (listed_by_api,) = api.get("/clients/alpha/agent/proposals", **bearer(alpha.viewer)).json()["results"]
+    assert listed_by_api["status"] == "expired"
+    assert _proposal_states(alpha)[proposal.pk] == "pending"
 
 
 def test_unknown_requests_get_the_help(alpha):

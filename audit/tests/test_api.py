@@ -7,7 +7,7 @@ from django.db import connection
 
 from audit.rls import settings_read
 from audit.tests.conftest import record
-from conftest import bearer
+from tradingplatform.testing import bearer
 
 FIELDS = {"sequence", "kind", "actor_type", "actor_id", "payload", "created_at", "hash"}
 

@@ -7,8 +7,8 @@ from django_tenants.utils import tenant_context
 from brokers.domain import OrderLeg, OrderRequest
 from brokers.models import BrokerConnection
 from brokers.services import broker_session
-from conftest import bearer
 from risk.services import Actor, order_submit
+from tradingplatform.testing import bearer
 
 IBKR = {"host": "127.0.0.1", "port": 7497, "client_id": 7, "underlying_instrument": "ES",
         "underlying_expiry": "202612"}

@@ -1,9 +1,9 @@
 """The operator console's halt page."""
 from django_tenants.utils import tenant_context
 
-from conftest import audit_events
 from risk.models import RiskStateRecord
 from tenants.models import PlatformControl
+from tradingplatform.testing import audit_events
 
 PAGE = "/admin/tenants/platformcontrol/"
 

@@ -3,8 +3,8 @@ import pytest
 from django.test import override_settings
 from django_tenants.utils import tenant_context
 
-from conftest import audit_events, bearer
 from risk.models import RiskStateRecord
+from tradingplatform.testing import audit_events, bearer
 
 KEY = "operator-key-" + "x" * 30
 

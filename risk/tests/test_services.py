@@ -10,9 +10,9 @@ from django_tenants.utils import tenant_context
 from brokers.domain import OrderLeg, OrderRequest
 from brokers.models import Fill, Order
 from brokers.services import broker_session
-from conftest import audit_events
-from risk import services
+from risk import selectors, services
 from risk.models import RiskDecisionRecord, RiskStateRecord
+from tradingplatform.testing import audit_events
 
 USER = services.Actor("user", "test-trader")
 
@@ -88,7 +88,7 @@ def test_emergency_halt_blocks_execution_and_is_audited_per_client(alpha, beta):
     result = _submit(alpha, "s-5", OrderLeg(future, "BUY", 1))
     assert not result.accepted and "emergency_halt" in {c.value for c in result.decision.codes}
     with tenant_context(alpha.client):
-        assert services.halt_reason(client=alpha.client) == "emergency halt: exchange outage"
+        assert selectors.halt_reason(client=alpha.client) == "emergency halt: exchange outage"
     for client_id in ("alpha", "beta"):
         assert len(audit_events(client_id=client_id, kind="halt.emergency")) == 1
     services.emergency_halt_set(halted=False, reason="resolved", actor=services.Actor("operator", "ops"))

@@ -6,10 +6,10 @@ from django.test import override_settings
 from django_tenants.utils import tenant_context
 
 from brokers.models import BrokerConnection
-from conftest import audit_events
 from risk import services
 from risk.tasks import book_sync_task, books_sync_all_task
 from tradingplatform.events import live_state_get
+from tradingplatform.testing import audit_events
 from tradingplatform.tests.servers import celery_worker, subprocess_env_for_tests
 
 UNREACHABLE_IBKR = {"host": "127.0.0.1", "port": 1, "client_id": 1, "underlying_instrument": "ES",

@@ -10,8 +10,8 @@ from rest_framework_simplejwt.tokens import AccessToken, RefreshToken
 from audit.models import AuditEvent
 from audit.rls import audit_read
 from brokers.models import BrokerConnection
-from conftest import PASSWORD, bearer
 from tenants.models import Client, Membership
+from tradingplatform.testing import PASSWORD, bearer
 
 ADMIN_KEY = "k" * 40
 

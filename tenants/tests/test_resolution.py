@@ -8,8 +8,8 @@ from channels.testing import WebsocketCommunicator
 from django.urls import URLPattern, URLResolver, get_resolver
 from rest_framework_simplejwt.tokens import AccessToken, RefreshToken
 
-from conftest import bearer
 from tenants.resolution import TenantWebsocketMiddleware
+from tradingplatform.testing import bearer
 
 SAMPLE_KWARGS = {"trade_id": "1", "proposal_id": "1"}
 

@@ -5,7 +5,13 @@ from django_tenants.utils import schema_context, schema_exists
 
 from agents.models import AgentConfig
 from tenants.models import Client, Membership
-from tenants.services import OnboardingError, client_onboard
+from tenants.services import (
+    OnboardingError,
+    TokenRefused,
+    client_onboard,
+    refresh_token_revoke,
+    refresh_token_rotate,
+)
 
 GOOD_PASSWORD = "a-long-and-unusual-passphrase"
 
@@ -82,3 +88,16 @@ def test_a_failure_after_the_schema_exists_rolls_everything_back(db, monkeypatch
     assert not Client.objects.filter(client_id="epsilon").exists()
     assert not schema_exists("client_epsilon")
     assert not User.objects.filter(username="eps-owner").exists()
+
+
+def test_a_refresh_token_rotates_once_and_a_revoked_one_never(alpha):
+    from rest_framework_simplejwt.tokens import RefreshToken
+
+    first = str(RefreshToken.for_user(alpha.trader))
+    rotated = refresh_token_rotate(refresh=first)
+    assert str(rotated) != first
+    with pytest.raises(TokenRefused):
+        refresh_token_rotate(refresh=first)
+    refresh_token_revoke(refresh=str(rotated))
+    with pytest.raises(TokenRefused):
+        refresh_token_rotate(refresh=str(rotated))

@@ -1,0 +1,168 @@
+"""Reads of the client's risk: limits, state, halts, today's P&L, order rate, market hours.
+
+Nothing here writes. Where no row exists yet (a client that never traded, a platform never halted)
+the reads answer with the model's defaults, unsaved; the services create the rows when they first
+have something to write. So `GET agent/status` on a fresh client changes nothing.
+
+Where the limits are stored. The risk app owns what a limit is (risk.limits: names, types, bounds,
+defaults, ceilings) and how stored limits are read (`risk_limits_get`), but the stored JSON lives
+in the agent's parameters document (`AgentConfig.parameters["risk_limits"]`): owners change limits
+and strategy together through one audited partial update (`POST agent/parameters`, one audit row
+with before/after of the whole document), every client schema holds them there today, and moving
+them would need a data migration of every schema and of every caller that writes them. Rather than
+read the agents app from here (risk must not import agents: agents builds on risk), risk declares
+the one thing it needs — a function returning the stored limits JSON — and the agents app
+registers it when Django starts (`AgentsConfig.ready`). Until one is registered the defaults apply,
+which are the tight, safe ones.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+from django.conf import settings
+from django.db.models import Sum
+from django.utils import timezone
+
+from brokers.models import Fill as FillRow
+from risk import governor
+from risk.limits import LIMIT_BOUNDS, Number, RiskLimits, ceiling_errors, risk_limits_from_json
+from risk.models import RiskDecisionRecord, RiskStateRecord
+from risk.sessions import MarketHours
+from tenants.models import Client, PlatformControl
+from tradingplatform.serialization import finite_or_none
+
+# All CME Globex products roll their trading day at 17:00 CT; the client's day follows it.
+TRADING_DAY_CALENDAR = "CME Globex Equity"
+_market_hours: dict[bool, MarketHours] = {}
+
+StoredLimitsSource = Callable[[], Mapping[str, Any]]
+_stored_limits_source: StoredLimitsSource | None = None
+
+
+def risk_limits_source_register(source: StoredLimitsSource) -> None:
+    """Name the function that returns the current client's stored limits JSON (see the module's
+    docstring). Called once at start-up by the app that stores them."""
+    global _stored_limits_source
+    _stored_limits_source = source
+
+
+def risk_limit_ceilings() -> dict[str, Number]:
+    """The operator's ceilings (settings RISK_CEILING_*), by limit name; unset ones are left out."""
+    ceilings = {}
+    for bound in LIMIT_BOUNDS:
+        value = getattr(settings, bound.ceiling_setting, None) if bound.ceiling_setting else None
+        if value is not None and value != "":
+            ceilings[bound.name] = bound.coerce(value)
+    return ceilings
+
+
+def risk_limits_get() -> RiskLimits:
+    """The limits in force for the current client: its stored ones over the defaults, capped at
+    the operator's ceilings."""
+    stored = _stored_limits_source() if _stored_limits_source is not None else {}
+    return risk_limits_from_json(stored, ceilings=risk_limit_ceilings())
+
+
+def risk_limits_validate(*, stored: Mapping[str, Any]) -> RiskLimits:
+    """The limits a write would store, checked as a whole: ValueError when a name is unknown, a
+    value invalid or above the operator's ceiling (a write is refused, not capped)."""
+    errors = ceiling_errors(stored, risk_limit_ceilings())
+    if errors:
+        raise ValueError("; ".join(f"{name}: {message}" for name, message in sorted(errors.items())))
+    return risk_limits_from_json(stored)
+
+
+def market_hours() -> MarketHours:
+    """One precomputed table per process. While every client trades on the simulated market
+    (USE_MOCK_BROKER=true) the market-hours rule treats the market as always open, as the
+    simulator does by default; real brokers get the exchanges' sessions."""
+    always_open = bool(settings.USE_MOCK_BROKER)
+    if always_open not in _market_hours:
+        _market_hours[always_open] = MarketHours(always_open=always_open)
+    return _market_hours[always_open]
+
+
+def risk_state_get() -> RiskStateRecord:
+    """The client's risk state; an unsaved default one (ACTIVE, no streak) when none was written."""
+    return RiskStateRecord.objects.filter(singleton=True).first() or RiskStateRecord()
+
+
+def platform_control_get() -> PlatformControl:
+    """The platform's emergency halt; an unsaved default (not halted) when none was ever set."""
+    return PlatformControl.objects.filter(singleton=True).first() or PlatformControl()
+
+
+def trading_day_start_get(now: datetime) -> datetime:
+    return market_hours().trading_day_start(TRADING_DAY_CALENDAR, now)
+
+
+def realized_pnl_since(start: datetime) -> Decimal:
+    """Realized P&L of the fills since `start`, net of their commissions."""
+    totals = FillRow.objects.filter(executed_at__gte=start).aggregate(
+        realized=Sum("realized_pnl"), commission=Sum("commission")
+    )
+    return (totals["realized"] or Decimal(0)) - (totals["commission"] or Decimal(0))
+
+
+def unrealized_money(unrealized: float | None) -> Decimal | None:
+    return governor.to_money(unrealized) if finite_or_none(unrealized) is not None else None
+
+
+def daily_pnl_read(*, unrealized: float | None) -> dict[str, Decimal | None]:
+    """Today's P&L as the daily-loss rule counts it (see RiskStateRecord). Until a sync has taken
+    today's unrealized baseline the unrealized part is unknown (None)."""
+    now = timezone.now()
+    record = risk_state_get()
+    day_start = trading_day_start_get(now)
+    realized = realized_pnl_since(day_start)
+    unrealized_now = unrealized_money(unrealized)
+    if unrealized_now is None or record.trading_day_start != day_start:
+        unrealized_today = None
+    else:
+        unrealized_today = unrealized_now - record.day_unrealized_baseline
+    total = realized + unrealized_today if unrealized_today is not None else None
+    return {"realized": realized, "unrealized": unrealized_today, "total": total}
+
+
+def orders_last_minute() -> int:
+    return RiskDecisionRecord.objects.filter(accepted=True, created_at__gte=timezone.now() - timedelta(seconds=60)).count()
+
+
+def orders_recent(*, limits: RiskLimits, now: datetime) -> tuple[governor.RecentOrder, ...]:
+    """The accepted orders the rate and duplicate rules look at, newest first."""
+    window = timedelta(seconds=max(60.0, limits.duplicate_window_seconds))
+    # The newest max+1 are enough: with more than that in the window the rate rule rejects anyway.
+    rows = RiskDecisionRecord.objects.filter(accepted=True, created_at__gte=now - window).order_by(
+        "-created_at"
+    )[: limits.max_orders_per_minute + 1]
+    return tuple(governor.RecentOrder(at=row.created_at, fingerprint=row.fingerprint) for row in rows)
+
+
+def net_greeks_json(valuation) -> dict:
+    """A book valuation's net greeks as the live state and the `greeks` event carry them."""
+    return {
+        "as_of": valuation.as_of.isoformat(),
+        "net_delta": finite_or_none(valuation.net_delta),
+        "unrealized_pnl": finite_or_none(valuation.unrealized_pnl),
+        "open_legs": len(valuation.legs),
+        "by_underlying": [
+            {"underlying": entry.symbol, "delta": finite_or_none(entry.greeks.delta), "gamma": finite_or_none(entry.greeks.gamma),
+             "vega": finite_or_none(entry.greeks.vega), "theta": finite_or_none(entry.greeks.theta)}
+            for entry in valuation.net
+        ],
+    }
+
+
+def halt_reason(*, client: Client) -> str | None:
+    """Why executions are refused for this client right now (emergency or operator halt), if they are."""
+    control = platform_control_get()
+    if control.emergency_halted:
+        return f"emergency halt: {control.reason}"
+    record = risk_state_get()
+    if record.operator_halted:
+        return f"client halted by an operator: {record.operator_halt_reason}"
+    return None
+

@@ -1,0 +1,65 @@
+"""Helpers the tests import by name: the shared password, the client fixture's shape, how a
+client with its members is made, a user's bearer header, and audit rows read as the platform
+reads them.
+
+They live here rather than in the root conftest.py so that a test module imports them from a
+real module (`from conftest import ...` only works while pytest has put the root on sys.path,
+and it ties helpers to fixtures); conftest.py keeps the fixtures and builds them with these.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from django.contrib.auth import get_user_model
+from rest_framework_simplejwt.tokens import RefreshToken
+
+from tenants.models import Client, Membership
+from tenants.services import client_onboard, membership_set
+
+PASSWORD = "correct-horse-battery-staple"
+
+
+@dataclass(frozen=True)
+class ClientFixture:
+    client: Client
+    owner: object
+    trader: object
+    viewer: object
+
+    @property
+    def client_id(self) -> str:
+        return self.client.client_id
+
+
+def client_fixture_create(client_id: str) -> ClientFixture:
+    """A client onboarded with an owner, and a trader and a viewer, all with PASSWORD."""
+    User = get_user_model()
+    client = client_onboard(
+        client_id=client_id,
+        name=f"{client_id.title()} Capital",
+        owner_username=f"{client_id}-owner",
+        owner_password=PASSWORD,
+        owner_email=f"owner@{client_id}.example",
+        actor="tests",
+    )
+    members = {}
+    for role in (Membership.Role.TRADER, Membership.Role.VIEWER):
+        user = User.objects.create_user(username=f"{client_id}-{role}", password=PASSWORD)
+        membership_set(client=client, user=user, role=role)
+        members[role] = user
+    owner = User.objects.get(username=f"{client_id}-owner")
+    return ClientFixture(client=client, owner=owner, trader=members["trader"], viewer=members["viewer"])
+
+
+def bearer(user) -> dict[str, str]:
+    """Request headers carrying a fresh access token of `user`."""
+    return {"HTTP_AUTHORIZATION": f"Bearer {RefreshToken.for_user(user).access_token}"}
+
+
+def audit_events(**filters) -> list:
+    """Audit rows matching the filters, read the way the platform reads them (RLS applies)."""
+    from audit.models import AuditEvent
+    from audit.rls import audit_read
+
+    with audit_read(client_id=None, is_admin=True):
+        return list(AuditEvent.objects.filter(**filters).order_by("client_id", "sequence"))
