@@ -12,6 +12,8 @@ from django_tenants.utils import tenant_context
 
 from agents import services
 from agents.models import AgentCycle, AgentDecision, Proposal
+from agents.selectors import agent_parameters_get
+from agents.services import execution
 from agents.tests.books import buy_calls, buy_futures, configure
 from brokers.models import Order
 from brokers.services import broker_session
@@ -127,7 +129,8 @@ def test_a_halt_stops_execution_and_the_cycle_holds(alpha):
     configure(alpha, mode="autonomous")
     buy_futures(alpha, 4)
     with tenant_context(alpha.client):
-        risk.client_halt_set(client=alpha.client, halted=True, reason="desk review", actor=risk.Actor("operator", "ops"))
+        risk.client_halt_set(client=alpha.client, halted=True, reason="desk review",
+                             actor=risk.Actor("operator", "ops"))
     outcome = _cycle(alpha)
     assert outcome.decision.outcome == AgentDecision.Outcome.HELD
     assert "desk review" in outcome.decision.reason and outcome.proposals == []
@@ -237,8 +240,8 @@ def test_a_redelivered_cycle_resumes_its_execution_by_asking_the_broker(alpha):
     buy_futures(alpha, 4)
     with tenant_context(alpha.client):
         cycle = AgentCycle.objects.create(key="slot-9", trigger="schedule")
-        decided = services._decide(client=alpha.client, cycle=cycle, trigger="schedule",
-                                   parameters=services.agent_parameters_get(), source="cycle", may_execute=True)
+        decided = cycle._decide(client=alpha.client, cycle=cycle, trigger="schedule",
+                                   parameters=agent_parameters_get(), source="cycle", may_execute=True)
         (proposal,) = decided.proposals
         risk.order_submit(client=alpha.client, order=services.proposal_order(proposal), actor=services.AGENT,
                           purpose="autonomous")  # sent; the worker "dies" before settling the proposal
@@ -258,8 +261,8 @@ def test_an_execution_the_broker_never_received_fails_instead_of_being_resent(al
     buy_futures(alpha, 4)
     with tenant_context(alpha.client):
         cycle = AgentCycle.objects.create(key="slot-10", trigger="schedule")
-        decided = services._decide(client=alpha.client, cycle=cycle, trigger="schedule",
-                                   parameters=services.agent_parameters_get(), source="cycle", may_execute=True)
+        decided = cycle._decide(client=alpha.client, cycle=cycle, trigger="schedule",
+                                   parameters=agent_parameters_get(), source="cycle", may_execute=True)
     _cycle(alpha, "slot-10")
     with tenant_context(alpha.client):
         (proposal,) = Proposal.objects.filter(pk=decided.proposals[0].pk)
@@ -431,9 +434,9 @@ def test_in_confirmation_mode_a_roll_proposes_the_close_first_and_the_open_after
 def test_a_partial_close_leaves_the_rest_of_the_structure_to_manage():
     held = {"kind": "short_strangle", "quantity": 4, "legs": [["P", -4], ["C", -8]], "entry_price": -50.0,
             "expiry": "2026-12-18", "opened_at": "2026-11-24T15:00:00+00:00"}
-    assert services._structure_left(held, closed_units=1)["legs"] == [["P", -3], ["C", -6]]
-    assert services._structure_left(held, closed_units=1)["quantity"] == 3
-    assert services._structure_left(held, closed_units=4) is None
+    assert execution._structure_left(held, closed_units=1)["legs"] == [["P", -3], ["C", -6]]
+    assert execution._structure_left(held, closed_units=1)["quantity"] == 3
+    assert execution._structure_left(held, closed_units=4) is None
 
 
 @override_settings(AUTONOMOUS_ENABLED=True)

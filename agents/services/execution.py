@@ -1,0 +1,191 @@
+"""Executing a claimed proposal, exactly once: the order is sent under the proposal's client order
+id, its outcome settles the proposal (and the structure the agent holds), and an execution left in
+flight is resumed by asking the broker, never by sending again."""
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.db import transaction
+from django.utils import timezone
+
+from agents.models import AgentCycle, Proposal
+from agents.parameters import AgentParameters
+from agents.selectors import agent_parameters_get
+from agents.services.config import _runtime_for_update
+from agents.services.proposals import _publish_proposal, proposal_order
+from audit import kinds
+from audit import services as audit
+from brokers.domain import BrokerError
+from risk import services as risk
+from tenants.models import Client
+
+logger = logging.getLogger(__name__)
+
+# An execution still in flight after this long was interrupted (a worker died): ask the broker.
+IN_FLIGHT_RESOLVE_AFTER = timedelta(seconds=60)
+
+
+# ---------------------------------------------------------------------------------------------
+# Executing a claimed proposal
+# ---------------------------------------------------------------------------------------------
+
+def _structure_after_fill(*, proposal: Proposal, filled_units: int, average_price: float | None,
+                          parameters: AgentParameters, now: datetime) -> None:
+    """Remember the structure the agent now holds (or no longer holds) for the policy's exits."""
+    if proposal.action not in ("open_structure", "close_structure") or filled_units <= 0:
+        return
+    runtime = _runtime_for_update()
+    if proposal.action == "close_structure":
+        runtime.open_structure = _structure_left(runtime.open_structure, closed_units=filled_units)
+    else:
+        units = math.gcd(*[int(leg["quantity"]) for leg in proposal.legs])
+        runtime.open_structure = {
+            "kind": proposal.rationale.get("kind", parameters.structure.kind),
+            "legs": [[leg["instrument_key"], (int(leg["quantity"]) // units) * filled_units
+                      * (1 if leg["side"] == "BUY" else -1)] for leg in proposal.legs],
+            "entry_price": average_price if average_price is not None else float(proposal.limit_price),
+            "quantity": filled_units,
+            "expiry": min(leg["instrument"]["expiry"] for leg in proposal.legs),
+            "opened_at": now.isoformat(),
+        }
+    runtime.save(update_fields=["open_structure", "updated_at"])
+
+
+def _structure_left(held: dict[str, Any] | None, *, closed_units: int) -> dict[str, Any] | None:
+    """What remains of a held structure after `closed_units` of it were closed (a partial close
+    leaves the rest to manage, not to forget)."""
+    if held is None or closed_units >= held["quantity"]:
+        return None
+    remaining = held["quantity"] - closed_units
+    return {**held, "quantity": remaining,
+            "legs": [[key, quantity // held["quantity"] * remaining] for key, quantity in held["legs"]]}
+
+
+def _proposal_settle(*, client: Client, proposal: Proposal, status: str, kind: str, execution: dict[str, Any],
+                     payload: dict[str, Any], also: Callable[[Proposal], None] | None = None) -> Proposal:
+    """Move a proposal to where its execution left it, audited and published, in one transaction."""
+    with transaction.atomic():
+        proposal = Proposal.objects.select_for_update().get(pk=proposal.pk)
+        proposal.status = status
+        proposal.execution = execution
+        proposal.save(update_fields=["status", "execution", "updated_at"])
+        if also is not None:
+            also(proposal)
+        audit.audit_record(client_id=client.client_id, actor_type="agent", actor_id="agent", kind=kind,
+                           payload={"proposal_id": str(proposal.pk), "client_order_id": proposal.client_order_id,
+                                    "status": status, **payload})
+    _publish_proposal(client=client, proposal=proposal, event="updated")
+    return proposal
+
+
+def _execution_finish(*, client: Client, proposal: Proposal, result: risk.SubmissionResult) -> Proposal:
+    """Record what the execution came to: the governor's verdict, the order's state, any error."""
+    execution: dict[str, Any] = {"decision": result.decision.as_dict() if result.decision else None}
+    if result.status is not None:
+        execution.update(order_state=result.status.state, filled_quantity=result.status.filled_quantity,
+                         average_fill_price=result.status.average_fill_price, message=result.status.message)
+    if result.error is not None:
+        execution["error"] = result.error.payload()
+    if not result.accepted:
+        status, kind = Proposal.Status.BLOCKED, kinds.PROPOSAL_BLOCKED
+    elif result.error is not None and result.error.retryable:
+        status, kind = Proposal.Status.EXECUTING, kinds.PROPOSAL_FAILED  # outcome unknown: asked again later
+        execution["order_state"] = "unknown"
+    elif result.error is not None or (result.status is not None and result.status.state == "rejected"):
+        status, kind = Proposal.Status.FAILED, kinds.PROPOSAL_FAILED
+    else:
+        status, kind = Proposal.Status.EXECUTED, kinds.PROPOSAL_EXECUTED
+
+    def remember_structure(settled: Proposal) -> None:
+        if status == Proposal.Status.EXECUTED and result.status is not None:
+            _structure_after_fill(proposal=settled, filled_units=result.status.filled_quantity,
+                                  average_price=result.status.average_fill_price,
+                                  parameters=agent_parameters_get(), now=timezone.now())
+
+    payload = {k: v for k, v in execution.items() if k != "decision"}
+    payload["violations"] = (execution["decision"] or {}).get("violations", [])
+    return _proposal_settle(client=client, proposal=proposal, status=status, kind=kind, execution=execution,
+                            payload=payload, also=remember_structure)
+
+
+def _partly_filled(proposal: Proposal) -> bool:
+    return (proposal.execution or {}).get("order_state") == "partially_filled"
+
+
+def _proposal_execute(*, client: Client, proposal: Proposal, actor: risk.Actor, purpose: str) -> Proposal:
+    """Send a claimed (EXECUTING) proposal's order through the governor. The order's client order id
+    is the proposal's, so calling this again for the same proposal asks the broker, never resends."""
+    try:
+        result = risk.order_submit(client=client, order=proposal_order(proposal), actor=actor, purpose=purpose)
+    except risk.ExecutionHalted as exc:
+        return _execution_blocked(client=client, proposal=proposal, message=exc.reason)
+    proposal = _execution_finish(client=client, proposal=proposal, result=result)
+    if _partly_filled(proposal):
+        # A partly filled structure leaves the book's delta where nobody decided it: hedge it now.
+        from agents.services.cycle import cycle_run  # the cycle executes through here: import late
+
+        cycle_run(client=client, key=f"partial:{proposal.pk}", trigger="partial_fill")
+    return proposal
+
+
+def _execution_blocked(*, client: Client, proposal: Proposal, message: str) -> Proposal:
+    return _proposal_settle(client=client, proposal=proposal, status=Proposal.Status.BLOCKED,
+                            kind=kinds.PROPOSAL_BLOCKED, execution={"decision": None, "blocked": message},
+                            payload={"reason": message})
+
+
+def _executions_resume(*, client: Client, cycle: AgentCycle | None) -> list[Proposal]:
+    """Executions left in flight (a worker died, an outcome was unknown): the cycle's own at once,
+    others once IN_FLIGHT_RESOLVE_AFTER has passed. Each is resolved by asking the broker about its
+    client order id, never by sending again; one the broker never received fails, and the policy
+    decides afresh on the current book."""
+    stale = timezone.now() - IN_FLIGHT_RESOLVE_AFTER
+    resumed = []
+    for proposal in Proposal.objects.filter(status=Proposal.Status.EXECUTING).select_related("decision"):
+        own = cycle is not None and proposal.decision is not None and proposal.decision.cycle_id == cycle.pk
+        if not (own or proposal.updated_at <= stale):
+            continue
+        outcome = risk.order_outcome_resolve(client=client, client_order_id=proposal.client_order_id)
+        if outcome is None:
+            outcome = risk.SubmissionResult(
+                decision=None, order=None, status=None,
+                error=BrokerError(operation="order_status", broker="", code="never_sent", retryable=False,
+                                  message="the order never reached the broker; it was not sent again"),
+            )
+            resumed.append(_execution_failed(client=client, proposal=proposal, error=outcome.error))
+            continue
+        resumed.append(_execution_finish(client=client, proposal=proposal, result=outcome))
+    return resumed
+
+
+STRUCTURE_ACTIONS = ("open_structure", "close_structure")
+WORKING_ORDER_STATES = ("submitted", "partially_filled")
+
+
+def _working_structure_orders():
+    return Proposal.objects.filter(status=Proposal.Status.EXECUTED, action__in=STRUCTURE_ACTIONS,
+                                   execution__order_state__in=WORKING_ORDER_STATES)
+
+
+def _structure_orders_refresh(*, client: Client) -> bool:
+    """Bring the agent's structure orders still working up to date from the broker (fills that came
+    after the send change the structure it holds). Returns whether one is still working."""
+    still_working = False
+    for proposal in _working_structure_orders():
+        outcome = risk.order_outcome_resolve(client=client, client_order_id=proposal.client_order_id)
+        if outcome is None:
+            continue
+        proposal = _execution_finish(client=client, proposal=proposal, result=outcome)
+        still_working = still_working or proposal.execution.get("order_state") in WORKING_ORDER_STATES
+    return still_working
+
+
+def _execution_failed(*, client: Client, proposal: Proposal, error: BrokerError) -> Proposal:
+    return _proposal_settle(client=client, proposal=proposal, status=Proposal.Status.FAILED,
+                            kind=kinds.PROPOSAL_FAILED,
+                            execution={**(proposal.execution or {}), "error": error.payload()},
+                            payload={"error": error.payload()})
