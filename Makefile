@@ -12,6 +12,7 @@ run: $(STAMP)
 	$(VENV)/bin/python -m tradingplatform.devstack run
 
 test: $(STAMP)
+	$(VENV)/bin/ruff check .
 	$(VENV)/bin/python -m tradingplatform.devstack test
 
 bench: $(STAMP)

@@ -14,6 +14,7 @@ from django.db import connection
 from rest_framework.test import APIClient
 
 from tenants.services import template_schema_migrate
+
 # The helpers live in tradingplatform.testing; imported here for the fixtures and for the test
 # modules that still import them from conftest.
 from tradingplatform.testing import (  # noqa: F401

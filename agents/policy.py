@@ -27,7 +27,7 @@ import json
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, fields
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any, Literal
 
@@ -602,7 +602,7 @@ def _round_up_to_tick(price: float, tick: float) -> float:
 
 
 def _today(now: datetime) -> date:
-    return now.astimezone(timezone.utc).date()
+    return now.astimezone(UTC).date()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -639,7 +639,7 @@ def _inputs_digest(inputs: PolicyInputs) -> str:
     structure = inputs.structure
     payload = {
         "policy_version": POLICY_VERSION,
-        "now": inputs.now.astimezone(timezone.utc).isoformat(),
+        "now": inputs.now.astimezone(UTC).isoformat(),
         "rate": inputs.rate,
         "parameters": parameters_to_json(inputs.parameters),
         "limits": {"max_order_contracts": inputs.limits.max_order_contracts,

@@ -65,7 +65,8 @@ def audit_chain_verify(client_id: str) -> ChainVerification:
         result = chain_verify(client_id, rows)
         head = AuditChainHead.objects.filter(client_id=client_id).first()
         last = events.last()
-    if result.intact and head is not None and (last is None or (head.sequence, head.hash) != (last.sequence, last.hash)):
+    head_moved = head is not None and (last is None or (head.sequence, head.hash) != (last.sequence, last.hash))
+    if result.intact and head_moved:
         ended_at = last.sequence if last is not None else 0
         return ChainVerification(
             client_id, result.rows_checked,

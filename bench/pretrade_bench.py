@@ -46,7 +46,8 @@ def bench_client() -> Client:
     client = Client.objects.filter(client_id="bench").first()
     if client is None:
         client = client_onboard(client_id="bench", name="Benchmark", owner_username=f"bench-{secrets.token_hex(4)}",
-                                owner_password=secrets.token_urlsafe(16), owner_email="bench@example.invalid", actor="bench")
+                                owner_password=secrets.token_urlsafe(16), owner_email="bench@example.invalid",
+                                actor="bench")
     return client
 
 

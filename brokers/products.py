@@ -22,7 +22,7 @@ those two and CME's published rules for the equity indices.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date, datetime, time, timedelta, timezone
+from datetime import UTC, date, datetime, time, timedelta
 from typing import TYPE_CHECKING, Literal
 from zoneinfo import ZoneInfo
 
@@ -87,7 +87,7 @@ def product_for(symbol: str) -> Product:
 
 
 def _at(product: Product, day: date, moment: time) -> datetime:
-    return datetime.combine(day, moment, ZoneInfo(product.zone)).astimezone(timezone.utc)
+    return datetime.combine(day, moment, ZoneInfo(product.zone)).astimezone(UTC)
 
 
 def future_last_trade(product: Product, expiry: date) -> datetime:
@@ -107,7 +107,7 @@ def expiry_moment(instrument: Instrument) -> datetime:
     """The last trading moment of an instrument by its product's rules (UTC)."""
     product = PRODUCTS.get(instrument.symbol)
     if product is None:
-        return datetime.combine(instrument.expiry, DEFAULT_EXPIRY_TIME_UTC, tzinfo=timezone.utc)
+        return datetime.combine(instrument.expiry, DEFAULT_EXPIRY_TIME_UTC, tzinfo=UTC)
     if instrument.is_option:
         return option_last_trade(product, instrument.expiry, instrument.underlying_expiry)
     return future_last_trade(product, instrument.expiry)

@@ -7,8 +7,7 @@ import json
 import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime
-from datetime import timezone as dt_timezone
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -218,7 +217,7 @@ def book_refresh(*, broker: Broker) -> BookSnapshot:
 
 def _last_fill_time() -> datetime:
     last = FillRow.objects.order_by("-executed_at").values_list("executed_at", flat=True).first()
-    return last or datetime(2000, 1, 1, tzinfo=dt_timezone.utc)
+    return last or datetime(2000, 1, 1, tzinfo=UTC)
 
 
 def connection_health_record(*, client: Client, error: BrokerError | None, health: BrokerHealth | None) -> None:

@@ -128,7 +128,8 @@ def daily_pnl_read(*, unrealized: float | None) -> dict[str, Decimal | None]:
 
 
 def orders_last_minute() -> int:
-    return RiskDecisionRecord.objects.filter(accepted=True, created_at__gte=timezone.now() - timedelta(seconds=60)).count()
+    since = timezone.now() - timedelta(seconds=60)
+    return RiskDecisionRecord.objects.filter(accepted=True, created_at__gte=since).count()
 
 
 def orders_recent(*, limits: RiskLimits, now: datetime) -> tuple[governor.RecentOrder, ...]:
@@ -149,8 +150,9 @@ def net_greeks_json(valuation) -> dict:
         "unrealized_pnl": finite_or_none(valuation.unrealized_pnl),
         "open_legs": len(valuation.legs),
         "by_underlying": [
-            {"underlying": entry.symbol, "delta": finite_or_none(entry.greeks.delta), "gamma": finite_or_none(entry.greeks.gamma),
-             "vega": finite_or_none(entry.greeks.vega), "theta": finite_or_none(entry.greeks.theta)}
+            {"underlying": entry.symbol, "delta": finite_or_none(entry.greeks.delta),
+             "gamma": finite_or_none(entry.greeks.gamma), "vega": finite_or_none(entry.greeks.vega),
+             "theta": finite_or_none(entry.greeks.theta)}
             for entry in valuation.net
         ],
     }

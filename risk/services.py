@@ -418,7 +418,8 @@ def circuit_breaker_reset(*, client: Client, actor: Actor, note: str) -> RiskSta
     with advisory_lock(f"risk:{client.client_id}"):
         record = _risk_state_row()
         limits = risk_limits_get()
-        tripped = record.reason == governor.ReasonCode.CIRCUIT_BREAKER.value or record.loss_streak >= limits.breaker_loss_count
+        tripped = (record.reason == governor.ReasonCode.CIRCUIT_BREAKER.value
+                   or record.loss_streak >= limits.breaker_loss_count)
         if not tripped:
             raise BreakerNotTripped("the circuit breaker is not tripped")
         _state_change(client=client, record=record, to_state="ACTIVE", reason=f"breaker reset: {note}"[:200],

@@ -25,6 +25,7 @@ Intervals are half-open, [open, close): at 16:00:00 CT the market is closed, at 
 from __future__ import annotations
 
 import bisect
+import itertools
 import threading
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
@@ -122,7 +123,7 @@ def build_session_table(calendar: str, first_trade_date: date, last_trade_date: 
         intervals.append((market_open.timestamp(), close_epoch))
 
     intervals.sort()
-    for (_, previous_close), (next_open, _) in zip(intervals, intervals[1:]):
+    for (_, previous_close), (next_open, _) in itertools.pairwise(intervals):
         if next_open < previous_close:
             raise ValueError(f"calendar {calendar!r} has overlapping sessions near {next_open}")
     return SessionTable(

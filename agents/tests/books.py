@@ -6,8 +6,8 @@ import uuid
 from django.utils import timezone
 from django_tenants.utils import tenant_context
 
-from brokers import contracts
 from agents.models import AgentConfig
+from brokers import contracts
 from brokers.domain import OrderLeg, OrderRequest
 from brokers.services import broker_session
 from risk import services as risk

@@ -105,7 +105,8 @@ def test_invalid_parameters_are_400_with_field_errors_and_change_nothing(api, al
 @pytest.mark.parametrize("role", ["trader", "viewer"])
 def test_only_owners_change_mode_and_parameters(api, alpha, role):
     user = getattr(alpha, role)
-    assert api.post("/clients/alpha/agent/mode", {"mode": "confirmation"}, format="json", **bearer(user)).status_code == 403
+    response = api.post("/clients/alpha/agent/mode", {"mode": "confirmation"}, format="json", **bearer(user))
+    assert response.status_code == 403
     assert api.post("/clients/alpha/agent/parameters", {"risk_limits": {"max_net_delta": 1}}, format="json",
                     **bearer(user)).status_code == 403
 

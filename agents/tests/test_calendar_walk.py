@@ -63,7 +63,8 @@ def _samples(year: int) -> list[tuple[str, datetime]]:
             (f"expiry-day-afternoon-{expiry}", _at(expiry, 17)),  # after it
             (f"day-after-expiry-{expiry + timedelta(days=1)}", _at(expiry + timedelta(days=1), 15)),
         ]
-    sunday = next(date(year, 2, 1) + timedelta(days=n) for n in range(7) if (date(year, 2, 1) + timedelta(days=n)).weekday() == 6)
+    february = date(year, 2, 1)
+    sunday = february + timedelta(days=(6 - february.weekday()) % 7)
     samples += [
         (f"sunday-evening-open-{sunday}", _at(sunday, 23, 30)),  # 17:30 CT, the week's first session
         (f"holiday-independence-day-{year}-07-05", _at(date(year, 7, 5), 15)),

@@ -2,7 +2,7 @@
 import json
 import math
 from dataclasses import replace
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 
 import pytest
 from hypothesis import given, settings
@@ -22,7 +22,7 @@ from risk.book import instruments_risk, value_book, years_to_expiry
 from risk.governor import RiskLimits
 from risk.greeks import black76
 
-NOW = datetime(2026, 11, 24, 15, 0, tzinfo=timezone.utc)
+NOW = datetime(2026, 11, 24, 15, 0, tzinfo=UTC)
 RATE = 0.04
 VOL = 0.18
 FORWARD = 6000.0
@@ -353,7 +353,7 @@ def _held_strangle(entry_price: float, *, expiry: date = JAN, strikes=(5700, 635
     put, call = _option(expiry, strikes[0], "P"), _option(expiry, strikes[1], "C")
     structure = OpenStructure(
         kind="short_strangle", legs=((put.key, -units), (call.key, -units)), entry_price=entry_price,
-        quantity=units, expiry=expiry, opened_at=datetime(2026, 11, 2, 15, 0, tzinfo=timezone.utc),
+        quantity=units, expiry=expiry, opened_at=datetime(2026, 11, 2, 15, 0, tzinfo=UTC),
     )
     positions = [Position(put, quantity=-units, average_price=0.0),
                  Position(call, quantity=-units, average_price=0.0)]

@@ -153,7 +153,7 @@ class IBKRBroker(Broker):
         except RequestError as e:
             raise broker_error_from_ib(operation=operation, ib_code=e.code,
                                        ib_message=e.message) from None
-        except (TimeoutError, asyncio.TimeoutError):
+        except TimeoutError:
             raise self._error(operation, "timeout", "IBKR did not answer in time", True) from None
         except (ConnectionError, OSError) as e:
             raise self._error(operation, "not_connected", f"connection to TWS failed: {e}",
@@ -226,7 +226,7 @@ class IBKRBroker(Broker):
                     await self._client.connectAsync(
                         c.host, c.port, c.client_id, timeout=c.request_timeout_seconds,
                         raiseSyncErrors=True, fetchFields=_STARTUP_FETCH)
-                except (OSError, TimeoutError, asyncio.TimeoutError, ConnectionError) as e:
+                except (OSError, TimeoutError, ConnectionError) as e:
                     logger.warning("IBKR connect attempt %d/%d to %s:%d failed: %s",
                                    attempt + 1, attempts, c.host, c.port, e or type(e).__name__)
                     if attempt + 1 < attempts:
@@ -437,7 +437,7 @@ class IBKRBroker(Broker):
         contracts = [await self._qualified(i) for i in instruments]
         tickers: list[tuple[int, Ticker]] = []
         try:
-            for instrument, contract in zip(instruments, contracts):
+            for instrument, contract in zip(instruments, contracts, strict=True):
                 await self._permit()
                 ticker = ib.reqMktData(contract, "106" if instrument.is_option else "")
                 req_id = next(r for r, t in ib.wrapper.reqId2Ticker.items() if t is ticker)
@@ -446,14 +446,14 @@ class IBKRBroker(Broker):
             deadline = loop.time() + self._config.market_data_wait_seconds
             while loop.time() < deadline and not all(
                     _ticker_ready(t, i.is_option) or r in self._errors_by_req
-                    for (r, t), i in zip(tickers, instruments)):
+                    for (r, t), i in zip(tickers, instruments, strict=True)):
                 await asyncio.sleep(0.01)
-            for (req_id, _), instrument in zip(tickers, instruments):
+            for (req_id, _), instrument in zip(tickers, instruments, strict=True):
                 if req_id in self._errors_by_req:
                     code, message = self._errors_by_req.pop(req_id)
                     raise _IBFailure(code, message, {"instrument": instrument.key})
             now = utc_now()
-            return [_quote_from_ticker(i, t, now) for (_, t), i in zip(tickers, instruments)]
+            return [_quote_from_ticker(i, t, now) for (_, t), i in zip(tickers, instruments, strict=True)]
         finally:
             for _, ticker in tickers:
                 ib.cancelMktData(ticker.contract)
@@ -497,7 +497,7 @@ class IBKRBroker(Broker):
         try:
             await self._wait_for(trade, lambda: trade.orderStatus.status not in _PENDING_STATES,
                                  self._config.order_ack_timeout_seconds)
-        except (TimeoutError, asyncio.TimeoutError):
+        except TimeoutError:
             raise _Failure("order_outcome_unknown",
                            "TWS did not acknowledge the order in time; ask order_status before "
                            "sending it again", retryable=True,
@@ -538,7 +538,7 @@ class IBKRBroker(Broker):
         self._client.cancelOrder(trade.order)
         try:
             await self._wait_for(trade, trade.isDone, self._config.order_ack_timeout_seconds)
-        except (TimeoutError, asyncio.TimeoutError):
+        except TimeoutError:
             logger.warning("IBKR cancel of %s not confirmed in time", cid)
         return self._status_from_trade(cid, trade)
 

@@ -19,12 +19,13 @@ The market
   may not be dated before the last moment the account was brought up to date).
 - Futures: the next `LISTED_FUTURES` quarterly contracts of the product's listed months, expiring
   on the third Friday (holidays are ignored) at the product's last trading time
-  (`brokers.products.future_last_trade`: 08:30 CT for the E-minis). Bid/ask one tick wide around the fair
-  price, times the spread multiplier.
+  (`brokers.products.future_last_trade`: 08:30 CT for the E-minis). Bid/ask one tick wide around
+  the fair price, times the spread multiplier.
 - Options on each listed future: the quarterly expiry (same day and time as the future) and the
   serial months before it (up to `SERIAL_OPTION_MONTHS`; CME's January and February ES options
-  deliver the March future), which stop at the product's serial time (15:00 CT for the E-minis). Every strike on the product's grid exists; the
-  chain shows `strikes_each_side` strikes either side of the money. Vol smile:
+  deliver the March future), which stop at the product's serial time (15:00 CT for the
+  E-minis). Every strike on the product's grid exists; the chain shows `strikes_each_side`
+  strikes either side of the money. Vol smile:
   `max(floor, atm + skew * k + curvature * k^2)` with `k = ln(K / F)`. Prices are Black-76 from
   `risk.greeks` (the products are American-style; the simulated market prices them as European,
   which for options on futures is within a few ticks), bid/ask `max(1 tick, 0.25% of value)`

@@ -163,7 +163,7 @@ class SimulatedMarket(MarketSide):
         step = self._step_of(now)
         prices = self._execution_prices(request, np.array([step]))
         missing = [
-            leg.instrument.key for leg, leg_prices in zip(request.legs, prices) if np.isnan(leg_prices[0])
+            leg.instrument.key for leg, leg_prices in zip(request.legs, prices, strict=True) if np.isnan(leg_prices[0])
         ]
         if missing and request.order_type == "MKT":
             return self._reject(order, "no_liquidity", f"no quote to trade against for {', '.join(missing)}")
@@ -258,7 +258,7 @@ class SimulatedMarket(MarketSide):
         """What one unit costs (negative: a credit); a single leg's own price keeps its sign convention."""
         units = reduce(math.gcd, (leg.quantity for leg in request.legs))
         return sum((1 if leg.side == "BUY" else -1) * (leg.quantity // units) * price
-                   for leg, price in zip(request.legs, prices))
+                   for leg, price in zip(request.legs, prices, strict=True))
 
     def _marketable(self, request: OrderRequest, prices: list[np.ndarray]) -> np.ndarray:
         cost = self._unit_cost(request, prices)
@@ -272,7 +272,7 @@ class SimulatedMarket(MarketSide):
 
     def _fill_order(self, order: _Order, units: int, prices: list[float], moment: datetime) -> None:
         request = order.request
-        for leg, price in zip(request.legs, prices):
+        for leg, price in zip(request.legs, prices, strict=True):
             quantity = leg.quantity // order.units * units
             commission = round(self.config.commission_per_contract * quantity, 2)
             self._book_fill(

@@ -28,7 +28,7 @@ import threading
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 SERVER_VERSION = 157
@@ -301,7 +301,7 @@ class FakeTWS:
             if greeting != b"API\0":
                 return
             await _read_frame(reader)  # "v157..178": any range that includes 157 will do
-            now = datetime.now(timezone.utc).strftime("%Y%m%d %H:%M:%S UTC")
+            now = datetime.now(UTC).strftime("%Y%m%d %H:%M:%S UTC")
             writer.write(_frame([SERVER_VERSION, now]))
             self._sessions.append(session)
             while True:
@@ -357,7 +357,7 @@ class FakeTWS:
         self._send(session, [9, 1, self._next_order_id])
 
     def _req_current_time(self, session: _Session, fields: list[str]) -> None:
-        self._send(session, [49, 1, int(datetime.now(timezone.utc).timestamp())])
+        self._send(session, [49, 1, int(datetime.now(UTC).timestamp())])
 
     def _req_mkt_data(self, session: _Session, fields: list[str]) -> None:
         req_id, con_id = int(fields[2]), int(fields[3] or 0)
@@ -415,7 +415,7 @@ class FakeTWS:
         price = action.price if action.price is not None else order.limit_price
         if price is None:
             price = self._quotes[order.contract.con_id][2] if order.contract else 0.0
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         side = "BOT" if order.action == "BUY" else "SLD"
         executions: list[FakeExecution] = []
         if order.contract is not None:
@@ -637,7 +637,7 @@ class FakeTWS:
             0, o.status, 0, 0,  # solicited, status, randomize size/price
             0,  # conditions
             "", "", "", 0, 0, "", _num(o.filled), 0, 0, "", 0, 0, 0,
-            datetime.now(timezone.utc).strftime("%Y%m%d %H:%M:%S UTC"), o.status,
+            datetime.now(UTC).strftime("%Y%m%d %H:%M:%S UTC"), o.status,
         ]
 
     def _order_status_fields(self, o: FakeOrder) -> list[Any]:

@@ -5,7 +5,7 @@ import logging
 import socket
 import threading
 from collections.abc import Iterator
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 
 import pytest
 
@@ -165,7 +165,7 @@ def test_exchange_override_is_sent_to_ib(fake: FakeTWS) -> None:
 
 
 def test_single_leg_order_fills_with_commission(fake: FakeTWS, broker: IBKRBroker) -> None:
-    since = datetime.now(timezone.utc) - timedelta(seconds=1)
+    since = datetime.now(UTC) - timedelta(seconds=1)
     call = option(broker, 6000)
     status = broker.place_order(buy(call, "cid-1"))
     assert status.client_order_id == "cid-1"
@@ -182,7 +182,7 @@ def test_single_leg_order_fills_with_commission(fake: FakeTWS, broker: IBKRBroke
 
 
 def test_combo_order_goes_out_as_one_bag(fake: FakeTWS, broker: IBKRBroker) -> None:
-    since = datetime.now(timezone.utc) - timedelta(seconds=1)
+    since = datetime.now(UTC) - timedelta(seconds=1)
     low, high = option(broker, 6000), option(broker, 6100)
     fake.script_next_order(Fill(price=40.0, leg_prices={ES_C6000: 100.0, ES_C6100: 60.0}))
     spread = OrderRequest("spread-1", (OrderLeg(low, "BUY", 2), OrderLeg(high, "SELL", 2)),
@@ -266,7 +266,7 @@ def test_cancel_a_working_order(fake: FakeTWS, broker: IBKRBroker) -> None:
 
 def test_fills_made_while_disconnected_appear_after_reconnect(fake: FakeTWS,
                                                               broker: IBKRBroker) -> None:
-    since = datetime.now(timezone.utc) - timedelta(seconds=1)
+    since = datetime.now(UTC) - timedelta(seconds=1)
     call = option(broker, 6000)
     fake.script_next_order(Rest())
     broker.place_order(buy(call, "resting", price=99.0))

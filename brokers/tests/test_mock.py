@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import django
 import pytest
@@ -21,7 +21,7 @@ from brokers.mock import (  # noqa: E402
 )
 from brokers.simulator import SimClock  # noqa: E402
 
-UTC = timezone.utc
+UTC = UTC
 START = datetime(2026, 1, 5, 14, 30, tzinfo=UTC)
 
 

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import json
 import math
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 
 import numpy as np
 import pytest
@@ -19,7 +19,7 @@ from brokers.simulator import (
 )
 from risk.greeks import black76
 
-UTC = timezone.utc
+UTC = UTC
 START = datetime(2026, 1, 5, 14, 30, tzinfo=UTC)  # a Monday
 ANCHOR = datetime(2026, 1, 1, tzinfo=UTC)
 

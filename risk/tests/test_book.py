@@ -1,7 +1,7 @@
 """Book valuation: marks, P&L, per-leg and net greeks, failing closed on missing data."""
 import math
 from dataclasses import replace
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 
 import pytest
 
@@ -9,7 +9,7 @@ from brokers.domain import Greeks, Instrument, Position, Quote
 from risk.book import instruments_risk, value_book, value_books, years_to_expiry
 from risk.greeks import black76
 
-NOW = datetime(2026, 11, 24, 15, 0, tzinfo=timezone.utc)
+NOW = datetime(2026, 11, 24, 15, 0, tzinfo=UTC)
 FUT = Instrument("ES", "FUT", date(2026, 12, 18), "CME", 50.0)
 CALL = Instrument("ES", "FOP", date(2026, 12, 18), "CME", 50.0, strike=6000.0, right="C",
                   trading_class="ES", exercise_style="american", underlying_expiry=date(2026, 12, 18))
@@ -124,7 +124,7 @@ SERIAL_CALL = Instrument("ES", "FOP", date(2026, 11, 20), "CME", 50.0, strike=59
 
 
 def test_a_leg_past_its_last_trade_is_worth_its_intrinsic_value_and_keeps_the_delta_of_its_exercise():
-    after = datetime(2026, 11, 20, 21, 5, tzinfo=timezone.utc)  # 15:05 CT: the serial option has stopped
+    after = datetime(2026, 11, 20, 21, 5, tzinfo=UTC)  # 15:05 CT: the serial option has stopped
     quote = Quote(SERIAL_CALL, bid=None, ask=None, last=None, bid_size=0, ask_size=0, time=after,
                   underlying_price=6000.0)
     (risk,) = instruments_risk([SERIAL_CALL], _quotes(quote), now=after, rate=RATE)
@@ -136,8 +136,8 @@ def test_a_leg_past_its_last_trade_is_worth_its_intrinsic_value_and_keeps_the_de
 
 
 def test_a_quarterly_option_past_its_0830_ct_last_trade_settles_in_cash_with_no_delta_left():
-    after = datetime(2026, 12, 18, 14, 31, tzinfo=timezone.utc)
-    before = datetime(2026, 12, 18, 14, 29, tzinfo=timezone.utc)
+    after = datetime(2026, 12, 18, 14, 31, tzinfo=UTC)
+    before = datetime(2026, 12, 18, 14, 29, tzinfo=UTC)
     quote = Quote(CALL, bid=None, ask=None, last=None, bid_size=0, ask_size=0, time=after, underlying_price=6050.0)
     (expired,) = instruments_risk([CALL], _quotes(quote), now=after, rate=RATE)
     assert (expired.greeks_source, expired.mark, expired.delta) == ("expired", 50.0, 0.0)

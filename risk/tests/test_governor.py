@@ -169,7 +169,7 @@ def test_option_delta_counts_in_underlying_equivalents() -> None:
 )
 def test_order_and_leg_size(quantities: list[int], expected: set[ReasonCode]) -> None:
     keys = [CALL, PUT, "ES FOP 20261218 6100 C"]
-    legs = [opt(q, key=k, delta=0.0) for q, k in zip(quantities, keys)]
+    legs = [opt(q, key=k, delta=0.0) for q, k in zip(quantities, keys, strict=False)]
     assert codes(evaluate(order(*legs))) == expected
 
 

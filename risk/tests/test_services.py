@@ -250,7 +250,8 @@ def test_state_changes_and_violations_are_published_for_the_live_stream(alpha):
     _set_limits(alpha, max_leg_contracts=1)
     _submit(alpha, "pub-1", OrderLeg(future, "BUY", 2))
     with tenant_context(alpha.client):
-        services.client_halt_set(client=alpha.client, halted=True, reason="check", actor=services.Actor("operator", "o"))
+        services.client_halt_set(client=alpha.client, halted=True, reason="check",
+                                 actor=services.Actor("operator", "o"))
     events = recent_events(client_id="alpha")
     kinds = [(event["type"], event["data"].get("event") or event["data"].get("scope")) for event in events]
     assert ("risk", "violation") in kinds and ("halt", "client") in kinds

@@ -65,8 +65,8 @@ class Command(BaseCommand):
         from django_tenants.utils import tenant_context
 
         from audit.rls import rls_context
-        from brokers.domain import BrokerError, OrderLeg, OrderRequest
         from brokers.contracts import hedge_future_select, option_underlyings
+        from brokers.domain import BrokerError, OrderLeg, OrderRequest
         from brokers.services import broker_session
         from risk.services import Actor, order_submit
 
