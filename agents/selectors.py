@@ -46,6 +46,7 @@ def agent_status_get(*, client: Client) -> dict[str, Any]:
         platform_control_get,
         risk_limits_get,
         risk_state_get,
+        trading_state_effective,
     )
     from tradingplatform.events import live_state_get
 
@@ -63,19 +64,25 @@ def agent_status_get(*, client: Client) -> dict[str, Any]:
     next_cycle = None
     if interval is not None and client.status == Client.Status.ACTIVE:
         next_cycle = runtime.last_cycle_at + interval if runtime.last_cycle_at else timezone.now()
-    halted = control.emergency_halted or state.operator_halted or state.trading_state == "HALTED"
-    tripped = state.loss_streak >= limits.breaker_loss_count or state.reason == "circuit_breaker"
+    effective = trading_state_effective(limits=limits)
+    halted = effective["halted"]
+    tripped = effective["state"] == "BREAKER"
     return {
         "client_id": client.client_id,
         "mode": config.mode,
         "autonomous_enabled": settings.AUTONOMOUS_ENABLED,
         "executing": config.mode == AgentConfig.Mode.AUTONOMOUS and settings.AUTONOMOUS_ENABLED and not halted,
-        "trading_state": state.trading_state,
-        "trading_state_reason": state.reason,
+        # Every view agrees: a halt of any kind reads HALTED here, with its reason; `effective_state`
+        # says which halt, who set it and since when.
+        "trading_state": "HALTED" if halted else state.trading_state,
+        "trading_state_reason": effective["reason"] if halted else state.reason,
+        "effective_state": effective,
         "trading_state_until": state.state_until,
         "halt": {
-            "emergency": {"halted": control.emergency_halted, "reason": control.reason},
-            "client": {"halted": state.operator_halted, "reason": state.operator_halt_reason},
+            "emergency": {"halted": control.emergency_halted, "reason": control.reason,
+                          "set_by": control.changed_by or None, "at": control.changed_at},
+            "client": {"halted": state.operator_halted, "reason": state.operator_halt_reason,
+                       "set_by": state.operator_halt_by or None, "at": state.operator_halt_at},
         },
         "circuit_breaker": {
             "tripped": tripped,

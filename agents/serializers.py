@@ -112,6 +112,16 @@ class BrokerStatusSerializer(serializers.Serializer):
     last_error = serializers.DictField(allow_null=True)
 
 
+class EffectiveStateSerializer(serializers.Serializer):
+    state = serializers.ChoiceField(
+        choices=["EMERGENCY_HALT", "CLIENT_HALT", "BREAKER", "HALTED", "REDUCING", "ACTIVE"],
+        help_text="The first that holds, in this order: emergency halt, client halt, breaker, the governor's state.")
+    halted = serializers.BooleanField(help_text="Whether executions are refused.")
+    reason = serializers.CharField(allow_blank=True)
+    set_by = serializers.CharField(allow_null=True, help_text="Who set it (an operator, the risk governor).")
+    since = serializers.DateTimeField(allow_null=True)
+
+
 class AgentStatusSerializer(serializers.Serializer):
     client_id = serializers.CharField()
     mode = serializers.ChoiceField(choices=AgentConfig.Mode.choices)
@@ -120,6 +130,7 @@ class AgentStatusSerializer(serializers.Serializer):
     trading_state = serializers.ChoiceField(choices=["ACTIVE", "REDUCING", "HALTED"])
     trading_state_reason = serializers.CharField(allow_blank=True)
     trading_state_until = serializers.DateTimeField(allow_null=True)
+    effective_state = EffectiveStateSerializer()
     halt = serializers.DictField(help_text="Emergency (platform) and operator (client) halts.")
     circuit_breaker = serializers.DictField()
     limits = serializers.DictField(help_text="The risk limits in force.")

@@ -21,6 +21,8 @@ class RiskStateRecord(models.Model):
     # never clears a tripped circuit breaker (and the reverse).
     operator_halted = models.BooleanField(default=False)
     operator_halt_reason = models.CharField(max_length=500, blank=True)
+    operator_halt_by = models.CharField(max_length=150, blank=True)  # who set or lifted it last
+    operator_halt_at = models.DateTimeField(null=True, blank=True)  # and when
     # Daily loss baseline: the book's unrealized P&L when the current trading day was first seen,
     # so that today's P&L = realized today + (unrealized now - this baseline).
     trading_day_start = models.DateTimeField(null=True, blank=True)

@@ -168,3 +168,33 @@ def halt_reason(*, client: Client) -> str | None:
         return f"client halted by an operator: {record.operator_halt_reason}"
     return None
 
+
+
+# The states a trader sees, most severe first: the first that holds is the client's effective state.
+EFFECTIVE_STATES = ("EMERGENCY_HALT", "CLIENT_HALT", "BREAKER", "HALTED", "REDUCING", "ACTIVE")
+
+
+def trading_state_effective(*, limits: RiskLimits | None = None) -> dict[str, Any]:
+    """What keeps (or lets) this client trade right now, in one place for every view: the emergency
+    halt, then an operator's halt of this client, then a tripped circuit breaker, then the
+    governor's own state. With the reason, who set it and since when (None when unknown)."""
+    control = platform_control_get()
+    record = risk_state_get()
+    limits = limits or risk_limits_get()
+    if control.emergency_halted:
+        return {"state": "EMERGENCY_HALT", "halted": True, "reason": control.reason,
+                "set_by": control.changed_by or None, "since": control.changed_at}
+    if record.operator_halted:
+        return {"state": "CLIENT_HALT", "halted": True, "reason": record.operator_halt_reason,
+                "set_by": record.operator_halt_by or None, "since": record.operator_halt_at}
+    tripped = (record.reason == governor.ReasonCode.CIRCUIT_BREAKER.value
+               or record.loss_streak >= limits.breaker_loss_count)
+    if tripped:
+        return {"state": "BREAKER", "halted": True,
+                "reason": f"circuit breaker: {record.loss_streak} consecutive losses over "
+                          f"{limits.breaker_loss_threshold} USD",
+                "set_by": "risk governor", "since": record.changed_at if record.pk else None}
+    state = record.trading_state
+    return {"state": state, "halted": state == RiskStateRecord.TradingState.HALTED, "reason": record.reason,
+            "set_by": "risk governor" if record.reason else None,
+            "since": record.changed_at if record.pk and record.reason else None}

@@ -388,7 +388,10 @@ def client_halt_set(*, client: Client, halted: bool, reason: str, actor: Actor) 
         before = {"halted": record.operator_halted, "reason": record.operator_halt_reason}
         record.operator_halted = halted
         record.operator_halt_reason = reason
-        record.save(update_fields=["operator_halted", "operator_halt_reason", "changed_at"])
+        record.operator_halt_by = actor.id
+        record.operator_halt_at = timezone.now()
+        record.save(update_fields=["operator_halted", "operator_halt_reason", "operator_halt_by", "operator_halt_at",
+                                   "changed_at"])
         cancelled = _cancel_working_orders_safely(client=client, reason=kinds.HALT_CLIENT) if halted else []
         audit.audit_record(client_id=client.client_id, actor_type=actor.type, actor_id=actor.id,
                            kind=kinds.HALT_CLIENT if halted else kinds.HALT_CLIENT_LIFTED,

@@ -13,7 +13,10 @@ from urllib.parse import parse_qs
 
 from channels.db import database_sync_to_async
 from django.contrib.auth.models import AnonymousUser
+from django.contrib.auth.views import redirect_to_login
 from django.db import connection
+from django.shortcuts import render
+from django.views import View
 from rest_framework import exceptions
 from rest_framework.request import Request
 from rest_framework.views import APIView
@@ -30,6 +33,22 @@ WS_CLOSE_UNAUTHENTICATED = 4401
 WS_CLOSE_FORBIDDEN = 4403
 WS_CLOSE_NOT_FOUND = 4404
 WS_TOKEN_SUBPROTOCOL = "bearer"
+
+
+@contextlib.contextmanager
+def client_scope(access: ClientAccess, *, username: str) -> Any:
+    """Run the body on the client's schema, with the database's own guard on shared tables
+    (row-level security on the audit trail) following the same client, and the log context
+    naming both; back on the public schema afterwards whatever happens. Used by the API's and
+    the desk's client-scoped views alike."""
+    client_id_var.set(access.client.client_id)
+    user_var.set(username)
+    connection.set_tenant(access.client)
+    try:
+        with rls_context(client_id=access.client.client_id, is_admin=False):
+            yield access
+    finally:
+        connection.set_schema_to_public()
 
 
 class ClientScopedAPIView(APIView):
@@ -50,12 +69,7 @@ class ClientScopedAPIView(APIView):
         if not access.allows(self.required_role):
             raise exceptions.PermissionDenied(f"This needs the {self.required_role} role on this client.")
         request.client_access = access
-        client_id_var.set(access.client.client_id)
-        user_var.set(request.user.get_username())
-        connection.set_tenant(access.client)
-        # The database's own guard on shared tables (row-level security on the audit trail)
-        # follows the same client as the schema.
-        self._database_scope.enter_context(rls_context(client_id=access.client.client_id, is_admin=False))
+        self._database_scope.enter_context(client_scope(access, username=request.user.get_username()))
 
     def dispatch(self, request: Any, *args: Any, **kwargs: Any) -> Any:
         self._database_scope = contextlib.ExitStack()
@@ -64,6 +78,33 @@ class ClientScopedAPIView(APIView):
         finally:
             self._database_scope.close()
             connection.set_schema_to_public()
+
+    @property
+    def client_access(self) -> ClientAccess:
+        return self.request.client_access
+
+
+class ClientScopedPageView(View):
+    """The desk's twin of ClientScopedAPIView for session-authenticated pages under
+    `/desk/{client_id}/`: anonymous visitors go to the login page, non-members and unknown clients
+    see the same 404 page, members below `required_role` a 403 page; the view body (and its
+    template, rendered inside: use `render`, not a lazy TemplateResponse) runs on the client's
+    schema."""
+
+    required_role: str = Membership.Role.VIEWER
+    not_found_template = "desk/not_found.html"
+
+    def dispatch(self, request: Any, *args: Any, **kwargs: Any) -> Any:
+        if not request.user.is_authenticated:
+            return redirect_to_login(request.get_full_path())
+        access = client_access_get(user=request.user, client_id=kwargs["client_id"])
+        if access is None:
+            return render(request, self.not_found_template, status=404)
+        if not access.allows(self.required_role):
+            return render(request, "desk/forbidden.html", {"required_role": self.required_role}, status=403)
+        request.client_access = access
+        with client_scope(access, username=request.user.get_username()):
+            return super().dispatch(request, *args, **kwargs)
 
     @property
     def client_access(self) -> ClientAccess:
@@ -91,6 +132,18 @@ def _authenticate_and_resolve(raw_token: str, client_id: str) -> tuple[Any, Clie
     except (InvalidToken, TokenError, exceptions.AuthenticationFailed):
         return AnonymousUser(), None
     return user, client_access_get(user=user, client_id=client_id)
+
+
+@database_sync_to_async
+def _resolve_member(user: Any, client_id: str) -> ClientAccess | None:
+    return client_access_get(user=user, client_id=client_id)
+
+
+def _same_origin(scope: dict) -> bool:
+    """The handshake's Origin names the host it was sent to (a browser always sends Origin)."""
+    headers = dict(scope.get("headers") or [])
+    origin, host = headers.get(b"origin", b"").decode("latin-1"), headers.get(b"host", b"").decode("latin-1")
+    return bool(origin) and bool(host) and origin.split("://", 1)[-1] == host
 
 
 async def _deny(send: Any, receive: Any, code: int) -> None:
@@ -122,7 +175,16 @@ class TenantWebsocketMiddleware:
             return await _deny(send, receive, WS_CLOSE_NOT_FOUND)
         raw_token, subprotocol = _token_from_scope(scope)
         if raw_token is None:
-            return await _deny(send, receive, WS_CLOSE_UNAUTHENTICATED)
+            # A desk page: its session (set by channels' AuthMiddleware around this one), but only
+            # from a page of this site, so another site cannot open a socket with the cookie.
+            user = scope.get("user") or AnonymousUser()
+            if not user.is_authenticated or not _same_origin(scope):
+                return await _deny(send, receive, WS_CLOSE_UNAUTHENTICATED)
+            access = await _resolve_member(user, match["client_id"])
+            if access is None:
+                return await _deny(send, receive, WS_CLOSE_NOT_FOUND)
+            scope = dict(scope, client_access=access, ws_subprotocol=None)
+            return await self.app(scope, receive, send)
         user, access = await _authenticate_and_resolve(raw_token, match["client_id"])
         if not user.is_authenticated:
             return await _deny(send, receive, WS_CLOSE_UNAUTHENTICATED)

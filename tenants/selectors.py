@@ -40,3 +40,12 @@ def client_access_get(*, user: AbstractBaseUser | AnonymousUser, client_id: str)
             return ClientAccess(client=client, role=OPERATOR)
     return None
 
+
+
+def user_clients_list(*, user: AbstractBaseUser | AnonymousUser) -> list[ClientAccess]:
+    """Every active client the user is a member of, with the role, by client id."""
+    if not user.is_authenticated or not user.is_active:
+        return []
+    memberships = (Membership.objects.select_related("client")
+                   .filter(user=user, client__status=Client.Status.ACTIVE).order_by("client__client_id"))
+    return [ClientAccess(client=membership.client, role=membership.role) for membership in memberships]

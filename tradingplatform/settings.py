@@ -84,6 +84,7 @@ SHARED_APPS = [
     "corsheaders",
     "channels",
     "django_celery_beat",
+    "desk",
 ]
 TENANT_APPS = [
     "django.contrib.contenttypes",
@@ -113,6 +114,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "desk.middleware.ContentSecurityPolicyMiddleware",
 ]
 
 ROOT_URLCONF = "tradingplatform.urls"
@@ -234,7 +236,7 @@ STATIC_ROOT = BASE_DIR / "staticfiles"
 STATICFILES_DIRS = [BASE_DIR / "static"]
 WHITENOISE_USE_FINDERS = not IS_PRODUCTION
 
-LOGIN_URL = "/admin/login/"
+LOGIN_URL = "/login"  # the desk's login page (the console keeps its own at /admin/login/)
 SESSION_COOKIE_HTTPONLY = True
 SECURE_CONTENT_TYPE_NOSNIFF = True
 X_FRAME_OPTIONS = "DENY"

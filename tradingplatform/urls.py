@@ -23,6 +23,7 @@ urlpatterns = [
     path("admin/emergency-halt", risk_api.EmergencyHaltView.as_view(), name="emergency-halt"),
     path("admin/clients/<str:client_id>/halt", risk_api.ClientHaltView.as_view(), name="client-halt"),
     path("admin/", admin.site.urls),
+    path("", include("desk.urls")),
 ]
 
 

@@ -1,0 +1,129 @@
+"""The desk's pages through Django's test client: sessions, the one tenant resolution, refusals
+shown where the trader clicked, nothing changed by bad input."""
+from __future__ import annotations
+
+import re
+
+import pytest
+from django.test import Client as Browser
+from django_tenants.utils import tenant_context
+
+from agents.models import Proposal
+from agents.tests.books import buy_futures, configure
+from agents import services as agent_services
+from risk import services as risk
+from tradingplatform.testing import PASSWORD
+
+
+def _logged_in(user) -> Browser:
+    browser = Browser()
+    assert browser.post("/login", {"username": user.get_username(), "password": PASSWORD}).status_code == 302
+    return browser
+
+
+def _pending_hedge(fixture) -> Proposal:
+    configure(fixture)
+    buy_futures(fixture, 4)
+    with tenant_context(fixture.client):
+        (proposal,) = agent_services.cycle_run(client=fixture.client, key="desk", trigger="manual").proposals
+    return proposal
+
+
+def test_anonymous_visitors_go_to_the_login_page(db):
+    response = Browser().get("/desk/alpha/")
+    assert response.status_code == 302 and response["Location"].startswith("/login?next=/desk/alpha/")
+
+
+def test_a_bad_password_is_refused_and_a_missing_field_named(alpha):
+    assert Browser().post("/login", {"username": "alpha-trader", "password": "nope"}).status_code == 401
+    response = Browser().post("/login", {"username": "alpha-trader", "password": ""})
+    assert response.status_code == 400 and b"Enter your password." in response.content
+
+
+def test_the_login_is_throttled_like_the_api(alpha, settings):
+    settings.LOGIN_FAILURE_LIMIT = 2
+    browser = Browser()
+    for _ in range(2):
+        browser.post("/login", {"username": "alpha-viewer", "password": "wrong"})
+    response = browser.post("/login", {"username": "alpha-viewer", "password": PASSWORD})
+    assert response.status_code == 429 and response["Retry-After"]
+
+
+def test_a_member_of_one_client_goes_straight_to_its_book_and_sees_it(alpha):
+    browser = _logged_in(alpha.trader)
+    home = browser.get("/")
+    assert home.status_code == 302 and home["Location"] == "/desk/alpha/"
+    buy_futures(alpha, 2)
+    book = browser.get("/desk/alpha/")
+    assert book.status_code == 200
+    text = book.content.decode()
+    assert "Alpha Capital" in text and "● Active" in text and "Risk graph" in text
+    assert "ES FUT" in text
+    assert "script-src 'self'" in book["Content-Security-Policy"]
+    assert "<script>" not in text and " onclick=" not in text  # nothing inline: the CSP would block it
+
+
+def test_a_non_member_sees_the_same_404_as_for_a_client_that_does_not_exist(alpha, beta):
+    browser = _logged_in(beta.trader)
+    for path in ("/desk/alpha/", "/desk/alpha/proposals", "/desk/nosuch/", "/desk/alpha/fragments/banner"):
+        response = browser.get(path)
+        assert response.status_code == 404, path
+    def page(path):
+        return re.sub(rb'name="csrfmiddlewaretoken" value="[^"]+"', b"", browser.get(path).content)
+
+    assert page("/desk/alpha/") == page("/desk/nosuch/")
+
+
+def test_approve_from_the_page_executes_once_and_a_second_approve_says_409(alpha):
+    proposal = _pending_hedge(alpha)
+    browser = _logged_in(alpha.trader)
+    page = browser.get("/desk/alpha/proposals").content.decode()
+    assert "Confirm approval" in page and "Alpha Capital (alpha)" in page and "Risk pre-check" in page
+    response = browser.post(f"/desk/alpha/proposals/{proposal.pk}/approve")
+    assert response.status_code == 302 and "status=executed" in response["Location"]
+    again = browser.post(f"/desk/alpha/proposals/{proposal.pk}/approve")
+    assert again.status_code == 409 and f'id="refusal-{proposal.pk}"'.encode() in again.content
+
+
+def test_a_viewer_cannot_approve(alpha):
+    proposal = _pending_hedge(alpha)
+    response = _logged_in(alpha.viewer).post(f"/desk/alpha/proposals/{proposal.pk}/approve")
+    assert response.status_code == 403
+    with tenant_context(alpha.client):
+        assert Proposal.objects.get(pk=proposal.pk).status == Proposal.Status.PENDING
+
+
+def test_while_halted_the_buttons_are_disabled_with_the_reason_and_approval_is_423(alpha):
+    proposal = _pending_hedge(alpha)
+    with tenant_context(alpha.client):
+        risk.client_halt_set(client=alpha.client, halted=True, reason="desk review", actor=risk.Actor("user", "ops"))
+    browser = _logged_in(alpha.trader)
+    page = browser.get("/desk/alpha/proposals").content.decode()
+    assert "Approval is disabled: desk review" in page and "disabled" in page
+    assert "Client halted" in page and "set by ops" in page
+    response = browser.post(f"/desk/alpha/proposals/{proposal.pk}/approve")
+    assert response.status_code == 423 and b"desk review" in response.content
+
+
+def test_a_reject_needs_a_reason_and_changes_nothing_without_one(alpha):
+    proposal = _pending_hedge(alpha)
+    browser = _logged_in(alpha.trader)
+    response = browser.post(f"/desk/alpha/proposals/{proposal.pk}/reject", {"reason": "  "})
+    assert response.status_code == 400
+    with tenant_context(alpha.client):
+        assert Proposal.objects.get(pk=proposal.pk).status == Proposal.Status.PENDING
+    assert browser.post(f"/desk/alpha/proposals/{proposal.pk}/reject", {"reason": "too big"}).status_code == 302
+    with tenant_context(alpha.client):
+        assert Proposal.objects.get(pk=proposal.pk).status == Proposal.Status.REJECTED
+
+
+def test_the_risk_graph_overlays_a_pending_proposal(alpha):
+    proposal = _pending_hedge(alpha)
+    text = _logged_in(alpha.trader).get(f"/desk/alpha/?with={proposal.pk}").content.decode()
+    assert "After the proposal" in text
+
+
+@pytest.mark.parametrize("path", ["/desk/alpha/?vol=up", "/desk/alpha/?vol=down&days=1", "/desk/alpha/?with=junk",
+                                  "/desk/alpha/proposals?status=bogus", "/desk/alpha/fragments/nope"])
+def test_odd_query_strings_never_fail(alpha, path):
+    assert _logged_in(alpha.trader).get(path).status_code in (200, 404)

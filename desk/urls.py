@@ -1,0 +1,16 @@
+from django.urls import path
+
+from desk import views
+
+urlpatterns = [
+    path("", views.ClientsView.as_view(), name="desk-home"),
+    path("login", views.LoginView.as_view(), name="desk-login"),
+    path("logout", views.LogoutView.as_view(), name="desk-logout"),
+    path("desk/<str:client_id>/", views.BookView.as_view(), name="desk-book"),
+    path("desk/<str:client_id>/proposals", views.ProposalsView.as_view(), name="desk-proposals"),
+    path("desk/<str:client_id>/proposals/<str:proposal_id>/approve", views.ProposalApproveView.as_view(),
+         name="desk-approve"),
+    path("desk/<str:client_id>/proposals/<str:proposal_id>/reject", views.ProposalRejectView.as_view(),
+         name="desk-reject"),
+    path("desk/<str:client_id>/fragments/<str:name>", views.FragmentView.as_view(), name="desk-fragment"),
+]

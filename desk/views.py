@@ -1,0 +1,335 @@
+"""The trader's desk: server-rendered pages over the same selectors and services as the API.
+
+Thin views: every client page goes through `tenants.resolution.ClientScopedPageView` (the one
+tenant-resolution path, session-authenticated), reads through selectors, writes through the
+agents' and risk's services, and renders at once (inside the client's schema). Each page works
+without JavaScript: forms post and redirect; `static/desk/desk.js` adds the live stream, dialogs
+and countdowns on top.
+"""
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from django.conf import settings
+from django.contrib import messages
+from django.contrib.auth import authenticate, login, logout
+from django.contrib.auth.mixins import LoginRequiredMixin
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.utils import timezone
+from django.utils.http import url_has_allowed_host_and_scheme
+from django.views import View
+from django_tenants.utils import tenant_context
+
+from agents import services as agent_services
+from agents.models import Proposal
+from agents.selectors import agent_status_get, proposal_effective_status, proposals_list
+from brokers.domain import BrokerError
+from brokers.services import broker_session, quotes_for
+from desk import presenters
+from risk.book import instruments_risk
+from risk.scenario import pnl_curve, scenario_leg, scenario_legs
+from risk.services import ExecutionHalted, book_sync
+from tenants import services as tenant_services
+from tenants.models import Membership
+from tenants.resolution import ClientScopedPageView
+from tenants.selectors import user_clients_list
+
+PROPOSAL_TABS = ("pending", "executed", "rejected", "expired", "failed", "all")
+
+
+# ---------------------------------------------------------------------------------------------
+# Session: log in, log out
+
+
+class LoginView(View):
+    """Members of any role log in here; the same throttle as the API's login."""
+
+    def get(self, request: HttpRequest) -> HttpResponse:
+        if request.user.is_authenticated:
+            return redirect(_next_url(request))
+        return render(request, "desk/login.html", {"next": request.GET.get("next", "")})
+
+    def post(self, request: HttpRequest) -> HttpResponse:
+        username = request.POST.get("username", "").strip()
+        password = request.POST.get("password", "")
+        context: dict[str, Any] = {"next": request.POST.get("next", ""), "username": username}
+        if not username or not password:
+            context["errors"] = {"username": [] if username else ["Enter your username."],
+                                 "password": [] if password else ["Enter your password."]}
+            return render(request, "desk/login.html", context, status=400)
+        ip_address = request.META.get("REMOTE_ADDR", "")
+        if wait := tenant_services.login_retry_after(username=username, ip_address=ip_address):
+            context["error"] = f"Too many failed attempts. Try again in {wait // 60 + 1} minutes."
+            response = render(request, "desk/login.html", context, status=429)
+            response["Retry-After"] = str(wait)
+            return response
+        user = authenticate(request, username=username, password=password)
+        if user is None:
+            tenant_services.login_failure_record(username=username, ip_address=ip_address)
+            context["error"] = "Invalid username or password."
+            return render(request, "desk/login.html", context, status=401)
+        tenant_services.login_success_record(username=username, ip_address=ip_address)
+        login(request, user)
+        return redirect(_next_url(request))
+
+
+def _next_url(request: HttpRequest) -> str:
+    target = request.POST.get("next") or request.GET.get("next") or ""
+    if target and url_has_allowed_host_and_scheme(target, allowed_hosts={request.get_host()},
+                                                  require_https=request.is_secure()):
+        return target
+    return reverse("desk-home")
+
+
+class LogoutView(View):
+    def post(self, request: HttpRequest) -> HttpResponse:
+        logout(request)
+        return redirect("desk-login")
+
+
+# ---------------------------------------------------------------------------------------------
+# My clients
+
+
+class ClientsView(LoginRequiredMixin, View):
+    login_url = "/login"
+
+    def get(self, request: HttpRequest) -> HttpResponse:
+        accesses = user_clients_list(user=request.user)
+        if len(accesses) == 1:
+            return redirect("desk-book", client_id=accesses[0].client.client_id)
+        now = timezone.now()
+        rows = []
+        for access in accesses:
+            with tenant_context(access.client):
+                status = agent_status_get(client=access.client)
+            rows.append(_client_row(access, status, now))
+        return render(request, "desk/clients.html", {"rows": rows})
+
+
+def _client_row(access, status: dict[str, Any], now: datetime) -> dict[str, Any]:
+    usage = status["usage"]
+    delta = presenters.Usage("Net delta", presenters.number(usage["net_delta"]),
+                             presenters.number(usage["max_net_delta"]), "contracts")
+    pnl = presenters.number(usage["daily_pnl"].get("total"))
+    return {
+        "client": access.client, "role": access.role, "status": status, "delta": delta,
+        "pnl": pnl, "pnl_usage": presenters.Usage("Today's P&L", min(pnl, 0.0) if pnl is not None else None,
+                                                  presenters.number(usage["max_daily_loss"]), "USD"),
+        "last_cycle_age": presenters.age_seconds(status["last_cycle"], now),
+    }
+
+
+# ---------------------------------------------------------------------------------------------
+# A client's book
+
+
+class BookView(ClientScopedPageView):
+    def get(self, request: HttpRequest, client_id: str) -> HttpResponse:
+        return render(request, "desk/book.html", _book_context(request, self.client_access))
+
+
+def _book_context(request: HttpRequest, access) -> dict[str, Any]:
+    client = access.client
+    now = timezone.now()
+    context = _page_context(request, access, now, active="book")
+    status = context["status"]
+    limits = status["limits"]
+    usage = status["usage"]
+    context["usages"] = [
+        presenters.Usage("Net delta", presenters.number(usage["net_delta"]), presenters.number(limits["max_net_delta"]),
+                         "contracts"),
+        presenters.Usage("Open legs", presenters.number(usage["open_legs"]), presenters.number(limits["max_open_legs"]),
+                         "legs"),
+        presenters.Usage("Today's loss", min(presenters.number(usage["daily_pnl"].get("total")) or 0.0, 0.0),
+                         presenters.number(limits["max_daily_loss"]), "USD"),
+        presenters.Usage("Orders in the last minute", presenters.number(usage["orders_last_minute"]),
+                         presenters.number(limits["max_orders_per_minute"]), "orders"),
+    ]
+    try:
+        with broker_session() as broker:
+            snapshot = book_sync(client=client, broker=broker)
+            overlay = _proposal_overlay(request, broker, now)
+    except BrokerError as exc:
+        context["broker_error"] = exc.message
+        return context
+    valuation = snapshot.valuation
+    context["legs"] = [_leg_row(leg, now) for leg in valuation.legs]
+    context["net"] = valuation.net
+    context["unrealized_pnl"] = valuation.unrealized_pnl
+    context["risk_graph"] = _risk_graph(request, valuation, overlay, now)
+    return context
+
+
+def _leg_row(leg, now: datetime) -> dict[str, Any]:
+    risk = leg.risk
+    quote_age = presenters.age_seconds(risk.quote_time, now)
+    return {
+        "leg": leg, "instrument": risk.instrument, "quote_age": quote_age,
+        "stale": quote_age is None or quote_age > 30,
+        "dte": (risk.instrument.expiry - now.date()).days,
+    }
+
+
+def _proposal_overlay(request: HttpRequest, broker, now: datetime):
+    """The legs of the pending proposal named by `?with=`, valued like the book's (or None)."""
+    proposal_id = _uuid(request.GET.get("with", ""))
+    if proposal_id is None:
+        return None
+    proposal = Proposal.objects.filter(pk=proposal_id).first()
+    if proposal is None:
+        return None
+    instruments = [leg.instrument for leg in agent_services.proposal_order(proposal).legs]
+    quotes = quotes_for(broker=broker, instruments=instruments)
+    risks = instruments_risk(instruments, quotes, now=now, rate=settings.RISK_FREE_RATE)
+    signs = [1 if leg["side"] == "BUY" else -1 for leg in proposal.legs]
+    return proposal, [scenario_leg(risk, sign * int(leg["quantity"]))
+                      for risk, sign, leg in zip(risks, signs, proposal.legs, strict=True)]
+
+
+def _risk_graph(request: HttpRequest, valuation, overlay, now: datetime) -> dict[str, Any]:
+    vol_points = {"up": 0.05, "down": -0.05}.get(request.GET.get("vol", ""), 0.0)
+    days = 1.0 if request.GET.get("days") == "1" else 0.0
+    legs = scenario_legs(valuation.legs)
+    rate = settings.RISK_FREE_RATE
+    today = pnl_curve(legs, now=now, rate=rate, vol_shift=vol_points, days=days)
+    expiry = pnl_curve(legs, now=now, rate=rate, vol_shift=vol_points, days=days, at_expiry=True)
+    series = [("Now", list(today.pnl), "now"), ("At expiry", list(expiry.pnl), "expiry")]
+    rows = [{"shift": shift, "now": now_pnl, "expiry": expiry_pnl}
+            for shift, now_pnl, expiry_pnl in zip(today.shifts, today.pnl, expiry.pnl, strict=True)]
+    proposal = None
+    if overlay is not None:
+        proposal, extra = overlay
+        after = pnl_curve([*legs, *extra], now=now, rate=rate, vol_shift=vol_points, days=days)
+        series.append(("After the proposal", list(after.pnl), "after"))
+        for row, value in zip(rows, after.pnl, strict=True):
+            row["after"] = value
+    return {"chart": presenters.line_chart(list(today.shifts), series), "rows": rows, "series": series,
+            "unpriced": today.unpriced, "vol": request.GET.get("vol", ""), "days": request.GET.get("days", ""),
+            "proposal": proposal}
+
+
+# ---------------------------------------------------------------------------------------------
+# Proposals
+
+
+class ProposalsView(ClientScopedPageView):
+    def get(self, request: HttpRequest, client_id: str) -> HttpResponse:
+        return _proposals_page(request, self.client_access)
+
+
+def _proposals_page(request: HttpRequest, access, *, errors: dict[str, Any] | None = None,
+                    status_code: int = 200) -> HttpResponse:
+    now = timezone.now()
+    tab = request.GET.get("status", "pending")
+    if tab not in PROPOSAL_TABS:
+        tab = "pending"
+    context = _page_context(request, access, now, active="proposals")
+    proposals = list(proposals_list(status=None if tab == "all" else tab)[:50])
+    # A refusal is shown on the card the trader acted on, whatever tab it now belongs to.
+    acted_on = [pk for pk in (_uuid(key) for key in (errors or {})) if pk is not None]
+    shown = {proposal.pk for proposal in proposals}
+    proposals[:0] = [proposal for proposal in Proposal.objects.filter(pk__in=acted_on) if proposal.pk not in shown]
+    context.update(tab=tab, tabs=PROPOSAL_TABS, errors=errors or {},
+                   cards=[_card(proposal, now) for proposal in proposals])
+    return render(request, "desk/proposals.html", context, status=status_code)
+
+
+def _card(proposal: Proposal, now: datetime) -> dict[str, Any]:
+    precheck = proposal.precheck or {}
+    return {
+        "proposal": proposal, "status": proposal_effective_status(proposal, now),
+        "seconds_left": max(int((proposal.expires_at - now).total_seconds()), 0),
+        "violations": precheck.get("violations", []), "accepted": precheck.get("accepted"),
+        "delta_before": precheck.get("pre_net_delta"), "delta_after": precheck.get("post_net_delta"),
+        "rationale": {key: value for key, value in (proposal.rationale or {}).items()
+                      if isinstance(value, (int, float, str)) and not isinstance(value, bool)},
+    }
+
+
+class ProposalApproveView(ClientScopedPageView):
+    required_role = Membership.Role.TRADER
+
+    def post(self, request: HttpRequest, client_id: str, proposal_id: str) -> HttpResponse:
+        try:
+            proposal = agent_services.proposal_approve(client=self.client_access.client, proposal_id=proposal_id,
+                                                       user=request.user.get_username())
+        except agent_services.ProposalNotFound:
+            return _refused(request, self.client_access, proposal_id, 404, "No such proposal.")
+        except agent_services.ProposalExpired as exc:
+            return _refused(request, self.client_access, proposal_id, 410, str(exc))
+        except agent_services.ProposalConflict as exc:
+            return _refused(request, self.client_access, proposal_id, 409, str(exc))
+        except ExecutionHalted as exc:
+            return _refused(request, self.client_access, proposal_id, 423, f"Trading is halted: {exc.reason}")
+        except agent_services.RiskRejected as exc:
+            code = 423 if exc.is_halt else 422
+            return _refused(request, self.client_access, proposal_id, code, str(exc), violations=exc.violations)
+        except BrokerError as exc:
+            return _refused(request, self.client_access, proposal_id, 503,
+                            f"The broker could not be reached ({exc.message}); nothing was sent. Try again.")
+        messages.success(request, f"Approved: {proposal.summary} Now {proposal.status}.")
+        return redirect(f"{reverse('desk-proposals', args=[client_id])}?status={proposal.status}")
+
+
+class ProposalRejectView(ClientScopedPageView):
+    required_role = Membership.Role.TRADER
+
+    def post(self, request: HttpRequest, client_id: str, proposal_id: str) -> HttpResponse:
+        reason = request.POST.get("reason", "").strip()
+        if not reason:
+            return _refused(request, self.client_access, proposal_id, 400, "Say why you reject it.", field="reason")
+        try:
+            agent_services.proposal_reject(client=self.client_access.client, proposal_id=proposal_id,
+                                           user=request.user.get_username(), reason=reason[:500])
+        except agent_services.ProposalNotFound:
+            return _refused(request, self.client_access, proposal_id, 404, "No such proposal.")
+        except (agent_services.ProposalExpired, agent_services.ProposalConflict) as exc:
+            return _refused(request, self.client_access, proposal_id, 409, str(exc))
+        messages.success(request, "Rejected.")
+        return redirect(f"{reverse('desk-proposals', args=[client_id])}?status=pending")
+
+
+def _refused(request: HttpRequest, access, proposal_id: str, status_code: int, message: str, *,
+             violations: list | None = None, field: str | None = None) -> HttpResponse:
+    """The proposals page again, the refusal shown on the card the trader acted on."""
+    error = {"status": status_code, "message": message, "violations": violations or [], "field": field}
+    return _proposals_page(request, access, errors={proposal_id: error}, status_code=status_code)
+
+
+# ---------------------------------------------------------------------------------------------
+# Fragments the live stream swaps in
+
+
+class FragmentView(ClientScopedPageView):
+    templates = {"banner": "desk/_banner.html", "badge": "desk/_badge.html"}
+
+    def get(self, request: HttpRequest, client_id: str, name: str) -> HttpResponse:
+        template = self.templates.get(name)
+        if template is None:
+            return render(request, "desk/not_found.html", status=404)
+        context = _page_context(request, self.client_access, timezone.now(), active="")
+        return render(request, template, context)
+
+
+def _page_context(request: HttpRequest, access, now: datetime, *, active: str) -> dict[str, Any]:
+    status = agent_status_get(client=access.client)
+    effective = status["effective_state"]
+    return {
+        "access": access, "client": access.client, "status": status, "effective": effective, "now": now,
+        "active": active, "can_trade": access.allows(Membership.Role.TRADER),
+        "halted": effective["halted"],
+        "next_cycle_seconds": (max(int((status["next_cycle"] - now).total_seconds()), 0)
+                               if status["next_cycle"] else None),
+    }
+
+
+def _uuid(value: str) -> uuid.UUID | None:
+    try:
+        return uuid.UUID(value)
+    except (ValueError, TypeError):
+        return None

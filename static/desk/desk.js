@@ -1,0 +1,176 @@
+// The desk's live layer: the client's event stream, fragments swapped in place, approval
+// dialogs and countdowns. Every page works without it; this only makes it live.
+(function () {
+  "use strict";
+  var body = document.body;
+  var streamPath = body.dataset.stream;
+  var fragmentBase = (body.dataset.fragments || "").replace(/banner$/, "");
+  var statusEl = document.getElementById("live-status");
+  var lastSeq = null;
+  var socket = null;
+  var attempts = 0;
+  var pollTimer = null;
+  var staleSince = null;
+
+  function setStatus(state, text) {
+    if (!statusEl) return;
+    statusEl.dataset.state = state;
+    statusEl.textContent = text;
+  }
+
+  function clock(date) { return date.toISOString().slice(11, 19) + " UTC"; }
+
+  function replaceById(id, html) {
+    var current = document.getElementById(id);
+    if (!current) return;
+    var parsed = new DOMParser().parseFromString(html, "text/html");
+    var fresh = parsed.getElementById(id);
+    if (!fresh) return;
+    if (current.contains(document.activeElement) && document.activeElement !== document.body) return;
+    if (current.querySelector("dialog[open]")) return;
+    current.replaceWith(document.importNode(fresh, true));
+    enhance(document.getElementById(id));
+  }
+
+  function refreshFragment(name, id) {
+    if (!document.getElementById(id) || !fragmentBase) return Promise.resolve();
+    return fetch(fragmentBase + name, {credentials: "same-origin", headers: {"X-Requested-With": "fetch"}})
+      .then(function (r) { return r.ok ? r.text() : ""; })
+      .then(function (html) { if (html) replaceById(id, html); });
+  }
+
+  function refreshPageRegion(id) {
+    if (!document.getElementById(id)) return Promise.resolve();
+    return fetch(window.location.href, {credentials: "same-origin"})
+      .then(function (r) { return r.ok ? r.text() : ""; })
+      .then(function (html) { if (html) replaceById(id, html); });
+  }
+
+  function refreshAll() {
+    refreshFragment("banner", "state-banner");
+    refreshFragment("badge", "pending-badge");
+    refreshPageRegion("book-live");
+    refreshPageRegion("proposal-list");
+  }
+
+  function onEvent(event) {
+    if (typeof event.seq === "number") {
+      if (lastSeq !== null && event.seq <= lastSeq) return;  // a replayed repeat
+      lastSeq = event.seq;
+    }
+    switch (event.type) {
+      case "halt":
+      case "agent_status":
+        refreshFragment("banner", "state-banner");
+        refreshFragment("badge", "pending-badge");
+        refreshPageRegion("proposal-list");  // buttons follow the halt
+        break;
+      case "proposal":
+        refreshFragment("badge", "pending-badge");
+        refreshPageRegion("proposal-list");
+        break;
+      case "greeks":
+      case "trade":
+      case "position":
+        refreshPageRegion("book-live");
+        break;
+    }
+  }
+
+  function startPolling() {
+    if (pollTimer) return;
+    staleSince = staleSince || new Date();
+    setStatus("stale", "Stale since " + clock(staleSince) + ": the live stream is down, polling every 5 s");
+    pollTimer = setInterval(refreshAll, 5000);
+  }
+
+  function stopPolling() {
+    if (pollTimer) clearInterval(pollTimer);
+    pollTimer = null;
+    staleSince = null;
+  }
+
+  function connect() {
+    if (!streamPath || !("WebSocket" in window)) { startPolling(); return; }
+    var scheme = window.location.protocol === "https:" ? "wss://" : "ws://";
+    var url = scheme + window.location.host + streamPath + (lastSeq !== null ? "?since=" + lastSeq : "");
+    try { socket = new WebSocket(url); } catch (e) { scheduleReconnect(); return; }
+    socket.onopen = function () {
+      var recovering = attempts > 0 || pollTimer;
+      attempts = 0;
+      stopPolling();
+      setStatus("live", "Live");
+      if (recovering) refreshAll();
+    };
+    socket.onmessage = function (message) {
+      try { onEvent(JSON.parse(message.data)); } catch (e) { /* not ours to break the page */ }
+    };
+    socket.onclose = function () { socket = null; scheduleReconnect(); };
+  }
+
+  function scheduleReconnect() {
+    attempts += 1;
+    if (attempts >= 3) startPolling(); else setStatus("reconnecting", "Reconnecting…");
+    setTimeout(connect, Math.min(1000 * Math.pow(2, attempts - 1), 10000));
+  }
+
+  function formatSeconds(total) {
+    if (total <= 0) return "0 s";
+    var minutes = Math.floor(total / 60), seconds = total % 60;
+    return (minutes ? minutes + " min " : "") + seconds + " s";
+  }
+
+  function tickCountdowns() {
+    document.querySelectorAll("[data-countdown]").forEach(function (el) {
+      var left = parseInt(el.dataset.countdown, 10) - 1;
+      if (isNaN(left)) return;
+      el.dataset.countdown = String(Math.max(left, 0));
+      el.textContent = formatSeconds(Math.max(left, 0));
+    });
+  }
+
+  // An approval's confirmation becomes a modal dialog (focus stays inside; Escape cancels).
+  function enhance(root) {
+    (root || document).querySelectorAll("details.approve").forEach(function (details) {
+      if (details.dataset.enhanced) return;
+      details.dataset.enhanced = "1";
+      var summary = details.querySelector("summary");
+      var confirm = details.querySelector(".confirm");
+      var dialog = document.createElement("dialog");
+      dialog.className = "confirm-dialog";
+      dialog.setAttribute("aria-label", "Confirm approval");
+      var heading = document.createElement("h2");
+      heading.textContent = "Confirm approval";
+      dialog.appendChild(heading);
+      dialog.appendChild(confirm);
+      var cancel = document.createElement("button");
+      cancel.type = "button";
+      cancel.textContent = "Cancel";
+      cancel.addEventListener("click", function () { dialog.close(); });
+      confirm.querySelector("form").appendChild(cancel);
+      details.after(dialog);
+      var opener = document.createElement("button");
+      opener.type = "button";
+      opener.className = "primary approve-open";
+      opener.textContent = summary.textContent;
+      opener.addEventListener("click", function () {
+        dialog.showModal();
+        dialog.querySelector("button[type=submit]").focus();
+      });
+      dialog.addEventListener("close", function () { opener.focus(); });
+      dialog.addEventListener("keydown", function (event) {  // Tab cycles inside the dialog
+        if (event.key !== "Tab") return;
+        var focusable = dialog.querySelectorAll("button, [href], input, select, textarea");
+        var first = focusable[0], last = focusable[focusable.length - 1];
+        if (event.shiftKey && document.activeElement === first) { last.focus(); event.preventDefault(); }
+        else if (!event.shiftKey && document.activeElement === last) { first.focus(); event.preventDefault(); }
+      });
+      details.replaceWith(opener);
+      opener.after(dialog);
+    });
+  }
+
+  enhance(document);
+  setInterval(tickCountdowns, 1000);
+  if (streamPath) connect();
+})();
