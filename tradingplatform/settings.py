@@ -1,7 +1,7 @@
 """Settings, all from the environment (a `.env` file is read when present).
 
-`.env.example` lists every variable. `ENVIRONMENT=production` refuses to start while any secret
-still has its development default.
+`.env.example` lists every variable. No secret has a default: any process refuses to start
+without them, whatever `ENVIRONMENT` says, except the test suite, which generates its own.
 """
 from __future__ import annotations
 
@@ -29,17 +29,36 @@ if ENVIRONMENT == "test":
 
     suite_clock_apply()
 
-# Development defaults: usable on a laptop, refused in production (see the check at the end).
-_DEV_SECRET_KEY = "dev-only-django-secret-key-change-me"
-_DEV_JWT_SECRET = "dev-only-jwt-secret-change-me-0123456789"
-_DEV_FERNET_KEY = "ZGV2LW9ubHktZmVybmV0LWtleS1jaGFuZ2UtbWUtMDA="
-_DEV_ADMIN_API_KEY = ""  # empty: the X-Admin-Key header is refused until one is set
+# Secrets. None has a default: the repository holds no usable secret. `make run` generates each on
+# first start and keeps it under `.data/`; the test suite generates fresh ones per run (below); any
+# other process refuses to start without them, whatever ENVIRONMENT says (the check at the end).
+SECRET_NAMES = ("SECRET_KEY", "JWT_SECRET", "FERNET_KEYS", "ADMIN_API_KEY")
+SECRET_MIN_LENGTH = 32
+if ENVIRONMENT == "test":
+    import base64 as _base64
+    import os as _os
+    import secrets as _secrets
 
-SECRET_KEY = env.str("SECRET_KEY", default=_DEV_SECRET_KEY)
-JWT_SECRET = env.str("JWT_SECRET", default=_DEV_JWT_SECRET)
-# FERNET_KEYS (comma-separated, newest first) supersedes the single ENCRYPTION_KEY.
-FERNET_KEYS = env.list("FERNET_KEYS", default=[]) or [env.str("ENCRYPTION_KEY", default=_DEV_FERNET_KEY)]
-ADMIN_API_KEY = env.str("ADMIN_API_KEY", default=_DEV_ADMIN_API_KEY)
+    # Fresh, unpredictable secrets for this test run, exported so that the daphne and Celery
+    # processes the tests start share them.
+    _generated = {
+        "SECRET_KEY": _secrets.token_urlsafe(48),
+        "JWT_SECRET": _secrets.token_urlsafe(48),
+        "FERNET_KEYS": _base64.urlsafe_b64encode(_secrets.token_bytes(32)).decode(),
+        "ADMIN_API_KEY": _secrets.token_urlsafe(32),
+    }
+    for _name, _value in _generated.items():
+        if not _os.environ.get(_name) and not (_name == "FERNET_KEYS" and _os.environ.get("ENCRYPTION_KEY")):
+            _os.environ[_name] = _value
+
+SECRET_KEY = env.str("SECRET_KEY", default="")
+JWT_SECRET = env.str("JWT_SECRET", default="")
+# FERNET_KEYS (comma-separated, newest first) supersedes the single ENCRYPTION_KEY: the first key
+# encrypts, every key decrypts (`python manage.py rotate_broker_credentials` re-encrypts).
+FERNET_KEYS = [key for key in env.list("FERNET_KEYS", default=[]) if key] or (
+    [env.str("ENCRYPTION_KEY")] if env.str("ENCRYPTION_KEY", default="") else []
+)
+ADMIN_API_KEY = env.str("ADMIN_API_KEY", default="")
 
 DEBUG = env.bool("DEBUG", default=False)
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]", "testserver"])
@@ -269,24 +288,42 @@ LOGGING = {
 }
 
 
-def _refuse_development_secrets_in_production() -> None:
-    defaults = {
-        "SECRET_KEY": SECRET_KEY == _DEV_SECRET_KEY,
-        "JWT_SECRET": JWT_SECRET == _DEV_JWT_SECRET or len(JWT_SECRET) < 32,
-        "FERNET_KEYS/ENCRYPTION_KEY": _DEV_FERNET_KEY in FERNET_KEYS,
-        "ADMIN_API_KEY": len(ADMIN_API_KEY) < 32,
-    }
-    weak = [name for name, is_default in defaults.items() if is_default]
-    if weak:
-        raise ImproperlyConfigured(
-            "ENVIRONMENT=production refuses development or weak secrets: set " + ", ".join(weak)
-        )
-    if DEBUG:
-        raise ImproperlyConfigured("ENVIRONMENT=production refuses DEBUG=true")
+# SHA-256 of secrets once published in this repository as development defaults: refused anywhere.
+_PUBLISHED_SECRET_HASHES = frozenset({
+    "2d282d4325496f8a24e7ac27f75b9eedcb400c0d48e8be1d823e6f53d4c5da42",  # SECRET_KEY
+    "e1683f4fe7e9edf37dabee6e5b28945abe8d87daf0648dd406df77e79043a52f",  # JWT_SECRET
+    "27b83f7588c3e00753d4fb2247b79b3da2b27c0c0d5c439f4117d7ef0817ed1f",  # ENCRYPTION_KEY
+})
 
 
-if IS_PRODUCTION:
-    _refuse_development_secrets_in_production()
+def _published(value: str) -> bool:
+    import hashlib
+
+    return hashlib.sha256(value.encode()).hexdigest() in _PUBLISHED_SECRET_HASHES
+
+
+def secrets_problems() -> list[str]:
+    """What is wrong with this process's secrets, one line per secret ([] when all are good)."""
+    values = {"SECRET_KEY": [SECRET_KEY], "JWT_SECRET": [JWT_SECRET], "FERNET_KEYS": FERNET_KEYS,
+              "ADMIN_API_KEY": [ADMIN_API_KEY]}
+    problems = []
+    for name, keys in values.items():
+        if not keys or not all(keys):
+            problems.append(f"{name} is not set")
+        elif any(len(key) < SECRET_MIN_LENGTH for key in keys):
+            problems.append(f"{name} is shorter than {SECRET_MIN_LENGTH} characters")
+        elif any(_published(key) for key in keys):
+            problems.append(f"{name} is a value once published in the repository")
+    return problems
+
+
+if _problems := secrets_problems():
+    raise ImproperlyConfigured(
+        "Refusing to start without its secrets: " + "; ".join(_problems)
+        + ". Generate them (README, 'Secrets'); `make run` does it for you under .data/."
+    )
+if IS_PRODUCTION and DEBUG:
+    raise ImproperlyConfigured("ENVIRONMENT=production refuses DEBUG=true")
 
 # The agent's chat may use any OpenAI-compatible chat-completions endpoint (unset: deterministic
 # intents only). The key is a secret: never logged, stored or returned.
