@@ -71,18 +71,24 @@ AUTONOMOUS_ENABLED = env.bool("AUTONOMOUS_ENABLED", default=False)
 AUTO_CREATE_TABLES = env.bool("AUTO_CREATE_TABLES", default=not IS_PRODUCTION)
 # Annual rate used to discount option values (Black-76); a decimal, 0.04 is 4 %.
 RISK_FREE_RATE = env.float("RISK_FREE_RATE", default=0.04)
-# Operator ceilings on the risk limits an owner may set (names and units in risk.limits); a number,
-# unset for no ceiling. A stored limit above a ceiling lowered later reads as the ceiling.
-RISK_CEILING_MAX_NET_DELTA = env.str("RISK_CEILING_MAX_NET_DELTA", default=None)
-RISK_CEILING_MAX_ORDER_CONTRACTS = env.str("RISK_CEILING_MAX_ORDER_CONTRACTS", default=None)
-RISK_CEILING_MAX_LEG_CONTRACTS = env.str("RISK_CEILING_MAX_LEG_CONTRACTS", default=None)
-RISK_CEILING_MAX_DAILY_LOSS = env.str("RISK_CEILING_MAX_DAILY_LOSS", default=None)
-RISK_CEILING_MAX_OPEN_LEGS = env.str("RISK_CEILING_MAX_OPEN_LEGS", default=None)
-RISK_CEILING_MAX_SPREAD_PCT = env.str("RISK_CEILING_MAX_SPREAD_PCT", default=None)
-RISK_CEILING_MAX_QUOTE_AGE_SECONDS = env.str("RISK_CEILING_MAX_QUOTE_AGE_SECONDS", default=None)
-RISK_CEILING_BREAKER_LOSS_COUNT = env.str("RISK_CEILING_BREAKER_LOSS_COUNT", default=None)
-RISK_CEILING_BREAKER_LOSS_THRESHOLD = env.str("RISK_CEILING_BREAKER_LOSS_THRESHOLD", default=None)
-RISK_CEILING_MAX_ORDERS_PER_MINUTE = env.str("RISK_CEILING_MAX_ORDERS_PER_MINUTE", default=None)
+# Operator ceilings on the risk limits an owner may set (names and units in risk.limits). Every
+# one has a platform default, so that no owner (or stolen owner token) can switch the governor off
+# with an absurd limit; an operator may lower or raise them, never remove them (empty = default).
+# A stored limit above a ceiling lowered later reads as the ceiling.
+RISK_CEILING_DEFAULTS = {
+    "RISK_CEILING_MAX_NET_DELTA": "500",
+    "RISK_CEILING_MAX_ORDER_CONTRACTS": "500",
+    "RISK_CEILING_MAX_LEG_CONTRACTS": "250",
+    "RISK_CEILING_MAX_DAILY_LOSS": "1000000",
+    "RISK_CEILING_MAX_OPEN_LEGS": "100",
+    "RISK_CEILING_MAX_SPREAD_PCT": "1.0",
+    "RISK_CEILING_MAX_QUOTE_AGE_SECONDS": "300",
+    "RISK_CEILING_BREAKER_LOSS_COUNT": "20",
+    "RISK_CEILING_BREAKER_LOSS_THRESHOLD": "100000",
+    "RISK_CEILING_MAX_ORDERS_PER_MINUTE": "120",
+}
+for _name, _default in RISK_CEILING_DEFAULTS.items():
+    globals()[_name] = env.str(_name, default="") or _default
 PHILLIP_BASE_URL = env.str("PHILLIP_BASE_URL", default="https://api.phillipcapital.example/v1")
 
 SHARED_APPS = [
