@@ -22,6 +22,7 @@ from tenants.serializers import (
     RefreshRequestSerializer,
     TokenPairSerializer,
 )
+from tradingplatform.network import client_ip
 
 
 class TooManyLoginAttempts(exceptions.Throttled):
@@ -61,14 +62,14 @@ class LoginView(TokenEndpoint):
         serializer = LoginRequestSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         username = serializer.validated_data["username"]
-        ip_address = request.META.get("REMOTE_ADDR", "")
+        ip_address = client_ip(request)
         if retry_after := services.login_retry_after(username=username, ip_address=ip_address):
             raise TooManyLoginAttempts(wait=retry_after)
         user = authenticate(request, username=username, password=serializer.validated_data["password"])
         if user is None:
-            services.login_failure_record(username=username, ip_address=ip_address)
+            services.login_failure_record(username=username, ip_address=ip_address, channel="api")
             raise exceptions.AuthenticationFailed("Invalid username or password.", code="invalid_credentials")
-        services.login_success_record(username=username, ip_address=ip_address)
+        services.login_success_record(user=user, ip_address=ip_address, channel="api")
         return _token_pair_response(RefreshToken.for_user(user))
 
 

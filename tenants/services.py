@@ -2,8 +2,10 @@
 refresh tokens."""
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
+import math
 import time
 
 from django.contrib.auth import get_user_model
@@ -128,43 +130,92 @@ def membership_set(*, client: Client, user, role: str) -> Membership:
     return membership
 
 
-def _login_failure_keys(*, username: str, ip_address: str) -> tuple[str, str]:
-    return f"login-failures:user:{username.lower()}", f"login-failures:ip:{ip_address}"
+# --- login throttle (API and console share it) -------------------------------------------------
+
+
+def _throttle_keys(*, username: str, ip_address: str) -> dict[str, str]:
+    name = hashlib.sha256(username.lower().encode()).hexdigest()[:32]  # any text, a bounded key
+    return {
+        "pair": f"login-throttle:pair:{name}:{ip_address}",  # failures of this username at this address
+        "pair_until": f"login-throttle:pair-until:{name}:{ip_address}",  # its delay ends at (epoch)
+        "address": f"login-throttle:address:{ip_address}",  # failures at this address, any username
+        "address_until": f"login-throttle:address-until:{ip_address}",
+    }
 
 
 def login_retry_after(*, username: str, ip_address: str) -> int:
-    """Seconds the caller must wait before trying again (0: go ahead)."""
+    """Seconds this username must wait before trying again from this address (0: go ahead).
+
+    Only two things make a caller wait: its own failures for this username at this address, and a
+    flood of failures from its address. Failures elsewhere never do."""
+    from django.core.cache import cache
+
+    keys = _throttle_keys(username=username, ip_address=ip_address)
+    until = cache.get_many([keys["pair_until"], keys["address_until"]])
+    now = time.time()
+    return max((math.ceil(value - now) for value in until.values() if value and value > now), default=0)
+
+
+def _incr(key: str, *, timeout: int) -> int:
+    from django.core.cache import cache
+
+    cache.add(key, 0, timeout=timeout)
+    try:
+        count = cache.incr(key)
+    except ValueError:
+        cache.set(key, 1, timeout=timeout)
+        count = 1
+    cache.touch(key, timeout)  # remembered for the window after the last failure
+    return count
+
+
+def _lockout_record(*, username: str, ip_address: str, scope: str, failures: int, seconds: int, channel: str) -> None:
+    logger.warning("login throttled", extra={"username": username, "ip_address": ip_address, "scope": scope,
+                                             "failures": failures, "retry_after": seconds})
+    audit_record(client_id="", actor_type="user", actor_id=username[:150], kind=kinds.AUTH_LOCKOUT,
+                 payload={"ip_address": ip_address, "scope": scope, "failures": failures,
+                          "retry_after_seconds": seconds, "channel": channel})
+
+
+def login_failure_record(*, username: str, ip_address: str, channel: str = "api") -> None:
+    """A wrong password: counted for this username at this address and for the address; past the
+    limits, a growing delay (audited as a lockout)."""
     from django.conf import settings
     from django.core.cache import cache
 
-    counts = cache.get_many(_login_failure_keys(username=username, ip_address=ip_address))
-    if max(counts.values(), default=0) >= settings.LOGIN_FAILURE_LIMIT:
-        return settings.LOGIN_FAILURE_WINDOW_SECONDS
-    return 0
-
-
-def login_failure_record(*, username: str, ip_address: str) -> None:
-    from django.conf import settings
-    from django.core.cache import cache
-
-    for key in _login_failure_keys(username=username, ip_address=ip_address):
-        # add() starts the window at the first failure; incr() keeps its expiry.
-        cache.add(key, 0, timeout=settings.LOGIN_FAILURE_WINDOW_SECONDS)
-        try:
-            cache.incr(key)
-        except ValueError:
-            cache.set(key, 1, timeout=settings.LOGIN_FAILURE_WINDOW_SECONDS)
-    logger.warning("login failed", extra={"username": username, "ip_address": ip_address})
+    keys = _throttle_keys(username=username, ip_address=ip_address)
+    window = settings.LOGIN_FAILURE_WINDOW_SECONDS
+    pair = _incr(keys["pair"], timeout=window)
+    address = _incr(keys["address"], timeout=window)
+    logger.warning("login failed", extra={"username": username, "ip_address": ip_address, "channel": channel})
     audit_record(client_id="", actor_type="user", actor_id=username[:150], kind=kinds.AUTH_LOGIN_FAILED,
-                 payload={"ip_address": ip_address})
+                 payload={"ip_address": ip_address, "channel": channel})
+    now = time.time()
+    if pair >= settings.LOGIN_FAILURE_LIMIT:
+        seconds = min(settings.LOGIN_DELAY_BASE_SECONDS * 2 ** (pair - settings.LOGIN_FAILURE_LIMIT),
+                      settings.LOGIN_DELAY_MAX_SECONDS)
+        cache.set(keys["pair_until"], now + seconds, timeout=seconds + 1)
+        _lockout_record(username=username, ip_address=ip_address, scope="user_at_address", failures=pair,
+                        seconds=seconds, channel=channel)
+    if address >= settings.LOGIN_ADDRESS_FAILURE_LIMIT:
+        cache.set(keys["address_until"], now + window, timeout=window + 1)
+        if address == settings.LOGIN_ADDRESS_FAILURE_LIMIT:
+            _lockout_record(username=username, ip_address=ip_address, scope="address", failures=address,
+                            seconds=window, channel=channel)
 
 
-def login_success_record(*, username: str, ip_address: str) -> None:
+def login_success_record(*, user, ip_address: str, channel: str = "api") -> None:
+    """A right password: this username's failures at this address are forgotten; `last_login`
+    moves; the login is audited."""
+    from django.contrib.auth.models import update_last_login
     from django.core.cache import cache
 
-    cache.delete(f"login-failures:user:{username.lower()}")
+    username = user.get_username()
+    keys = _throttle_keys(username=username, ip_address=ip_address)
+    cache.delete_many([keys["pair"], keys["pair_until"]])
+    update_last_login(None, user)
     audit_record(client_id="", actor_type="user", actor_id=username, kind=kinds.AUTH_LOGIN,
-                 payload={"ip_address": ip_address})
+                 payload={"ip_address": ip_address, "channel": channel})
 
 
 class TokenRefused(Exception):

@@ -235,9 +235,20 @@ SIMPLE_JWT = {
     "AUTH_HEADER_TYPES": ("Bearer",),
 }
 
-# Failed logins allowed per username and per client IP within the window, then 429.
+# Login throttle, shared by the API and the operator console (tenants.services.login_*).
+# A username failing LOGIN_FAILURE_LIMIT times from one address must then wait, at that address
+# only, LOGIN_DELAY_BASE_SECONDS, doubling with each further failure up to LOGIN_DELAY_MAX_SECONDS:
+# the attacker slows down, the victim elsewhere and colleagues at the same address do not. One
+# address failing LOGIN_ADDRESS_FAILURE_LIMIT times (any usernames) waits out the window.
+# Failures are remembered for LOGIN_FAILURE_WINDOW_SECONDS after the last one.
 LOGIN_FAILURE_LIMIT = env.int("LOGIN_FAILURE_LIMIT", default=5)
 LOGIN_FAILURE_WINDOW_SECONDS = env.int("LOGIN_FAILURE_WINDOW_SECONDS", default=900)
+LOGIN_DELAY_BASE_SECONDS = env.int("LOGIN_DELAY_BASE_SECONDS", default=30)
+LOGIN_DELAY_MAX_SECONDS = env.int("LOGIN_DELAY_MAX_SECONDS", default=900)
+LOGIN_ADDRESS_FAILURE_LIMIT = env.int("LOGIN_ADDRESS_FAILURE_LIMIT", default=100)
+# Reverse proxies (addresses or CIDR networks) whose X-Forwarded-For is believed, for throttling
+# and the audit's addresses; empty: the socket address always (tradingplatform.network).
+TRUSTED_PROXIES = env.list("TRUSTED_PROXIES", default=[])
 
 SPECTACULAR_SETTINGS = {
     "TITLE": "Trading platform API",
