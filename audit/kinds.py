@@ -14,6 +14,8 @@ AUTH_LOGIN = "auth.login"
 AUTH_LOGIN_FAILED = "auth.login_failed"
 AUTH_LOGOUT = "auth.logout"
 AUTH_LOCKOUT = "auth.lockout"
+AUTH_TOKENS_REVOKED = "auth.tokens_revoked"
+AUTH_PASSWORD_CHANGED = "auth.password_changed"
 
 RISK_DECISION = "risk.decision"
 RISK_STATE_CHANGED = "risk.state_changed"

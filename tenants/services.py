@@ -219,14 +219,36 @@ def login_success_record(*, user, ip_address: str, channel: str = "api") -> None
 
 
 class TokenRefused(Exception):
-    """A refresh token that cannot be used (invalid, expired, already used, or its user inactive)."""
+    """A refresh token that cannot be used (invalid, expired, already used, its session over, its
+    user inactive or its password changed since)."""
+
+
+SESSION_START_CLAIM = "auth_time"  # when the login that began this chain of refresh tokens happened
+
+
+def token_pair_issue(*, user, session_start: int | None = None) -> RefreshToken:
+    """A refresh token (and through it an access token) for `user`, in the session that began at
+    `session_start` (epoch seconds; now for a login). Never valid past the session's end."""
+    from django.conf import settings
+
+    refresh = RefreshToken.for_user(user)  # carries the password digest (CHECK_REVOKE_TOKEN)
+    start = session_start if session_start is not None else int(refresh.current_time.timestamp())
+    refresh[SESSION_START_CLAIM] = start
+    session_end = start + settings.JWT_SESSION_MAX_HOURS * 3600
+    if refresh["exp"] > session_end:
+        refresh["exp"] = session_end
+    return refresh
 
 
 def refresh_token_rotate(*, refresh: str) -> RefreshToken:
-    """Rotation: the presented refresh token is blacklisted and a new one issued for its user.
+    """Rotation: the presented refresh token is blacklisted and a new one issued for its user, in
+    the same session (its absolute end does not move).
 
     Not one transaction on purpose: once presented, the token stays blacklisted even when the
     refresh is then refused (its user deactivated), so it can never be tried again."""
+    from django.conf import settings
+    from rest_framework_simplejwt.utils import get_md5_hash_password
+
     try:
         presented = RefreshToken(refresh)  # signature, expiry, type, blacklist
         _, newly_blacklisted = presented.blacklist()
@@ -239,7 +261,44 @@ def refresh_token_rotate(*, refresh: str) -> RefreshToken:
     user = User.objects.filter(pk=user_id, is_active=True).first()
     if user is None:
         raise TokenRefused("The user of this token is not active.")
-    return RefreshToken.for_user(user)
+    if presented.payload.get(jwt_settings.REVOKE_TOKEN_CLAIM) != get_md5_hash_password(user.password):
+        raise TokenRefused("The user's password has changed since this token was issued.")
+    start = presented.payload.get(SESSION_START_CLAIM)
+    if not isinstance(start, int) or time.time() >= start + settings.JWT_SESSION_MAX_HOURS * 3600:
+        raise TokenRefused("The session of this token has ended; log in again.")
+    return token_pair_issue(user=user, session_start=start)
+
+
+def user_tokens_revoke(*, user, reason: str, actor: str) -> int:
+    """Blacklist every outstanding refresh token of `user` (a password change, a deactivation, an
+    operator's revocation); audited. Returns how many were revoked."""
+    from rest_framework_simplejwt.token_blacklist.models import BlacklistedToken, OutstandingToken
+
+    outstanding = OutstandingToken.objects.filter(user=user, blacklistedtoken__isnull=True)
+    revoked = BlacklistedToken.objects.bulk_create(
+        [BlacklistedToken(token=token) for token in outstanding], ignore_conflicts=True)
+    audit_record(client_id="", actor_type="operator" if actor != user.get_username() else "user", actor_id=actor,
+                 kind=kinds.AUTH_TOKENS_REVOKED,
+                 payload={"user": user.get_username(), "reason": reason, "refresh_tokens": len(revoked)})
+    return len(revoked)
+
+
+def user_password_change(*, user, current_password: str, new_password: str) -> None:
+    """A user changes their own password: the current one must be right and the new one pass the
+    validators (ValidationError with field errors otherwise). Saving it revokes every token of
+    theirs (tenants.signals)."""
+    errors: dict[str, list[str]] = {}
+    if not user.check_password(current_password):
+        errors["current_password"] = ["The current password is not right."]
+    try:
+        validate_password(new_password, user=user)
+    except ValidationError as exc:
+        errors["new_password"] = list(exc.messages)
+    if errors:
+        raise ValidationError(errors)
+    with transaction.atomic():
+        user.set_password(new_password)
+        user.save()
 
 
 def refresh_token_revoke(*, refresh: str) -> None:

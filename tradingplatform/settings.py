@@ -230,10 +230,21 @@ SIMPLE_JWT = {
     "ROTATE_REFRESH_TOKENS": True,
     "BLACKLIST_AFTER_ROTATION": True,
     "UPDATE_LAST_LOGIN": True,
+    # Every token carries a digest of its user's password hash; a password change (by the user or
+    # an operator) makes every earlier access and refresh token fail at once.
+    "CHECK_REVOKE_TOKEN": True,
+    "REVOKE_TOKEN_CLAIM": "hash_password",
     "ALGORITHM": "HS256",
     "SIGNING_KEY": JWT_SECRET,
     "AUTH_HEADER_TYPES": ("Bearer",),
 }
+
+# A refresh token rotates, but never past this many hours after the login that began the chain:
+# a stolen refresh token dies with its session.
+JWT_SESSION_MAX_HOURS = env.int("JWT_SESSION_MAX_HOURS", default=24)
+# How often an open websocket re-checks its token and access (expiry, membership, role, user
+# deactivated, password changed): it is closed 4401/4404 at most this many seconds after.
+WS_REAUTH_SECONDS = env.float("WS_REAUTH_SECONDS", default=2.0)
 
 # Login throttle, shared by the API and the operator console (tenants.services.login_*).
 # A username failing LOGIN_FAILURE_LIMIT times from one address must then wait, at that address

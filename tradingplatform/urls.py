@@ -14,6 +14,7 @@ urlpatterns = [
     path("auth/login", tenants_api.LoginView.as_view(), name="auth-login"),
     path("auth/refresh", tenants_api.RefreshView.as_view(), name="auth-refresh"),
     path("auth/logout", tenants_api.LogoutView.as_view(), name="auth-logout"),
+    path("auth/password", tenants_api.PasswordChangeView.as_view(), name="auth-password"),
     path("clients/onboard", tenants_api.OnboardView.as_view(), name="clients-onboard"),
     path("clients/<str:client_id>/", include("agents.urls")),
     path("clients/<str:client_id>/", include("brokers.urls")),
