@@ -90,6 +90,9 @@ RISK_CEILING_DEFAULTS = {
 for _name, _default in RISK_CEILING_DEFAULTS.items():
     globals()[_name] = env.str(_name, default="") or _default
 PHILLIP_BASE_URL = env.str("PHILLIP_BASE_URL", default="https://api.phillipcapital.example/v1")
+# Broker endpoints an owner's credentials may name (Phillip base_url, IBKR host[:port]): `host`,
+# `host:port` or `*.domain`; PHILLIP_BASE_URL's host is always allowed, loopback outside production.
+BROKER_ALLOWED_HOSTS = env.list("BROKER_ALLOWED_HOSTS", default=[])
 
 SHARED_APPS = [
     "django_tenants",
