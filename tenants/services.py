@@ -263,7 +263,8 @@ def refresh_token_rotate(*, refresh: str) -> RefreshToken:
         raise TokenRefused("The user of this token is not active.")
     if presented.payload.get(jwt_settings.REVOKE_TOKEN_CLAIM) != get_md5_hash_password(user.password):
         raise TokenRefused("The user's password has changed since this token was issued.")
-    start = presented.payload.get(SESSION_START_CLAIM)
+    # A token issued before sessions were recorded starts its session at its own issue time.
+    start = presented.payload.get(SESSION_START_CLAIM, presented.payload.get("iat"))
     if not isinstance(start, int) or time.time() >= start + settings.JWT_SESSION_MAX_HOURS * 3600:
         raise TokenRefused("The session of this token has ended; log in again.")
     return token_pair_issue(user=user, session_start=start)
