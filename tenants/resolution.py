@@ -82,15 +82,39 @@ def _token_from_scope(scope: dict) -> tuple[str | None, str | None]:
     return None, None
 
 
-@database_sync_to_async
-def _authenticate_and_resolve(raw_token: str, client_id: str) -> tuple[Any, ClientAccess | None]:
+def _authenticate(raw_token: str) -> tuple[Any, Any]:
+    """The user and validated token of `raw_token`, or (AnonymousUser, None): a bad signature, an
+    expired token, an inactive user or a password changed since the token was issued."""
     authentication = JWTAuthentication()
     try:
         validated = authentication.get_validated_token(raw_token)
         user = authentication.get_user(validated)
     except (InvalidToken, TokenError, exceptions.AuthenticationFailed):
         return AnonymousUser(), None
-    return user, client_access_get(user=user, client_id=client_id)
+    if not user.is_active:
+        return AnonymousUser(), None
+    return user, validated
+
+
+@database_sync_to_async
+def _authenticate_and_resolve(raw_token: str, client_id: str) -> tuple[Any, ClientAccess | None, Any]:
+    user, validated = _authenticate(raw_token)
+    if not user.is_authenticated:
+        return user, None, None
+    return user, client_access_get(user=user, client_id=client_id), validated
+
+
+def stream_access_verdict(*, raw_token: str, client_id: str, required_role: str = Membership.Role.VIEWER) -> int | None:
+    """For an open websocket, re-asked every WS_REAUTH_SECONDS: None while its token and access
+    still hold, else the close code (4401: the token expired, the user was deactivated or changed
+    password; 4404: no longer a member, or the role no longer allows the stream)."""
+    user, _ = _authenticate(raw_token)
+    if not user.is_authenticated:
+        return WS_CLOSE_UNAUTHENTICATED
+    access = client_access_get(user=user, client_id=client_id)
+    if access is None or not access.allows(required_role):
+        return WS_CLOSE_NOT_FOUND
+    return None
 
 
 async def _deny(send: Any, receive: Any, code: int) -> None:
@@ -123,10 +147,10 @@ class TenantWebsocketMiddleware:
         raw_token, subprotocol = _token_from_scope(scope)
         if raw_token is None:
             return await _deny(send, receive, WS_CLOSE_UNAUTHENTICATED)
-        user, access = await _authenticate_and_resolve(raw_token, match["client_id"])
+        user, access, _ = await _authenticate_and_resolve(raw_token, match["client_id"])
         if not user.is_authenticated:
             return await _deny(send, receive, WS_CLOSE_UNAUTHENTICATED)
         if access is None:
             return await _deny(send, receive, WS_CLOSE_NOT_FOUND)
-        scope = dict(scope, user=user, client_access=access, ws_subprotocol=subprotocol)
+        scope = dict(scope, user=user, client_access=access, ws_subprotocol=subprotocol, ws_token=raw_token)
         return await self.app(scope, receive, send)
