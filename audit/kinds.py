@@ -13,6 +13,9 @@ KIND_PATTERN = re.compile(r"^[a-z][a-z0-9_]*(?:\.[a-z][a-z0-9_]*)+$")
 AUTH_LOGIN = "auth.login"
 AUTH_LOGIN_FAILED = "auth.login_failed"
 AUTH_LOGOUT = "auth.logout"
+AUTH_LOCKOUT = "auth.lockout"
+AUTH_TOKENS_REVOKED = "auth.tokens_revoked"
+AUTH_PASSWORD_CHANGED = "auth.password_changed"
 
 RISK_DECISION = "risk.decision"
 RISK_STATE_CHANGED = "risk.state_changed"

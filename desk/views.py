@@ -37,6 +37,7 @@ from tenants import services as tenant_services
 from tenants.models import Membership
 from tenants.resolution import ClientScopedPageView
 from tenants.selectors import user_clients_list
+from tradingplatform.network import client_ip
 
 PROPOSAL_TABS = ("pending", "executed", "rejected", "expired", "failed", "all")
 
@@ -61,7 +62,7 @@ class LoginView(View):
             context["errors"] = {"username": [] if username else ["Enter your username."],
                                  "password": [] if password else ["Enter your password."]}
             return render(request, "desk/login.html", context, status=400)
-        ip_address = request.META.get("REMOTE_ADDR", "")
+        ip_address = client_ip(request)
         if wait := tenant_services.login_retry_after(username=username, ip_address=ip_address):
             context["error"] = f"Too many failed attempts. Try again in {wait // 60 + 1} minutes."
             response = render(request, "desk/login.html", context, status=429)
@@ -69,10 +70,10 @@ class LoginView(View):
             return response
         user = authenticate(request, username=username, password=password)
         if user is None:
-            tenant_services.login_failure_record(username=username, ip_address=ip_address)
+            tenant_services.login_failure_record(username=username, ip_address=ip_address, channel="desk")
             context["error"] = "Invalid username or password."
             return render(request, "desk/login.html", context, status=401)
-        tenant_services.login_success_record(username=username, ip_address=ip_address)
+        tenant_services.login_success_record(user=user, ip_address=ip_address, channel="desk")
         login(request, user)
         return redirect(_next_url(request))
 

@@ -50,10 +50,16 @@ def risk_limits_source_register(source: StoredLimitsSource) -> None:
 
 
 def risk_limit_ceilings() -> dict[str, Number]:
-    """The operator's ceilings (settings RISK_CEILING_*), by limit name; unset ones are left out."""
+    """The operator's ceilings (settings RISK_CEILING_*), by limit name. An empty one is the
+    platform's default (settings.RISK_CEILING_DEFAULTS): a ceiling can be moved, not removed."""
     ceilings = {}
+    defaults = getattr(settings, "RISK_CEILING_DEFAULTS", {})
     for bound in LIMIT_BOUNDS:
-        value = getattr(settings, bound.ceiling_setting, None) if bound.ceiling_setting else None
+        if not bound.ceiling_setting:
+            continue
+        value = getattr(settings, bound.ceiling_setting, None)
+        if value is None or value == "":
+            value = defaults.get(bound.ceiling_setting)
         if value is not None and value != "":
             ceilings[bound.name] = bound.coerce(value)
     return ceilings

@@ -3,9 +3,43 @@ from __future__ import annotations
 
 from django import forms
 from django.contrib import admin
+from django.contrib.admin.forms import AdminAuthenticationForm
 
 from tenants.models import Client, Domain, Membership
-from tenants.services import OnboardingError, client_id_validate, client_onboard, owner_validate
+from tenants.services import (
+    OnboardingError,
+    client_id_validate,
+    client_onboard,
+    login_failure_record,
+    login_retry_after,
+    login_success_record,
+    owner_validate,
+)
+from tradingplatform.network import client_ip
+
+
+class ThrottledAdminAuthenticationForm(AdminAuthenticationForm):
+    """The console's login, under the same throttle as POST /auth/login: the same counters, the
+    same delays, the same audit events (channel "console")."""
+
+    def clean(self) -> dict:
+        username = self.cleaned_data.get("username") or ""
+        ip_address = client_ip(self.request) if self.request is not None else ""
+        if username and (wait := login_retry_after(username=username, ip_address=ip_address)):
+            raise forms.ValidationError(
+                f"Too many failed login attempts. Try again in {wait} seconds.", code="login_throttled")
+        try:
+            cleaned = super().clean()
+        except forms.ValidationError:
+            if username and self.user_cache is None:  # a wrong password, not a non-staff user
+                login_failure_record(username=username, ip_address=ip_address, channel="console")
+            raise
+        if self.user_cache is not None:
+            login_success_record(user=self.user_cache, ip_address=ip_address, channel="console")
+        return cleaned
+
+
+admin.site.login_form = ThrottledAdminAuthenticationForm
 
 
 class ClientOnboardingForm(forms.ModelForm):

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.contrib.auth import authenticate
+from django.core.exceptions import ValidationError as DjangoValidationError
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import exceptions, status
 from rest_framework.permissions import AllowAny
@@ -19,9 +20,12 @@ from tenants.serializers import (
     ClientSerializer,
     LoginRequestSerializer,
     OnboardRequestSerializer,
+    PasswordChangeSerializer,
     RefreshRequestSerializer,
     TokenPairSerializer,
 )
+from tradingplatform.logging import user_var
+from tradingplatform.network import client_ip
 
 
 class TooManyLoginAttempts(exceptions.Throttled):
@@ -61,15 +65,15 @@ class LoginView(TokenEndpoint):
         serializer = LoginRequestSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         username = serializer.validated_data["username"]
-        ip_address = request.META.get("REMOTE_ADDR", "")
+        ip_address = client_ip(request)
         if retry_after := services.login_retry_after(username=username, ip_address=ip_address):
             raise TooManyLoginAttempts(wait=retry_after)
         user = authenticate(request, username=username, password=serializer.validated_data["password"])
         if user is None:
-            services.login_failure_record(username=username, ip_address=ip_address)
+            services.login_failure_record(username=username, ip_address=ip_address, channel="api")
             raise exceptions.AuthenticationFailed("Invalid username or password.", code="invalid_credentials")
-        services.login_success_record(username=username, ip_address=ip_address)
-        return _token_pair_response(RefreshToken.for_user(user))
+        services.login_success_record(user=user, ip_address=ip_address, channel="api")
+        return _token_pair_response(services.token_pair_issue(user=user))
 
 
 class RefreshView(TokenEndpoint):
@@ -97,6 +101,22 @@ class LogoutView(TokenEndpoint):
             services.refresh_token_revoke(refresh=serializer.validated_data["refresh"])
         except services.TokenRefused as exc:
             raise InvalidToken(str(exc)) from exc
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class PasswordChangeView(APIView):
+    """The caller changes their own password; every token of theirs (this one included) and every
+    open stream stop working, so they log in again."""
+
+    @extend_schema(request=PasswordChangeSerializer, responses={204: None}, tags=["auth"])
+    def post(self, request: Request) -> Response:
+        serializer = PasswordChangeSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        user_var.set(request.user.get_username())  # the audit's actor
+        try:
+            services.user_password_change(user=request.user, **serializer.validated_data)
+        except DjangoValidationError as exc:
+            raise exceptions.ValidationError(exc.message_dict) from exc
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 

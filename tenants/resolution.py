@@ -123,15 +123,60 @@ def _token_from_scope(scope: dict) -> tuple[str | None, str | None]:
     return None, None
 
 
-@database_sync_to_async
-def _authenticate_and_resolve(raw_token: str, client_id: str) -> tuple[Any, ClientAccess | None]:
+def _authenticate(raw_token: str) -> tuple[Any, Any]:
+    """The user and validated token of `raw_token`, or (AnonymousUser, None): a bad signature, an
+    expired token, an inactive user or a password changed since the token was issued."""
     authentication = JWTAuthentication()
     try:
         validated = authentication.get_validated_token(raw_token)
         user = authentication.get_user(validated)
     except (InvalidToken, TokenError, exceptions.AuthenticationFailed):
         return AnonymousUser(), None
-    return user, client_access_get(user=user, client_id=client_id)
+    if not user.is_active:
+        return AnonymousUser(), None
+    return user, validated
+
+
+@database_sync_to_async
+def _authenticate_and_resolve(raw_token: str, client_id: str) -> tuple[Any, ClientAccess | None, Any]:
+    user, validated = _authenticate(raw_token)
+    if not user.is_authenticated:
+        return user, None, None
+    return user, client_access_get(user=user, client_id=client_id), validated
+
+
+def _session_user(session_key: str) -> Any:
+    """The user a desk page's session still stands for, or AnonymousUser: the session was ended
+    (logout), the user deactivated, or the password changed since the login (Django's session
+    auth hash no longer matches)."""
+    from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY, get_user_model
+    from django.contrib.sessions.backends.db import SessionStore
+    from django.utils.crypto import constant_time_compare
+
+    if not session_key:
+        return AnonymousUser()
+    session = SessionStore(session_key=session_key)
+    if not session.exists(session_key) or SESSION_KEY not in session or BACKEND_SESSION_KEY not in session:
+        return AnonymousUser()
+    user = get_user_model().objects.filter(pk=session[SESSION_KEY], is_active=True).first()
+    if user is None or not constant_time_compare(session.get(HASH_SESSION_KEY, ""), user.get_session_auth_hash()):
+        return AnonymousUser()
+    return user
+
+
+def stream_access_verdict(*, raw_token: str, client_id: str, required_role: str = Membership.Role.VIEWER,
+                          session_key: str = "") -> int | None:
+    """For an open websocket, re-asked every WS_REAUTH_SECONDS: None while its token (or, for a
+    desk page, its session) and access still hold, else the close code (4401: the token expired,
+    the session ended, the user was deactivated or changed password; 4404: no longer a member, or
+    the role no longer allows the stream)."""
+    user = _authenticate(raw_token)[0] if raw_token else _session_user(session_key)
+    if not user.is_authenticated:
+        return WS_CLOSE_UNAUTHENTICATED
+    access = client_access_get(user=user, client_id=client_id)
+    if access is None or not access.allows(required_role):
+        return WS_CLOSE_NOT_FOUND
+    return None
 
 
 @database_sync_to_async
@@ -183,12 +228,14 @@ class TenantWebsocketMiddleware:
             access = await _resolve_member(user, match["client_id"])
             if access is None:
                 return await _deny(send, receive, WS_CLOSE_NOT_FOUND)
-            scope = dict(scope, client_access=access, ws_subprotocol=None)
+            session = scope.get("session")
+            scope = dict(scope, client_access=access, ws_subprotocol=None, ws_token="",
+                         ws_session_key=getattr(session, "session_key", None) or "")
             return await self.app(scope, receive, send)
-        user, access = await _authenticate_and_resolve(raw_token, match["client_id"])
+        user, access, _ = await _authenticate_and_resolve(raw_token, match["client_id"])
         if not user.is_authenticated:
             return await _deny(send, receive, WS_CLOSE_UNAUTHENTICATED)
         if access is None:
             return await _deny(send, receive, WS_CLOSE_NOT_FOUND)
-        scope = dict(scope, user=user, client_access=access, ws_subprotocol=subprotocol)
+        scope = dict(scope, user=user, client_access=access, ws_subprotocol=subprotocol, ws_token=raw_token)
         return await self.app(scope, receive, send)

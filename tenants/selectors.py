@@ -1,13 +1,22 @@
 """Reads about clients and who may act on them."""
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 
-from tenants.models import ROLE_RANK, Client, Membership
+from tenants.models import CLIENT_ID_MAX_LENGTH, CLIENT_ID_PATTERN, ROLE_RANK, Client, Membership
 
 OPERATOR = "operator"
+CLIENT_ID_RE = re.compile(CLIENT_ID_PATTERN)
+
+
+def client_id_is_wellformed(client_id: object) -> bool:
+    """Whether `client_id` could name a client (pattern and length): anything else is answered as
+    an unknown client without a query."""
+    return isinstance(client_id, str) and len(client_id) <= CLIENT_ID_MAX_LENGTH and bool(
+        CLIENT_ID_RE.fullmatch(client_id))
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,6 +36,8 @@ def client_access_get(*, user: AbstractBaseUser | AnonymousUser, client_id: str)
     a suspended one and one the user is not a member of, so that clients cannot be enumerated."""
     if not user.is_authenticated or not user.is_active:
         return None
+    if not client_id_is_wellformed(client_id):
+        return None  # not a client id at all (a NUL byte, say): never reaches the database
     membership = (
         Membership.objects.select_related("client")
         .filter(user=user, client__client_id=client_id, client__status=Client.Status.ACTIVE)

@@ -2,8 +2,10 @@
 refresh tokens."""
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
+import math
 import time
 
 from django.contrib.auth import get_user_model
@@ -128,54 +130,125 @@ def membership_set(*, client: Client, user, role: str) -> Membership:
     return membership
 
 
-def _login_failure_keys(*, username: str, ip_address: str) -> tuple[str, str]:
-    return f"login-failures:user:{username.lower()}", f"login-failures:ip:{ip_address}"
+# --- login throttle (API and console share it) -------------------------------------------------
+
+
+def _throttle_keys(*, username: str, ip_address: str) -> dict[str, str]:
+    name = hashlib.sha256(username.lower().encode()).hexdigest()[:32]  # any text, a bounded key
+    return {
+        "pair": f"login-throttle:pair:{name}:{ip_address}",  # failures of this username at this address
+        "pair_until": f"login-throttle:pair-until:{name}:{ip_address}",  # its delay ends at (epoch)
+        "address": f"login-throttle:address:{ip_address}",  # failures at this address, any username
+        "address_until": f"login-throttle:address-until:{ip_address}",
+    }
 
 
 def login_retry_after(*, username: str, ip_address: str) -> int:
-    """Seconds the caller must wait before trying again (0: go ahead)."""
+    """Seconds this username must wait before trying again from this address (0: go ahead).
+
+    Only two things make a caller wait: its own failures for this username at this address, and a
+    flood of failures from its address. Failures elsewhere never do."""
+    from django.core.cache import cache
+
+    keys = _throttle_keys(username=username, ip_address=ip_address)
+    until = cache.get_many([keys["pair_until"], keys["address_until"]])
+    now = time.time()
+    return max((math.ceil(value - now) for value in until.values() if value and value > now), default=0)
+
+
+def _incr(key: str, *, timeout: int) -> int:
+    from django.core.cache import cache
+
+    cache.add(key, 0, timeout=timeout)
+    try:
+        count = cache.incr(key)
+    except ValueError:
+        cache.set(key, 1, timeout=timeout)
+        count = 1
+    cache.touch(key, timeout)  # remembered for the window after the last failure
+    return count
+
+
+def _lockout_record(*, username: str, ip_address: str, scope: str, failures: int, seconds: int, channel: str) -> None:
+    logger.warning("login throttled", extra={"username": username, "ip_address": ip_address, "scope": scope,
+                                             "failures": failures, "retry_after": seconds})
+    audit_record(client_id="", actor_type="user", actor_id=username[:150], kind=kinds.AUTH_LOCKOUT,
+                 payload={"ip_address": ip_address, "scope": scope, "failures": failures,
+                          "retry_after_seconds": seconds, "channel": channel})
+
+
+def login_failure_record(*, username: str, ip_address: str, channel: str = "api") -> None:
+    """A wrong password: counted for this username at this address and for the address; past the
+    limits, a growing delay (audited as a lockout)."""
     from django.conf import settings
     from django.core.cache import cache
 
-    counts = cache.get_many(_login_failure_keys(username=username, ip_address=ip_address))
-    if max(counts.values(), default=0) >= settings.LOGIN_FAILURE_LIMIT:
-        return settings.LOGIN_FAILURE_WINDOW_SECONDS
-    return 0
-
-
-def login_failure_record(*, username: str, ip_address: str) -> None:
-    from django.conf import settings
-    from django.core.cache import cache
-
-    for key in _login_failure_keys(username=username, ip_address=ip_address):
-        # add() starts the window at the first failure; incr() keeps its expiry.
-        cache.add(key, 0, timeout=settings.LOGIN_FAILURE_WINDOW_SECONDS)
-        try:
-            cache.incr(key)
-        except ValueError:
-            cache.set(key, 1, timeout=settings.LOGIN_FAILURE_WINDOW_SECONDS)
-    logger.warning("login failed", extra={"username": username, "ip_address": ip_address})
+    keys = _throttle_keys(username=username, ip_address=ip_address)
+    window = settings.LOGIN_FAILURE_WINDOW_SECONDS
+    pair = _incr(keys["pair"], timeout=window)
+    address = _incr(keys["address"], timeout=window)
+    logger.warning("login failed", extra={"username": username, "ip_address": ip_address, "channel": channel})
     audit_record(client_id="", actor_type="user", actor_id=username[:150], kind=kinds.AUTH_LOGIN_FAILED,
-                 payload={"ip_address": ip_address})
+                 payload={"ip_address": ip_address, "channel": channel})
+    now = time.time()
+    if pair >= settings.LOGIN_FAILURE_LIMIT:
+        seconds = min(settings.LOGIN_DELAY_BASE_SECONDS * 2 ** (pair - settings.LOGIN_FAILURE_LIMIT),
+                      settings.LOGIN_DELAY_MAX_SECONDS)
+        cache.set(keys["pair_until"], now + seconds, timeout=seconds + 1)
+        _lockout_record(username=username, ip_address=ip_address, scope="user_at_address", failures=pair,
+                        seconds=seconds, channel=channel)
+    if address >= settings.LOGIN_ADDRESS_FAILURE_LIMIT:
+        cache.set(keys["address_until"], now + window, timeout=window + 1)
+        if address == settings.LOGIN_ADDRESS_FAILURE_LIMIT:
+            _lockout_record(username=username, ip_address=ip_address, scope="address", failures=address,
+                            seconds=window, channel=channel)
 
 
-def login_success_record(*, username: str, ip_address: str) -> None:
+def login_success_record(*, user, ip_address: str, channel: str = "api") -> None:
+    """A right password: this username's failures at this address are forgotten; `last_login`
+    moves; the login is audited."""
+    from django.contrib.auth.models import update_last_login
     from django.core.cache import cache
 
-    cache.delete(f"login-failures:user:{username.lower()}")
+    username = user.get_username()
+    keys = _throttle_keys(username=username, ip_address=ip_address)
+    cache.delete_many([keys["pair"], keys["pair_until"]])
+    update_last_login(None, user)
     audit_record(client_id="", actor_type="user", actor_id=username, kind=kinds.AUTH_LOGIN,
-                 payload={"ip_address": ip_address})
+                 payload={"ip_address": ip_address, "channel": channel})
 
 
 class TokenRefused(Exception):
-    """A refresh token that cannot be used (invalid, expired, already used, or its user inactive)."""
+    """A refresh token that cannot be used (invalid, expired, already used, its session over, its
+    user inactive or its password changed since)."""
+
+
+SESSION_START_CLAIM = "auth_time"  # when the login that began this chain of refresh tokens happened
+
+
+def token_pair_issue(*, user, session_start: int | None = None) -> RefreshToken:
+    """A refresh token (and through it an access token) for `user`, in the session that began at
+    `session_start` (epoch seconds; now for a login). Never valid past the session's end."""
+    from django.conf import settings
+
+    refresh = RefreshToken.for_user(user)  # carries the password digest (CHECK_REVOKE_TOKEN)
+    start = session_start if session_start is not None else int(refresh.current_time.timestamp())
+    refresh[SESSION_START_CLAIM] = start
+    session_end = start + settings.JWT_SESSION_MAX_HOURS * 3600
+    if refresh["exp"] > session_end:
+        refresh["exp"] = session_end
+    return refresh
 
 
 def refresh_token_rotate(*, refresh: str) -> RefreshToken:
-    """Rotation: the presented refresh token is blacklisted and a new one issued for its user.
+    """Rotation: the presented refresh token is blacklisted and a new one issued for its user, in
+    the same session (its absolute end does not move).
 
     Not one transaction on purpose: once presented, the token stays blacklisted even when the
     refresh is then refused (its user deactivated), so it can never be tried again."""
+    from django.conf import settings
+    from rest_framework_simplejwt.utils import get_md5_hash_password
+
     try:
         presented = RefreshToken(refresh)  # signature, expiry, type, blacklist
         _, newly_blacklisted = presented.blacklist()
@@ -188,7 +261,45 @@ def refresh_token_rotate(*, refresh: str) -> RefreshToken:
     user = User.objects.filter(pk=user_id, is_active=True).first()
     if user is None:
         raise TokenRefused("The user of this token is not active.")
-    return RefreshToken.for_user(user)
+    if presented.payload.get(jwt_settings.REVOKE_TOKEN_CLAIM) != get_md5_hash_password(user.password):
+        raise TokenRefused("The user's password has changed since this token was issued.")
+    # A token issued before sessions were recorded starts its session at its own issue time.
+    start = presented.payload.get(SESSION_START_CLAIM, presented.payload.get("iat"))
+    if not isinstance(start, int) or time.time() >= start + settings.JWT_SESSION_MAX_HOURS * 3600:
+        raise TokenRefused("The session of this token has ended; log in again.")
+    return token_pair_issue(user=user, session_start=start)
+
+
+def user_tokens_revoke(*, user, reason: str, actor: str) -> int:
+    """Blacklist every outstanding refresh token of `user` (a password change, a deactivation, an
+    operator's revocation); audited. Returns how many were revoked."""
+    from rest_framework_simplejwt.token_blacklist.models import BlacklistedToken, OutstandingToken
+
+    outstanding = OutstandingToken.objects.filter(user=user, blacklistedtoken__isnull=True)
+    revoked = BlacklistedToken.objects.bulk_create(
+        [BlacklistedToken(token=token) for token in outstanding], ignore_conflicts=True)
+    audit_record(client_id="", actor_type="operator" if actor != user.get_username() else "user", actor_id=actor,
+                 kind=kinds.AUTH_TOKENS_REVOKED,
+                 payload={"user": user.get_username(), "reason": reason, "refresh_tokens": len(revoked)})
+    return len(revoked)
+
+
+def user_password_change(*, user, current_password: str, new_password: str) -> None:
+    """A user changes their own password: the current one must be right and the new one pass the
+    validators (ValidationError with field errors otherwise). Saving it revokes every token of
+    theirs (tenants.signals)."""
+    errors: dict[str, list[str]] = {}
+    if not user.check_password(current_password):
+        errors["current_password"] = ["The current password is not right."]
+    try:
+        validate_password(new_password, user=user)
+    except ValidationError as exc:
+        errors["new_password"] = list(exc.messages)
+    if errors:
+        raise ValidationError(errors)
+    with transaction.atomic():
+        user.set_password(new_password)
+        user.save()
 
 
 def refresh_token_revoke(*, refresh: str) -> None:

@@ -11,6 +11,7 @@ This module deliberately does not import Django: it prepares the environment Dja
 from __future__ import annotations
 
 import argparse
+import base64
 import contextlib
 import os
 import secrets
@@ -19,7 +20,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from urllib.parse import quote
 
@@ -137,14 +138,38 @@ def _port_is_free(port: int) -> bool:
     return True
 
 
-def _persistent_secret(name: str, nbytes: int = 32) -> str:
+def _persistent_secret(name: str, make: Callable[[], str]) -> str:
     """A generated secret kept under .data so that it survives restarts (development only)."""
     path = DATA_DIR / name
     if not path.is_file():
         DATA_DIR.mkdir(parents=True, exist_ok=True)
-        path.write_text(secrets.token_urlsafe(nbytes))
-        path.chmod(0o600)
+        path.touch(mode=0o600)
+        path.write_text(make())
     return path.read_text().strip()
+
+
+def _fernet_key() -> str:
+    return base64.urlsafe_b64encode(secrets.token_bytes(32)).decode()
+
+
+# Every secret the platform refuses to start without, the file under .data that keeps the one
+# generated here, and how to make one.
+DEV_SECRETS: dict[str, tuple[str, Callable[[], str]]] = {
+    "SECRET_KEY": ("secret_key", lambda: secrets.token_urlsafe(48)),
+    "JWT_SECRET": ("jwt_secret", lambda: secrets.token_urlsafe(48)),
+    "FERNET_KEYS": ("fernet_keys", _fernet_key),
+    "ADMIN_API_KEY": ("admin_api_key", lambda: secrets.token_urlsafe(32)),
+}
+
+
+def dev_secrets_fill(env: dict[str, str]) -> None:
+    """Put every secret that is not configured into `env`, generated once and kept under .data/."""
+    for name, (filename, make) in DEV_SECRETS.items():
+        if name == "FERNET_KEYS" and _configured("ENCRYPTION_KEY"):
+            continue
+        if not _configured(name):
+            env[name] = _persistent_secret(filename, make)
+            _say(f"{name} was not set; using the one generated in .data/{filename}")
 
 
 def _manage(*args: str, env: dict[str, str]) -> None:
@@ -156,9 +181,7 @@ def run() -> int:
     env = dict(os.environ)
     with postgres_url() as database, redis_url(0) as cache:
         env.update(DATABASE_URL=database, REDIS_URL=cache)
-        if not _configured("ADMIN_API_KEY"):
-            env["ADMIN_API_KEY"] = _persistent_secret("admin_api_key")
-            _say(f"ADMIN_API_KEY was not set; generated one (kept in .data/admin_api_key): {env['ADMIN_API_KEY']}")
+        dev_secrets_fill(env)
         if (_configured("AUTO_CREATE_TABLES") or "true").lower() in {"1", "true", "yes", "on"}:
             _manage("migrate_platform", "--verbosity", "0", env=env)
         _manage("bootstrap_demo", env=env)
@@ -220,6 +243,7 @@ def execute(command: list[str]) -> int:
     env = dict(os.environ)
     with postgres_url() as database, redis_url(0) as cache:
         env.update(DATABASE_URL=database, REDIS_URL=cache)
+        dev_secrets_fill(env)
         return subprocess.run(command, cwd=BASE_DIR, env=env).returncode
 
 

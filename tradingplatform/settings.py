@@ -1,7 +1,7 @@
 """Settings, all from the environment (a `.env` file is read when present).
 
-`.env.example` lists every variable. `ENVIRONMENT=production` refuses to start while any secret
-still has its development default.
+`.env.example` lists every variable. No secret has a default: any process refuses to start
+without them, whatever `ENVIRONMENT` says, except the test suite, which generates its own.
 """
 from __future__ import annotations
 
@@ -29,17 +29,36 @@ if ENVIRONMENT == "test":
 
     suite_clock_apply()
 
-# Development defaults: usable on a laptop, refused in production (see the check at the end).
-_DEV_SECRET_KEY = "dev-only-django-secret-key-change-me"
-_DEV_JWT_SECRET = "dev-only-jwt-secret-change-me-0123456789"
-_DEV_FERNET_KEY = "ZGV2LW9ubHktZmVybmV0LWtleS1jaGFuZ2UtbWUtMDA="
-_DEV_ADMIN_API_KEY = ""  # empty: the X-Admin-Key header is refused until one is set
+# Secrets. None has a default: the repository holds no usable secret. `make run` generates each on
+# first start and keeps it under `.data/`; the test suite generates fresh ones per run (below); any
+# other process refuses to start without them, whatever ENVIRONMENT says (the check at the end).
+SECRET_NAMES = ("SECRET_KEY", "JWT_SECRET", "FERNET_KEYS", "ADMIN_API_KEY")
+SECRET_MIN_LENGTH = 32
+if ENVIRONMENT == "test":
+    import base64 as _base64
+    import os as _os
+    import secrets as _secrets
 
-SECRET_KEY = env.str("SECRET_KEY", default=_DEV_SECRET_KEY)
-JWT_SECRET = env.str("JWT_SECRET", default=_DEV_JWT_SECRET)
-# FERNET_KEYS (comma-separated, newest first) supersedes the single ENCRYPTION_KEY.
-FERNET_KEYS = env.list("FERNET_KEYS", default=[]) or [env.str("ENCRYPTION_KEY", default=_DEV_FERNET_KEY)]
-ADMIN_API_KEY = env.str("ADMIN_API_KEY", default=_DEV_ADMIN_API_KEY)
+    # Fresh, unpredictable secrets for this test run, exported so that the daphne and Celery
+    # processes the tests start share them.
+    _generated = {
+        "SECRET_KEY": _secrets.token_urlsafe(48),
+        "JWT_SECRET": _secrets.token_urlsafe(48),
+        "FERNET_KEYS": _base64.urlsafe_b64encode(_secrets.token_bytes(32)).decode(),
+        "ADMIN_API_KEY": _secrets.token_urlsafe(32),
+    }
+    for _name, _value in _generated.items():
+        if not _os.environ.get(_name) and not (_name == "FERNET_KEYS" and _os.environ.get("ENCRYPTION_KEY")):
+            _os.environ[_name] = _value
+
+SECRET_KEY = env.str("SECRET_KEY", default="")
+JWT_SECRET = env.str("JWT_SECRET", default="")
+# FERNET_KEYS (comma-separated, newest first) supersedes the single ENCRYPTION_KEY: the first key
+# encrypts, every key decrypts (`python manage.py rotate_broker_credentials` re-encrypts).
+FERNET_KEYS = [key for key in env.list("FERNET_KEYS", default=[]) if key] or (
+    [env.str("ENCRYPTION_KEY")] if env.str("ENCRYPTION_KEY", default="") else []
+)
+ADMIN_API_KEY = env.str("ADMIN_API_KEY", default="")
 
 DEBUG = env.bool("DEBUG", default=False)
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]", "testserver"])
@@ -52,19 +71,28 @@ AUTONOMOUS_ENABLED = env.bool("AUTONOMOUS_ENABLED", default=False)
 AUTO_CREATE_TABLES = env.bool("AUTO_CREATE_TABLES", default=not IS_PRODUCTION)
 # Annual rate used to discount option values (Black-76); a decimal, 0.04 is 4 %.
 RISK_FREE_RATE = env.float("RISK_FREE_RATE", default=0.04)
-# Operator ceilings on the risk limits an owner may set (names and units in risk.limits); a number,
-# unset for no ceiling. A stored limit above a ceiling lowered later reads as the ceiling.
-RISK_CEILING_MAX_NET_DELTA = env.str("RISK_CEILING_MAX_NET_DELTA", default=None)
-RISK_CEILING_MAX_ORDER_CONTRACTS = env.str("RISK_CEILING_MAX_ORDER_CONTRACTS", default=None)
-RISK_CEILING_MAX_LEG_CONTRACTS = env.str("RISK_CEILING_MAX_LEG_CONTRACTS", default=None)
-RISK_CEILING_MAX_DAILY_LOSS = env.str("RISK_CEILING_MAX_DAILY_LOSS", default=None)
-RISK_CEILING_MAX_OPEN_LEGS = env.str("RISK_CEILING_MAX_OPEN_LEGS", default=None)
-RISK_CEILING_MAX_SPREAD_PCT = env.str("RISK_CEILING_MAX_SPREAD_PCT", default=None)
-RISK_CEILING_MAX_QUOTE_AGE_SECONDS = env.str("RISK_CEILING_MAX_QUOTE_AGE_SECONDS", default=None)
-RISK_CEILING_BREAKER_LOSS_COUNT = env.str("RISK_CEILING_BREAKER_LOSS_COUNT", default=None)
-RISK_CEILING_BREAKER_LOSS_THRESHOLD = env.str("RISK_CEILING_BREAKER_LOSS_THRESHOLD", default=None)
-RISK_CEILING_MAX_ORDERS_PER_MINUTE = env.str("RISK_CEILING_MAX_ORDERS_PER_MINUTE", default=None)
+# Operator ceilings on the risk limits an owner may set (names and units in risk.limits). Every
+# one has a platform default, so that no owner (or stolen owner token) can switch the governor off
+# with an absurd limit; an operator may lower or raise them, never remove them (empty = default).
+# A stored limit above a ceiling lowered later reads as the ceiling.
+RISK_CEILING_DEFAULTS = {
+    "RISK_CEILING_MAX_NET_DELTA": "500",
+    "RISK_CEILING_MAX_ORDER_CONTRACTS": "500",
+    "RISK_CEILING_MAX_LEG_CONTRACTS": "250",
+    "RISK_CEILING_MAX_DAILY_LOSS": "1000000",
+    "RISK_CEILING_MAX_OPEN_LEGS": "100",
+    "RISK_CEILING_MAX_SPREAD_PCT": "1.0",
+    "RISK_CEILING_MAX_QUOTE_AGE_SECONDS": "300",
+    "RISK_CEILING_BREAKER_LOSS_COUNT": "20",
+    "RISK_CEILING_BREAKER_LOSS_THRESHOLD": "100000",
+    "RISK_CEILING_MAX_ORDERS_PER_MINUTE": "120",
+}
+for _name, _default in RISK_CEILING_DEFAULTS.items():
+    globals()[_name] = env.str(_name, default="") or _default
 PHILLIP_BASE_URL = env.str("PHILLIP_BASE_URL", default="https://api.phillipcapital.example/v1")
+# Broker endpoints an owner's credentials may name (Phillip base_url, IBKR host[:port]): `host`,
+# `host:port` or `*.domain`; PHILLIP_BASE_URL's host is always allowed, loopback outside production.
+BROKER_ALLOWED_HOSTS = env.list("BROKER_ALLOWED_HOSTS", default=[])
 
 SHARED_APPS = [
     "django_tenants",
@@ -105,6 +133,7 @@ TENANT_LIMIT_SET_CALLS = True
 
 MIDDLEWARE = [
     "tradingplatform.logging.RequestContextMiddleware",
+    "tradingplatform.middleware.RejectNulBytesMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "corsheaders.middleware.CorsMiddleware",
@@ -194,7 +223,7 @@ REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["rest_framework_simplejwt.authentication.JWTAuthentication"],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
-    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_PARSER_CLASSES": ["tradingplatform.api.JSONParser"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "tradingplatform.api.exception_handler",
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
@@ -206,14 +235,36 @@ SIMPLE_JWT = {
     "ROTATE_REFRESH_TOKENS": True,
     "BLACKLIST_AFTER_ROTATION": True,
     "UPDATE_LAST_LOGIN": True,
+    # Every token carries a digest of its user's password hash; a password change (by the user or
+    # an operator) makes every earlier access and refresh token fail at once.
+    "CHECK_REVOKE_TOKEN": True,
+    "REVOKE_TOKEN_CLAIM": "hash_password",
     "ALGORITHM": "HS256",
     "SIGNING_KEY": JWT_SECRET,
     "AUTH_HEADER_TYPES": ("Bearer",),
 }
 
-# Failed logins allowed per username and per client IP within the window, then 429.
+# A refresh token rotates, but never past this many hours after the login that began the chain:
+# a stolen refresh token dies with its session.
+JWT_SESSION_MAX_HOURS = env.int("JWT_SESSION_MAX_HOURS", default=24)
+# How often an open websocket re-checks its token and access (expiry, membership, role, user
+# deactivated, password changed): it is closed 4401/4404 at most this many seconds after.
+WS_REAUTH_SECONDS = env.float("WS_REAUTH_SECONDS", default=2.0)
+
+# Login throttle, shared by the API and the operator console (tenants.services.login_*).
+# A username failing LOGIN_FAILURE_LIMIT times from one address must then wait, at that address
+# only, LOGIN_DELAY_BASE_SECONDS, doubling with each further failure up to LOGIN_DELAY_MAX_SECONDS:
+# the attacker slows down, the victim elsewhere and colleagues at the same address do not. One
+# address failing LOGIN_ADDRESS_FAILURE_LIMIT times (any usernames) waits out the window.
+# Failures are remembered for LOGIN_FAILURE_WINDOW_SECONDS after the last one.
 LOGIN_FAILURE_LIMIT = env.int("LOGIN_FAILURE_LIMIT", default=5)
 LOGIN_FAILURE_WINDOW_SECONDS = env.int("LOGIN_FAILURE_WINDOW_SECONDS", default=900)
+LOGIN_DELAY_BASE_SECONDS = env.int("LOGIN_DELAY_BASE_SECONDS", default=30)
+LOGIN_DELAY_MAX_SECONDS = env.int("LOGIN_DELAY_MAX_SECONDS", default=900)
+LOGIN_ADDRESS_FAILURE_LIMIT = env.int("LOGIN_ADDRESS_FAILURE_LIMIT", default=100)
+# Reverse proxies (addresses or CIDR networks) whose X-Forwarded-For is believed, for throttling
+# and the audit's addresses; empty: the socket address always (tradingplatform.network).
+TRUSTED_PROXIES = env.list("TRUSTED_PROXIES", default=[])
 
 SPECTACULAR_SETTINGS = {
     "TITLE": "Trading platform API",
@@ -271,24 +322,42 @@ LOGGING = {
 }
 
 
-def _refuse_development_secrets_in_production() -> None:
-    defaults = {
-        "SECRET_KEY": SECRET_KEY == _DEV_SECRET_KEY,
-        "JWT_SECRET": JWT_SECRET == _DEV_JWT_SECRET or len(JWT_SECRET) < 32,
-        "FERNET_KEYS/ENCRYPTION_KEY": _DEV_FERNET_KEY in FERNET_KEYS,
-        "ADMIN_API_KEY": len(ADMIN_API_KEY) < 32,
-    }
-    weak = [name for name, is_default in defaults.items() if is_default]
-    if weak:
-        raise ImproperlyConfigured(
-            "ENVIRONMENT=production refuses development or weak secrets: set " + ", ".join(weak)
-        )
-    if DEBUG:
-        raise ImproperlyConfigured("ENVIRONMENT=production refuses DEBUG=true")
+# SHA-256 of secrets once published in this repository as development defaults: refused anywhere.
+_PUBLISHED_SECRET_HASHES = frozenset({
+    "2d282d4325496f8a24e7ac27f75b9eedcb400c0d48e8be1d823e6f53d4c5da42",  # SECRET_KEY
+    "e1683f4fe7e9edf37dabee6e5b28945abe8d87daf0648dd406df77e79043a52f",  # JWT_SECRET
+    "27b83f7588c3e00753d4fb2247b79b3da2b27c0c0d5c439f4117d7ef0817ed1f",  # ENCRYPTION_KEY
+})
 
 
-if IS_PRODUCTION:
-    _refuse_development_secrets_in_production()
+def _published(value: str) -> bool:
+    import hashlib
+
+    return hashlib.sha256(value.encode()).hexdigest() in _PUBLISHED_SECRET_HASHES
+
+
+def secrets_problems() -> list[str]:
+    """What is wrong with this process's secrets, one line per secret ([] when all are good)."""
+    values = {"SECRET_KEY": [SECRET_KEY], "JWT_SECRET": [JWT_SECRET], "FERNET_KEYS": FERNET_KEYS,
+              "ADMIN_API_KEY": [ADMIN_API_KEY]}
+    problems = []
+    for name, keys in values.items():
+        if not keys or not all(keys):
+            problems.append(f"{name} is not set")
+        elif any(len(key) < SECRET_MIN_LENGTH for key in keys):
+            problems.append(f"{name} is shorter than {SECRET_MIN_LENGTH} characters")
+        elif any(_published(key) for key in keys):
+            problems.append(f"{name} is a value once published in the repository")
+    return problems
+
+
+if _problems := secrets_problems():
+    raise ImproperlyConfigured(
+        "Refusing to start without its secrets: " + "; ".join(_problems)
+        + ". Generate them (README, 'Secrets'); `make run` does it for you under .data/."
+    )
+if IS_PRODUCTION and DEBUG:
+    raise ImproperlyConfigured("ENVIRONMENT=production refuses DEBUG=true")
 
 # The agent's chat may use any OpenAI-compatible chat-completions endpoint (unset: deterministic
 # intents only). The key is a secret: never logged, stored or returned.

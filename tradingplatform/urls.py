@@ -1,4 +1,5 @@
 from django.contrib import admin
+from django.core.exceptions import RequestDataTooBig
 from django.http import JsonResponse
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
@@ -13,6 +14,7 @@ urlpatterns = [
     path("auth/login", tenants_api.LoginView.as_view(), name="auth-login"),
     path("auth/refresh", tenants_api.RefreshView.as_view(), name="auth-refresh"),
     path("auth/logout", tenants_api.LogoutView.as_view(), name="auth-logout"),
+    path("auth/password", tenants_api.PasswordChangeView.as_view(), name="auth-password"),
     path("clients/onboard", tenants_api.OnboardView.as_view(), name="clients-onboard"),
     path("clients/<str:client_id>/", include("agents.urls")),
     path("clients/<str:client_id>/", include("brokers.urls")),
@@ -35,9 +37,17 @@ def server_error(request, *args, **kwargs):
     )
 
 
+def bad_request(request, exception=None, *args, **kwargs):
+    """Django's own 400s (a body over DATA_UPLOAD_MAX_MEMORY_SIZE, a bad Host...) in the API's shape."""
+    if isinstance(exception, RequestDataTooBig):
+        return JsonResponse({"detail": "The request body is too large.", "code": "request_too_large"}, status=413)
+    return JsonResponse({"detail": "Bad request.", "code": "bad_request"}, status=400)
+
+
 def not_found(request, exception=None, *args, **kwargs):
     return JsonResponse({"detail": "Not found.", "code": "not_found"}, status=404)
 
 
+handler400 = bad_request
 handler500 = server_error
 handler404 = not_found

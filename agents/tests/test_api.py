@@ -51,6 +51,27 @@ def test_an_owner_cannot_set_a_limit_above_the_operator_ceiling(api, alpha):
     assert body["limits"]["max_net_delta"] == 30
 
 
+def test_platform_ceilings_exist_by_default_so_absurd_limits_are_refused(api, alpha, settings):
+    post = lambda body: api.post("/clients/alpha/agent/parameters", body, format="json", **bearer(alpha.owner))  # noqa: E731
+    response = post({"risk_limits": {"max_order_contracts": 10**30, "max_net_delta": 1e308}})
+    assert response.status_code == 400
+    errors = response.json()["errors"]["risk_limits"]
+    assert set(errors) == {"max_order_contracts", "max_net_delta"}
+    assert "500" in errors["max_order_contracts"][0]
+    with tenant_context(alpha.client):
+        from risk.selectors import risk_limits_get
+        assert risk_limits_get().max_order_contracts == 20  # nothing was stored
+    # the ceilings are shown in the parameters' bounds (the API schema)
+    schema = api.get("/api/schema/", {"format": "json"}, **bearer(alpha.owner)).json()
+    limits = next(component for name, component in schema["components"]["schemas"].items()
+                  if "max_order_contracts" in component.get("properties", {}))
+    assert limits["properties"]["max_order_contracts"]["maximum"] == 500
+    assert limits["properties"]["max_net_delta"]["maximum"] == 500
+    settings.RISK_CEILING_MAX_NET_DELTA = ""  # an operator cannot remove a ceiling, only move it
+    from risk.selectors import risk_limit_ceilings
+    assert risk_limit_ceilings()["max_net_delta"] == 500.0
+
+
 @override_settings(AUTONOMOUS_ENABLED=False)
 def test_autonomous_mode_is_refused_and_audited_while_the_kill_switch_is_off(api, alpha):
     response = api.post("/clients/alpha/agent/mode", {"mode": "autonomous"}, format="json", **bearer(alpha.owner))

@@ -13,6 +13,7 @@ from django_tenants.utils import tenant_context
 from agents import services
 from agents.models import AgentCycle, AgentDecision, Proposal
 from agents.selectors import agent_parameters_get
+from agents.services import cycle as cycle_module
 from agents.services import execution
 from agents.tests.books import buy_calls, buy_futures, configure
 from brokers.models import Order
@@ -240,7 +241,7 @@ def test_a_redelivered_cycle_resumes_its_execution_by_asking_the_broker(alpha):
     buy_futures(alpha, 4)
     with tenant_context(alpha.client):
         cycle = AgentCycle.objects.create(key="slot-9", trigger="schedule")
-        decided = cycle._decide(client=alpha.client, cycle=cycle, trigger="schedule",
+        decided = cycle_module._decide(client=alpha.client, cycle=cycle, trigger="schedule",
                                    parameters=agent_parameters_get(), source="cycle", may_execute=True)
         (proposal,) = decided.proposals
         risk.order_submit(client=alpha.client, order=services.proposal_order(proposal), actor=services.AGENT,
@@ -261,7 +262,7 @@ def test_an_execution_the_broker_never_received_fails_instead_of_being_resent(al
     buy_futures(alpha, 4)
     with tenant_context(alpha.client):
         cycle = AgentCycle.objects.create(key="slot-10", trigger="schedule")
-        decided = cycle._decide(client=alpha.client, cycle=cycle, trigger="schedule",
+        decided = cycle_module._decide(client=alpha.client, cycle=cycle, trigger="schedule",
                                    parameters=agent_parameters_get(), source="cycle", may_execute=True)
     _cycle(alpha, "slot-10")
     with tenant_context(alpha.client):

@@ -30,6 +30,13 @@ class IBKRCredentialsSerializer(serializers.Serializer):
     trading_class = serializers.CharField(max_length=32, required=False, allow_blank=False)
     multiplier = serializers.FloatField(required=False)
 
+    def validate(self, attrs: dict) -> dict:
+        from brokers.endpoints import ENDPOINT_REFUSED, broker_endpoint_allowed
+
+        if not broker_endpoint_allowed(host=attrs["host"], port=attrs["port"]):
+            raise serializers.ValidationError({"host": [ENDPOINT_REFUSED]})
+        return attrs
+
     def validate_underlying_expiry(self, value: str) -> str:
         if not _EXPIRY.match(value):
             raise serializers.ValidationError("Use YYYYMM or YYYYMMDD, e.g. 202612 or 20261218.")

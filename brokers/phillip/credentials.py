@@ -62,4 +62,15 @@ class PhillipCredentialsSerializer(serializers.Serializer):
         return currency
 
     def validate_base_url(self, value: str) -> str:
+        from urllib.parse import urlsplit
+
+        from brokers.endpoints import ENDPOINT_REFUSED, broker_endpoint_allowed
+
+        parts = urlsplit(value)
+        try:
+            port = parts.port
+        except ValueError:
+            port = None
+        if not broker_endpoint_allowed(host=parts.hostname or "", port=port):
+            raise serializers.ValidationError(ENDPOINT_REFUSED)
         return value.rstrip("/")

@@ -11,6 +11,7 @@ from typing import Any
 import django
 import pytest
 from django.conf import settings
+from django.test import override_settings
 
 if not settings.configured:
     settings.configure()
@@ -555,6 +556,7 @@ def test_health_reports_without_raising(server: PhillipServer, broker: PhillipBr
 # -- credentials and secrets -----------------------------------------------------------------------
 
 
+@override_settings(BROKER_ALLOWED_HOSTS=["phillip.example"])
 def test_credentials_are_normalised() -> None:
     serializer = PhillipCredentialsSerializer(
         data=credentials(exchange="nymex", currency="usd", base_url="https://phillip.example/v1/")

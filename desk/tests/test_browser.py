@@ -110,7 +110,8 @@ def _shot(page, name: str) -> None:
     page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
 
 
-_DRIFTS = itertools.cycle([4, 5, 7, 8, 9, 10, 11, 12, 13, 14])  # 3 and 6: the seeds  # the duplicate-order guard refuses the same order twice in 30 s
+# Distinct sizes: the duplicate-order guard refuses the same order twice in 30 s (3 and 6 are the seeds).
+_DRIFTS = itertools.cycle([4, 5, 7, 8, 9, 10, 11, 12, 13, 14])
 
 
 def _pending_hedge(fixture, key: str) -> Proposal:

@@ -8,9 +8,9 @@ import pytest
 from django.test import Client as Browser
 from django_tenants.utils import tenant_context
 
+from agents import services as agent_services
 from agents.models import Proposal
 from agents.tests.books import buy_futures, configure
-from agents import services as agent_services
 from risk import services as risk
 from tradingplatform.testing import PASSWORD
 
