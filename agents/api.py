@@ -1,6 +1,7 @@
 """Thin views: the agent's status, mode and parameters; its proposals, their approval and rejection."""
 from __future__ import annotations
 
+from django.utils import timezone
 from drf_spectacular.utils import extend_schema
 from rest_framework import exceptions, status
 from rest_framework.generics import ListAPIView
@@ -9,16 +10,20 @@ from rest_framework.response import Response
 
 from agents import services
 from agents.parameters import ParameterError
-from agents.selectors import agent_status_get, proposals_list
+from agents.selectors import agent_parameters_described, agent_status_get, book_scenario, proposals_list
 from agents.serializers import (
     AgentModeSerializer,
+    AgentParametersDescribedSerializer,
     AgentParametersSerializer,
     AgentStatusSerializer,
     ProposalListQuerySerializer,
     ProposalSerializer,
     RejectSerializer,
+    ScenarioQuerySerializer,
+    ScenarioSerializer,
 )
-from risk.services import ExecutionHalted
+from brokers.services import broker_session
+from risk.services import ExecutionHalted, book_sync
 from tenants.models import Membership
 from tenants.resolution import ClientScopedAPIView
 from tradingplatform.api import Conflict, LimitOffsetPages
@@ -48,7 +53,13 @@ class AgentModeView(ClientScopedAPIView):
 
 
 class AgentParametersView(ClientScopedAPIView):
-    required_role = Membership.Role.OWNER
+    @property
+    def required_role(self) -> str:  # everyone reads the parameters; owners change them
+        return Membership.Role.VIEWER if self.request.method in ("GET", "HEAD") else Membership.Role.OWNER
+
+    @extend_schema(responses={200: AgentParametersDescribedSerializer}, tags=["agent"])
+    def get(self, request: Request, client_id: str) -> Response:
+        return Response(AgentParametersDescribedSerializer(agent_parameters_described()).data)
 
     @extend_schema(request=AgentParametersSerializer, responses={200: AgentStatusSerializer}, tags=["agent"])
     def post(self, request: Request, client_id: str) -> Response:
@@ -139,3 +150,23 @@ class RejectView(ClientScopedAPIView):
         except (services.ProposalNotFound, services.ProposalExpired, services.ProposalConflict) as exc:
             raise _proposal_error(exc) from exc
         return Response(ProposalSerializer(proposal).data)
+
+
+class ScenarioView(ClientScopedAPIView):
+    """The risk graph's numbers: the book's P&L over moves of the underlying, now and at expiry,
+    with vol and time shifted, optionally after a pending proposal (the platform's own pricing)."""
+
+    @extend_schema(parameters=[ScenarioQuerySerializer], responses={200: ScenarioSerializer}, tags=["book"])
+    def get(self, request: Request, client_id: str) -> Response:
+        query = ScenarioQuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        options = query.validated_data
+        with broker_session() as broker:
+            valuation = book_sync(client=self.client_access.client, broker=broker).valuation
+            numbers = book_scenario(valuation=valuation, broker=broker, now=timezone.now(),
+                                    vol_shift=options["vol_shift"], days=options["days"],
+                                    proposal_id=str(options["proposal"]) if options.get("proposal") else None)
+        if options.get("proposal") and numbers["proposal"] is None:
+            raise exceptions.NotFound("No such proposal.")
+        numbers["proposal"] = str(numbers["proposal"].pk) if numbers["proposal"] is not None else None
+        return Response(ScenarioSerializer(numbers).data)

@@ -78,30 +78,53 @@ class ParameterError(ValueError):
 Rule = Callable[[Any], tuple[Any, str | None]]
 
 
-def _number(bounds: Bounds, *, whole: bool = False, nullable: bool = False) -> Rule:
-    def check(value: Any) -> tuple[Any, str | None]:
+@dataclass(frozen=True, slots=True)
+class _NumberRule:
+    """A number within `bounds` (whole, or None when `nullable`). A rule is data as well as a
+    check, so that the parameters' description (`parameters_describe`) is read off the same
+    rules the validation applies."""
+
+    bounds: Bounds
+    whole: bool = False
+    nullable: bool = False
+
+    def __call__(self, value: Any) -> tuple[Any, str | None]:
         if value is None:
-            return (None, None) if nullable else (None, "May not be null.")
+            return (None, None) if self.nullable else (None, "May not be null.")
         if isinstance(value, bool) or not isinstance(value, (int, float)):
-            return None, "Must be a whole number." if whole else "Must be a number."
-        if whole and not isinstance(value, int):
+            return None, "Must be a whole number." if self.whole else "Must be a number."
+        if self.whole and not isinstance(value, int):
             return None, "Must be a whole number."
         if not math.isfinite(value):
             return None, "Must be a finite number."
-        if not bounds.contains(value):
-            return None, bounds.message
-        return (value if whole else float(value)), None
+        if not self.bounds.contains(value):
+            return None, self.bounds.message
+        return (value if self.whole else float(value)), None
 
-    return check
+    def describe(self) -> dict[str, Any]:
+        return {"type": "integer" if self.whole else "number", "min": self.bounds.low, "max": self.bounds.high,
+                "min_inclusive": self.bounds.low_inclusive, "nullable": self.nullable}
+
+
+@dataclass(frozen=True, slots=True)
+class _ChoiceRule:
+    choices: tuple[str, ...]
+
+    def __call__(self, value: Any) -> tuple[Any, str | None]:
+        if isinstance(value, str) and value in self.choices:
+            return value, None
+        return None, f"Must be one of: {', '.join(self.choices)}."
+
+    def describe(self) -> dict[str, Any]:
+        return {"type": "choice", "choices": list(self.choices), "nullable": False}
+
+
+def _number(bounds: Bounds, *, whole: bool = False, nullable: bool = False) -> Rule:
+    return _NumberRule(bounds, whole, nullable)
 
 
 def _choice(choices: tuple[str, ...]) -> Rule:
-    def check(value: Any) -> tuple[Any, str | None]:
-        if isinstance(value, str) and value in choices:
-            return value, None
-        return None, f"Must be one of: {', '.join(choices)}."
-
-    return check
+    return _ChoiceRule(choices)
 
 
 def _optional_date(value: Any) -> tuple[Any, str | None]:
@@ -333,3 +356,38 @@ def parameters_from_json(data: Mapping[str, Any]) -> AgentParameters:
             errors.update(exc.field_errors)
         raise ParameterError(errors)
     return AgentParameters(**scalars, **groups)
+
+
+# What each field is measured in, for the people who set them (the API and the desk show it).
+UNITS: dict[str, str] = {
+    "target_delta": "contracts", "cycle_interval_seconds": "seconds", "proposal_ttl_seconds": "seconds",
+    "band.width": "contracts", "band.cost_per_contract": "USD", "band.risk_aversion": "per USD",
+    "band.min_width": "contracts", "band.max_width": "contracts",
+    "structure.short_delta": "|delta|", "structure.wing_delta": "|delta|", "structure.dte_min": "days",
+    "structure.dte_max": "days", "structure.quantity": "units",
+    "exits.profit_target_pct": "% of entry premium", "exits.stop_loss_pct": "% of entry premium",
+    "exits.roll_dte": "days",
+}
+
+
+def parameters_describe(parameters: AgentParameters) -> list[dict[str, Any]]:
+    """Every field by its dotted path: the value in force, the default, the bounds or choices the
+    validation applies (read off the same rules), and the unit."""
+    current, defaults = parameters_to_json(parameters), _DEFAULTS_JSON
+    described = []
+    groups = [("", _AGENT_RULES, current, defaults)] + [
+        (f"{name}.", rules, current[name], defaults[name])
+        for name, rules in (("band", _BAND_RULES), ("structure", _STRUCTURE_RULES), ("exits", _EXITS_RULES))
+    ]
+    for prefix, rules, values, default_values in groups:
+        for name, rule in rules.items():
+            path = f"{prefix}{name}"
+            if isinstance(rule, (_NumberRule, _ChoiceRule)):
+                spec = rule.describe()
+            elif rule is _underlying:
+                spec = {"type": "choice", "choices": sorted(PRODUCTS), "nullable": False}
+            else:  # _optional_date
+                spec = {"type": "date", "nullable": True}
+            described.append({"path": path, "value": values[name], "default": default_values[name],
+                              "unit": UNITS.get(path, ""), **spec})
+    return described

@@ -11,7 +11,13 @@ from django.db.models import Q
 from django.utils import timezone
 
 from agents.models import AgentConfig, AgentDecision, AgentNote, AgentRuntime, ChatMessage, Proposal
-from agents.parameters import RISK_LIMITS_KEY, AgentParameters, ParameterError, parameters_from_json
+from agents.parameters import (
+    RISK_LIMITS_KEY,
+    AgentParameters,
+    ParameterError,
+    parameters_describe,
+    parameters_from_json,
+)
 from tenants.models import Client
 
 
@@ -181,3 +187,55 @@ def book_get(*, client: Client) -> dict[str, Any]:
         for row in Position.objects.exclude(quantity=0).order_by("instrument_key")
     ]
     return {"positions": positions, "greeks": live_state_get(client_id=client.client_id, name="greeks")}
+
+
+def agent_parameters_described() -> dict[str, Any]:
+    """The parameters and risk limits in force, each with its default, bounds and unit (what an
+    owner may set, and what the others read)."""
+    from risk.selectors import risk_limits_describe
+
+    config = agent_config_get()
+    try:
+        parameters = parameters_from_json(config.parameters)
+    except ParameterError:  # stored before a bound tightened: describe the defaults, say so
+        parameters = AgentParameters()
+    return {"parameters": parameters_describe(parameters), "risk_limits": risk_limits_describe(),
+            "mode": config.mode, "updated_at": config.updated_at}
+
+
+def book_scenario(*, valuation, broker, now: datetime, vol_shift: float = 0.0, days: float = 0.0,
+                  proposal_id: str | None = None) -> dict[str, Any]:
+    """The risk graph's numbers: the book's P&L (USD) over moves of the underlying of -10 % to
+    +10 %, now (or `days` later, with implied vols shifted by `vol_shift`) and at the nearest
+    option expiry; with `proposal_id`, also the book after that proposal's legs (valued at their
+    own quotes, as the book's are). A proposal that does not exist is None in the answer."""
+    from brokers.services import quotes_for
+    from risk.book import instruments_risk
+    from risk.scenario import pnl_curve, scenario_leg, scenario_legs
+
+    legs = scenario_legs(valuation.legs)
+    rate = settings.RISK_FREE_RATE
+    today = pnl_curve(legs, now=now, rate=rate, vol_shift=vol_shift, days=days)
+    expiry = pnl_curve(legs, now=now, rate=rate, vol_shift=vol_shift, days=days, at_expiry=True)
+    result: dict[str, Any] = {"shifts": list(today.shifts), "now": list(today.pnl), "at_expiry": list(expiry.pnl),
+                              "after_proposal": None, "proposal": None, "unpriced": list(today.unpriced),
+                              "vol_shift": vol_shift, "days": days}
+    proposal = Proposal.objects.filter(pk=_uuid_or_none(proposal_id)).first() if proposal_id else None
+    if proposal is not None:
+        from agents.services import proposal_order
+
+        instruments = [leg.instrument for leg in proposal_order(proposal).legs]
+        quotes = quotes_for(broker=broker, instruments=instruments)
+        risks = instruments_risk(instruments, quotes, now=now, rate=rate)
+        extra = [scenario_leg(risk, (1 if leg["side"] == "BUY" else -1) * int(leg["quantity"]))
+                 for risk, leg in zip(risks, proposal.legs, strict=True)]
+        after = pnl_curve([*legs, *extra], now=now, rate=rate, vol_shift=vol_shift, days=days)
+        result.update(after_proposal=list(after.pnl), proposal=proposal)
+    return result
+
+
+def _uuid_or_none(value: Any) -> uuid.UUID | None:
+    try:
+        return uuid.UUID(str(value))
+    except ValueError:
+        return None

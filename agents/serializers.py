@@ -177,3 +177,43 @@ class ProposalListQuerySerializer(serializers.Serializer):
 
 class RejectSerializer(serializers.Serializer):
     reason = serializers.CharField(required=False, allow_blank=True, max_length=1000, default="")
+
+
+class ParameterFieldSerializer(serializers.Serializer):
+    path = serializers.CharField(help_text='Dotted, as in the parameters document: "band.width".')
+    value = serializers.JSONField(help_text="In force now.")
+    default = serializers.JSONField()
+    type = serializers.ChoiceField(choices=["number", "integer", "money", "choice", "date"])
+    min = serializers.JSONField(required=False, allow_null=True)
+    max = serializers.JSONField(required=False, allow_null=True, help_text="For a risk limit: the operator's ceiling.")
+    min_inclusive = serializers.BooleanField(required=False)
+    choices = serializers.ListField(child=serializers.CharField(), required=False)
+    nullable = serializers.BooleanField()
+    unit = serializers.CharField(allow_blank=True)
+    help = serializers.CharField(required=False)
+
+
+class AgentParametersDescribedSerializer(serializers.Serializer):
+    parameters = ParameterFieldSerializer(many=True)
+    risk_limits = ParameterFieldSerializer(many=True)
+    mode = serializers.ChoiceField(choices=AgentConfig.Mode.choices)
+    updated_at = serializers.DateTimeField(allow_null=True)
+
+
+class ScenarioQuerySerializer(serializers.Serializer):
+    vol_shift = serializers.FloatField(min_value=-0.5, max_value=0.5, default=0.0, required=False,
+                                       help_text="Added to every implied vol: 0.05 is 5 vol points.")
+    days = serializers.FloatField(min_value=0.0, max_value=365.0, default=0.0, required=False,
+                                  help_text="Calendar days from now.")
+    proposal = serializers.UUIDField(required=False, help_text="Also show the book after this proposal.")
+
+
+class ScenarioSerializer(serializers.Serializer):
+    shifts = serializers.ListField(child=serializers.FloatField(), help_text="Relative moves: -0.10 is -10 %.")
+    now = serializers.ListField(child=serializers.FloatField(), help_text="P&L in USD at each move.")
+    at_expiry = serializers.ListField(child=serializers.FloatField(), help_text="At the nearest option expiry.")
+    after_proposal = serializers.ListField(child=serializers.FloatField(), allow_null=True)
+    proposal = serializers.CharField(allow_null=True)
+    unpriced = serializers.ListField(child=serializers.CharField(), help_text="Legs left out, and why.")
+    vol_shift = serializers.FloatField()
+    days = serializers.FloatField()

@@ -11,4 +11,5 @@ urlpatterns = [
     path("agent/approve/<str:trade_id>", api.ApproveView.as_view(), name="agent-approve"),
     path("agent/reject/<str:trade_id>", api.RejectView.as_view(), name="agent-reject"),
     path("agent/chat", ChatView.as_view(), name="agent-chat"),
+    path("scenario", api.ScenarioView.as_view(), name="scenario"),
 ]

@@ -12,7 +12,6 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth import authenticate, login, logout
 from django.contrib.auth.mixins import LoginRequiredMixin
@@ -26,12 +25,10 @@ from django_tenants.utils import tenant_context
 
 from agents import services as agent_services
 from agents.models import Proposal
-from agents.selectors import agent_status_get, proposal_effective_status, proposals_list
+from agents.selectors import agent_status_get, book_scenario, proposal_effective_status, proposals_list
 from brokers.domain import BrokerError
-from brokers.services import broker_session, quotes_for
+from brokers.services import broker_session
 from desk import presenters
-from risk.book import instruments_risk
-from risk.scenario import pnl_curve, scenario_leg, scenario_legs
 from risk.services import ExecutionHalted, book_sync
 from tenants import services as tenant_services
 from tenants.models import Membership
@@ -154,15 +151,14 @@ def _book_context(request: HttpRequest, access) -> dict[str, Any]:
     try:
         with broker_session() as broker:
             snapshot = book_sync(client=client, broker=broker)
-            overlay = _proposal_overlay(request, broker, now)
+            valuation = snapshot.valuation
+            context["risk_graph"] = _risk_graph(request, valuation, broker, now)
     except BrokerError as exc:
         context["broker_error"] = exc.message
         return context
-    valuation = snapshot.valuation
     context["legs"] = [_leg_row(leg, now) for leg in valuation.legs]
     context["net"] = valuation.net
     context["unrealized_pnl"] = valuation.unrealized_pnl
-    context["risk_graph"] = _risk_graph(request, valuation, overlay, now)
     return context
 
 
@@ -176,42 +172,22 @@ def _leg_row(leg, now: datetime) -> dict[str, Any]:
     }
 
 
-def _proposal_overlay(request: HttpRequest, broker, now: datetime):
-    """The legs of the pending proposal named by `?with=`, valued like the book's (or None)."""
-    proposal_id = _uuid(request.GET.get("with", ""))
-    if proposal_id is None:
-        return None
-    proposal = Proposal.objects.filter(pk=proposal_id).first()
-    if proposal is None:
-        return None
-    instruments = [leg.instrument for leg in agent_services.proposal_order(proposal).legs]
-    quotes = quotes_for(broker=broker, instruments=instruments)
-    risks = instruments_risk(instruments, quotes, now=now, rate=settings.RISK_FREE_RATE)
-    signs = [1 if leg["side"] == "BUY" else -1 for leg in proposal.legs]
-    return proposal, [scenario_leg(risk, sign * int(leg["quantity"]))
-                      for risk, sign, leg in zip(risks, signs, proposal.legs, strict=True)]
-
-
-def _risk_graph(request: HttpRequest, valuation, overlay, now: datetime) -> dict[str, Any]:
-    vol_points = {"up": 0.05, "down": -0.05}.get(request.GET.get("vol", ""), 0.0)
-    days = 1.0 if request.GET.get("days") == "1" else 0.0
-    legs = scenario_legs(valuation.legs)
-    rate = settings.RISK_FREE_RATE
-    today = pnl_curve(legs, now=now, rate=rate, vol_shift=vol_points, days=days)
-    expiry = pnl_curve(legs, now=now, rate=rate, vol_shift=vol_points, days=days, at_expiry=True)
-    series = [("Now", list(today.pnl), "now"), ("At expiry", list(expiry.pnl), "expiry")]
-    rows = [{"shift": shift, "now": now_pnl, "expiry": expiry_pnl}
-            for shift, now_pnl, expiry_pnl in zip(today.shifts, today.pnl, expiry.pnl, strict=True)]
-    proposal = None
-    if overlay is not None:
-        proposal, extra = overlay
-        after = pnl_curve([*legs, *extra], now=now, rate=rate, vol_shift=vol_points, days=days)
-        series.append(("After the proposal", list(after.pnl), "after"))
-        for row, value in zip(rows, after.pnl, strict=True):
+def _risk_graph(request: HttpRequest, valuation, broker, now: datetime) -> dict[str, Any]:
+    vol = request.GET.get("vol", "")
+    days = request.GET.get("days", "")
+    numbers = book_scenario(valuation=valuation, broker=broker, now=now,
+                            vol_shift={"up": 0.05, "down": -0.05}.get(vol, 0.0), days=1.0 if days == "1" else 0.0,
+                            proposal_id=request.GET.get("with") or None)
+    series = [("Now", numbers["now"], "now"), ("At expiry", numbers["at_expiry"], "expiry")]
+    if numbers["after_proposal"] is not None:
+        series.append(("After the proposal", numbers["after_proposal"], "after"))
+    rows = [{"shift": shift, "now": a, "expiry": b} for shift, a, b in
+            zip(numbers["shifts"], numbers["now"], numbers["at_expiry"], strict=True)]
+    if numbers["after_proposal"] is not None:
+        for row, value in zip(rows, numbers["after_proposal"], strict=True):
             row["after"] = value
-    return {"chart": presenters.line_chart(list(today.shifts), series), "rows": rows, "series": series,
-            "unpriced": today.unpriced, "vol": request.GET.get("vol", ""), "days": request.GET.get("days", ""),
-            "proposal": proposal}
+    return {"chart": presenters.line_chart(numbers["shifts"], series), "rows": rows, "series": series,
+            "unpriced": numbers["unpriced"], "vol": vol, "days": days, "proposal": numbers["proposal"]}
 
 
 # ---------------------------------------------------------------------------------------------

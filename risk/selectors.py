@@ -204,3 +204,18 @@ def trading_state_effective(*, limits: RiskLimits | None = None) -> dict[str, An
     return {"state": state, "halted": state == RiskStateRecord.TradingState.HALTED, "reason": record.reason,
             "set_by": "risk governor" if record.reason else None,
             "since": record.changed_at if record.pk and record.reason else None}
+
+
+def risk_limits_describe() -> list[dict[str, Any]]:
+    """Every limit: the value in force, the default, its minimum and the operator's ceiling (the
+    most an owner may set), its unit and what it means. Money as text (exact cents)."""
+    limits, ceilings = risk_limits_get(), risk_limit_ceilings()
+
+    def plain(value: Any) -> Any:
+        return str(value) if isinstance(value, Decimal) else value
+
+    return [{"path": f"risk_limits.{bound.name}", "value": plain(getattr(limits, bound.name)),
+             "default": plain(bound.default), "min": plain(bound.minimum), "max": plain(ceilings.get(bound.name)),
+             "min_inclusive": True, "nullable": False, "unit": bound.unit, "help": bound.help,
+             "type": "integer" if bound.kind is int else "money" if bound.kind is Decimal else "number"}
+            for bound in LIMIT_BOUNDS]

@@ -5,7 +5,7 @@ from django.conf import settings
 from django.contrib.auth import authenticate
 from django.core.exceptions import ValidationError as DjangoValidationError
 from drf_spectacular.utils import OpenApiResponse, extend_schema
-from rest_framework import exceptions, status
+from rest_framework import exceptions, serializers, status
 from rest_framework.permissions import AllowAny
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -15,7 +15,9 @@ from rest_framework_simplejwt.tokens import RefreshToken
 
 from brokers.registry import credentials_validate
 from tenants import services
+from tenants.models import Membership
 from tenants.permissions import IsOperator
+from tenants.selectors import user_clients_list
 from tenants.serializers import (
     ClientSerializer,
     LoginRequestSerializer,
@@ -149,3 +151,17 @@ class OnboardView(APIView):
         except services.OnboardingError as exc:
             raise exceptions.ValidationError(exc.errors) from exc
         return Response(ClientSerializer(client).data, status=status.HTTP_201_CREATED)
+
+
+class MyClientSerializer(serializers.Serializer):
+    client_id = serializers.CharField(source="client.client_id")
+    name = serializers.CharField(source="client.name")
+    role = serializers.ChoiceField(choices=[role.value for role in Membership.Role])
+
+
+class MyClientsView(APIView):
+    """The clients the caller belongs to, and the role on each (active clients only)."""
+
+    @extend_schema(responses={200: MyClientSerializer(many=True)}, tags=["auth"])
+    def get(self, request: Request) -> Response:
+        return Response(MyClientSerializer(user_clients_list(user=request.user), many=True).data)

@@ -16,6 +16,7 @@ urlpatterns = [
     path("auth/logout", tenants_api.LogoutView.as_view(), name="auth-logout"),
     path("auth/password", tenants_api.PasswordChangeView.as_view(), name="auth-password"),
     path("clients/onboard", tenants_api.OnboardView.as_view(), name="clients-onboard"),
+    path("me/clients", tenants_api.MyClientsView.as_view(), name="me-clients"),
     path("clients/<str:client_id>/", include("agents.urls")),
     path("clients/<str:client_id>/", include("brokers.urls")),
     path("clients/<str:client_id>/", include("risk.urls")),

@@ -5,8 +5,14 @@ from drf_spectacular.utils import extend_schema
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from agents.chat.serializers import ChatReplySerializer, ChatSerializer
+from agents.chat.serializers import (
+    ChatHistoryQuerySerializer,
+    ChatMessageSerializer,
+    ChatReplySerializer,
+    ChatSerializer,
+)
 from agents.chat.services import chat_reply
+from agents.selectors import chat_history
 from tenants.models import Membership
 from tenants.resolution import ClientScopedAPIView
 
@@ -18,7 +24,17 @@ class ChatView(ClientScopedAPIView):
     only reads and drafts: it never approves, executes, or changes mode, parameters or limits.
     """
 
-    required_role = Membership.Role.TRADER
+    @property
+    def required_role(self) -> str:  # every member reads the conversation; traders take part
+        return Membership.Role.VIEWER if self.request.method in ("GET", "HEAD") else Membership.Role.TRADER
+
+    @extend_schema(parameters=[ChatHistoryQuerySerializer], responses={200: ChatMessageSerializer(many=True)},
+                   tags=["agent"])
+    def get(self, request: Request, client_id: str) -> Response:
+        """The conversation, oldest first: the last `limit` messages (default 50, at most 200)."""
+        query = ChatHistoryQuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        return Response(ChatMessageSerializer(chat_history(limit=query.validated_data["limit"]), many=True).data)
 
     @extend_schema(request=ChatSerializer, responses={200: ChatReplySerializer}, tags=["agent"])
     def post(self, request: Request, client_id: str) -> Response:

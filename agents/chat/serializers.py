@@ -1,6 +1,7 @@
 from rest_framework import serializers
 
 from agents.chat.intents import IntentName
+from agents.models import ChatMessage
 from agents.serializers import ProposalSerializer
 
 MESSAGE_MAX_CHARS = 2000
@@ -17,3 +18,15 @@ class ChatReplySerializer(serializers.Serializer):
     intent = serializers.ChoiceField(choices=[name.value for name in IntentName])
     proposals = ProposalSerializer(many=True, help_text="Proposals drafted in this turn, pending approval.")
     created_at = serializers.DateTimeField()
+
+
+class ChatHistoryQuerySerializer(serializers.Serializer):
+    limit = serializers.IntegerField(min_value=1, max_value=200, default=50, required=False)
+
+
+class ChatMessageSerializer(serializers.ModelSerializer):
+    """One message of the conversation, as it was stored (an agent reply says how it was made)."""
+
+    class Meta:
+        model = ChatMessage
+        fields = ["message_id", "role", "author", "text", "intent", "engine", "proposal_ids", "created_at"]

@@ -286,3 +286,43 @@ def test_a_pending_proposal_past_its_ttl_reads_as_expired_before_any_cycle(api, 
     (listed,) = api.get("/clients/alpha/agent/proposals?status=expired", **bearer(alpha.viewer)).json()["results"]
     assert listed["trade_id"] == str(proposal.pk) and listed["status"] == "expired"
     assert api.get("/clients/alpha/agent/status", **bearer(alpha.viewer)).json()["pending_proposals"] == 0
+
+
+def test_everyone_reads_the_parameters_with_defaults_bounds_and_units_and_only_owners_change_them(alpha, as_user):
+    body = as_user(alpha.viewer).get("/clients/alpha/agent/parameters").json()
+    fields = {field["path"]: field for field in body["parameters"] + body["risk_limits"]}
+    assert fields["band.width"]["unit"] == "contracts" and fields["band.width"]["max"] == 1000.0
+    assert fields["structure.kind"]["choices"][0] == "none"
+    assert fields["risk_limits.max_net_delta"]["max"] is not None  # the operator's ceiling
+    assert fields["exits.roll_dte"]["nullable"] is True and fields["exits.roll_dte"]["default"] == 5
+    assert as_user(alpha.viewer).post("/clients/alpha/agent/parameters", {"target_delta": 1},
+                                      format="json").status_code == 403
+
+
+def test_the_scenario_shows_the_risk_graph_numbers_and_a_proposal_overlay(alpha, as_user):
+    from django_tenants.utils import tenant_context
+
+    from agents import services
+    from agents.tests.books import buy_futures, configure
+
+    configure(alpha)
+    buy_futures(alpha, 2)
+    api = as_user(alpha.viewer)
+    body = api.get("/clients/alpha/scenario").json()
+    assert len(body["shifts"]) == 21 and body["now"][10] == 0.0 and body["now"][20] > 0 > body["now"][0]
+    with tenant_context(alpha.client):
+        (proposal,) = services.cycle_run(client=alpha.client, key="scenario", trigger="manual").proposals
+    overlaid = api.get(f"/clients/alpha/scenario?proposal={proposal.pk}&vol_shift=0.05&days=1").json()
+    assert abs(overlaid["after_proposal"][20]) < abs(overlaid["now"][20])  # the hedge flattens the line
+    assert api.get("/clients/alpha/scenario?vol_shift=9").status_code == 400
+    assert api.get("/clients/alpha/scenario?proposal=00000000-0000-0000-0000-000000000000").status_code == 404
+
+
+def test_the_chat_history_survives_and_the_user_clients_list_names_the_roles(alpha, as_user):
+    trader = as_user(alpha.trader)
+    assert trader.post("/clients/alpha/agent/chat", {"message": "status"}, format="json").status_code == 200
+    history = as_user(alpha.viewer).get("/clients/alpha/agent/chat?limit=10").json()
+    assert [m["role"] for m in history][-2:] == ["user", "agent"] and history[-2]["text"] == "status"
+    assert as_user(alpha.viewer).get("/clients/alpha/agent/chat?limit=0").status_code == 400
+    assert as_user(alpha.viewer).post("/clients/alpha/agent/chat", {"message": "hi"}, format="json").status_code == 403
+    assert as_user(alpha.trader).get("/me/clients").json() == [{"client_id": "alpha", "name": "Alpha Capital", "role": "trader"}]
