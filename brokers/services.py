@@ -240,3 +240,16 @@ def connection_health_record(*, client: Client, error: BrokerError | None, healt
             payload={"broker": connection.broker, "routed_to": routed_broker(connection.broker),
                      "status": status, "error": connection.last_error},
         )
+
+
+def broker_connection_test(*, client: Client) -> tuple[BrokerHealth | None, BrokerError | None]:
+    """Ask the client's broker whether it answers now, and record the outcome as a scheduled use
+    would (audited only when the state changes)."""
+    try:
+        with broker_session() as broker:
+            health = broker.health()
+    except BrokerError as exc:
+        connection_health_record(client=client, error=exc, health=None)
+        return None, exc
+    connection_health_record(client=client, error=None, health=health)
+    return health, None

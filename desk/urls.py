@@ -1,6 +1,6 @@
 from django.urls import path
 
-from desk import views
+from desk import chat, parameters, views
 
 urlpatterns = [
     path("", views.ClientsView.as_view(), name="desk-home"),
@@ -12,5 +12,12 @@ urlpatterns = [
          name="desk-approve"),
     path("desk/<str:client_id>/proposals/<str:proposal_id>/reject", views.ProposalRejectView.as_view(),
          name="desk-reject"),
+    path("desk/<str:client_id>/chat", chat.ChatPageView.as_view(), name="desk-chat"),
+    path("desk/<str:client_id>/parameters", parameters.ParametersPageView.as_view(), name="desk-parameters"),
+    path("desk/<str:client_id>/parameters/change", parameters.ParametersChangeView.as_view(),
+         name="desk-parameters-change"),
+    path("desk/<str:client_id>/mode", parameters.ModeView.as_view(), name="desk-mode"),
+    path("desk/<str:client_id>/breaker/reset", parameters.BreakerResetView.as_view(), name="desk-breaker-reset"),
+    path("desk/<str:client_id>/broker/test", parameters.BrokerTestView.as_view(), name="desk-broker-test"),
     path("desk/<str:client_id>/fragments/<str:name>", views.FragmentView.as_view(), name="desk-fragment"),
 ]

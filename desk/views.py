@@ -250,6 +250,8 @@ class ProposalApproveView(ClientScopedPageView):
             return _refused(request, self.client_access, proposal_id, 503,
                             f"The broker could not be reached ({exc.message}); nothing was sent. Try again.")
         messages.success(request, f"Approved: {proposal.summary} Now {proposal.status}.")
+        if back := _return_to(request):
+            return redirect(back)
         return redirect(f"{reverse('desk-proposals', args=[client_id])}?status={proposal.status}")
 
 
@@ -269,6 +271,14 @@ class ProposalRejectView(ClientScopedPageView):
             return _refused(request, self.client_access, proposal_id, 409, str(exc))
         messages.success(request, "Rejected.")
         return redirect(f"{reverse('desk-proposals', args=[client_id])}?status=pending")
+
+
+def _return_to(request: HttpRequest) -> str:
+    """A page of this site to go back to after acting on a card shown there (the chat), or ''."""
+    target = request.POST.get("next", "")
+    if target and url_has_allowed_host_and_scheme(target, allowed_hosts={request.get_host()}):
+        return target
+    return ""
 
 
 def _refused(request: HttpRequest, access, proposal_id: str, status_code: int, message: str, *,

@@ -283,7 +283,8 @@ def test_a_member_of_another_client_gets_404_on_every_page_and_on_its_websocket(
     page.context.close()
 
 
-@pytest.mark.parametrize("path", ["/desk/desk/", "/desk/desk/proposals", "/desk/desk/proposals?status=all"])
+@pytest.mark.parametrize("path", ["/desk/desk/", "/desk/desk/proposals", "/desk/desk/proposals?status=all",
+                                  "/desk/desk/chat", "/desk/desk/parameters"])
 def test_at_phone_width_no_page_scrolls_sideways_and_axe_finds_nothing_serious(browser, server, desk_client, path,
                                                                                committed):
     _pending_hedge(desk_client, f"phone-{time.monotonic_ns()}")
@@ -320,3 +321,42 @@ def test_the_login_page_and_my_clients_at_both_widths(browser, server, desk_clie
         assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
         _shot(page, f"clients-{width}")
         page.context.close()
+
+
+def test_chat_streams_its_reply_and_an_inline_proposal_is_approved_there(browser, server, desk_client, committed):
+    buy_futures(desk_client, 15, client_order_id=f"chat-drift-{time.monotonic_ns()}")
+    page = _page(browser, server, desk_client.trader)
+    page.goto("/desk/desk/chat")
+    _wait_live(page)
+    page.fill("#chat-message", "hedge to neutral")
+    page.keyboard.press("Tab")
+    page.keyboard.press("Enter")  # Send, from the keyboard
+    page.wait_for_selector("#chat-log .bubble-user", timeout=5_000)
+    page.wait_for_selector("#chat-log .bubble-agent:not(.streaming) .card.proposal .approve-open", timeout=10_000)
+    assert "hedge" in page.locator("#chat-log .bubble-agent").last.inner_text().lower()
+    _shot(page, "chat-1280")
+    page.locator("#chat-log .approve-open").last.click()
+    page.locator("dialog[open] button[type=submit]").click()
+    page.wait_for_url("**/desk/desk/chat")
+    assert "Approved" in page.locator(".messages").inner_text()
+    page.reload()  # the conversation is kept
+    assert page.locator("#chat-log .bubble-user").count() >= 1
+    page.context.close()
+
+
+def test_an_owners_invalid_parameter_shows_by_its_field_and_nothing_changes(browser, server, desk_client, committed):
+    page = _page(browser, server, desk_client.owner)
+    page.goto("/desk/desk/parameters")
+    page.fill("#f-band-width", "-1")
+    page.click("text=Review changes")
+    error = page.locator("#f-band-width-error")
+    error.wait_for()
+    assert page.locator("#f-band-width").get_attribute("aria-invalid") == "true"
+    _shot(page, "parameters-error-1280")
+    with tenant_context(desk_client.client):
+        assert "band" not in AgentConfig.objects.get().parameters
+    page.set_viewport_size({"width": 390, "height": 844})
+    page.goto("/desk/desk/parameters")
+    assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
+    _shot(page, "parameters-390")
+    page.context.close()

@@ -127,3 +127,47 @@ def test_the_risk_graph_overlays_a_pending_proposal(alpha):
                                   "/desk/alpha/proposals?status=bogus", "/desk/alpha/fragments/nope"])
 def test_odd_query_strings_never_fail(alpha, path):
     assert _logged_in(alpha.trader).get(path).status_code in (200, 404)
+
+
+def test_chat_without_javascript_posts_and_shows_the_reply_and_the_drafted_proposal(alpha):
+    configure(alpha)
+    buy_futures(alpha, 3)
+    browser = _logged_in(alpha.trader)
+    response = browser.post("/desk/alpha/chat", {"message": "hedge to neutral"})
+    assert response.status_code == 302
+    page = browser.get("/desk/alpha/chat").content.decode()
+    assert "hedge to neutral" in page and "Confirm approval" in page  # the draft, inline, approvable
+    assert browser.post("/desk/alpha/chat", {"message": "   "}).status_code == 400
+    assert _logged_in(alpha.viewer).post("/desk/alpha/chat", {"message": "hi"}).status_code == 403
+
+
+def test_an_owners_invalid_parameter_is_shown_by_its_field_and_changes_nothing(alpha):
+    from agents.selectors import agent_config_get
+
+    browser = _logged_in(alpha.owner)
+    response = browser.post("/desk/alpha/parameters/change", {"band.width": "-3", "structure.dte_min": "x"})
+    assert response.status_code == 400
+    text = response.content.decode()
+    assert 'id="f-band-width-error"' in text and 'id="f-structure-dte-min-error"' in text
+    with tenant_context(alpha.client):
+        assert "band" not in agent_config_get().parameters
+
+
+def test_an_owner_reviews_a_diff_then_saves_and_a_viewer_only_reads(alpha):
+    from agents.selectors import agent_parameters_get
+
+    browser = _logged_in(alpha.owner)
+    review = browser.post("/desk/alpha/parameters/change", {"band.width": "2.5"})
+    assert review.status_code == 200 and b"Confirm these changes" in review.content
+    with tenant_context(alpha.client):
+        assert agent_parameters_get().band.width == 1.0  # nothing saved before the confirmation
+    saved = browser.post("/desk/alpha/parameters/change", {"band.width": "2.5", "confirm": "yes"})
+    assert saved.status_code == 302
+    with tenant_context(alpha.client):
+        assert agent_parameters_get().band.width == 2.5
+    viewer = _logged_in(alpha.viewer)
+    assert b"Read only" in viewer.get("/desk/alpha/parameters").content
+    assert viewer.post("/desk/alpha/parameters/change", {"band.width": "3"}).status_code == 403
+    assert browser.post("/desk/alpha/mode", {"mode": "sideways"}).status_code == 400
+    assert browser.post("/desk/alpha/breaker/reset", {"note": "ok"}).status_code == 409  # not tripped
+    assert _logged_in(alpha.trader).post("/desk/alpha/broker/test").status_code == 302

@@ -51,6 +51,7 @@
     refreshFragment("badge", "pending-badge");
     refreshPageRegion("book-live");
     refreshPageRegion("proposal-list");
+    refreshPageRegion("chat-log");
   }
 
   function onEvent(event) {
@@ -69,12 +70,69 @@
         refreshFragment("badge", "pending-badge");
         refreshPageRegion("proposal-list");
         break;
+      case "agent_message":
+        onAgentMessage(event.data || {});
+        break;
       case "greeks":
       case "trade":
       case "position":
         refreshPageRegion("book-live");
         break;
     }
+  }
+
+  // The agent's reply appears as it streams; once done, the server's rendering (with any
+  // proposal it drafted, as a card) replaces it.
+  function onAgentMessage(data) {
+    var log = document.getElementById("chat-log");
+    if (!log || !data.message_id) return;
+    var bubble = log.querySelector('[data-message-id="' + data.message_id + '"]');
+    if (!bubble) {
+      bubble = document.createElement("article");
+      bubble.className = "bubble bubble-agent streaming";
+      bubble.dataset.messageId = data.message_id;
+      var who = document.createElement("p");
+      who.className = "who";
+      who.textContent = "Agent";
+      var text = document.createElement("p");
+      text.className = "text";
+      bubble.appendChild(who);
+      bubble.appendChild(text);
+      log.insertBefore(bubble, document.getElementById("chat-end"));
+    }
+    if (bubble.classList.contains("streaming")) {
+      bubble.querySelector(".text").textContent += data.delta || "";
+    }
+    if (data.done) {
+      bubble.classList.remove("streaming");
+      refreshPageRegion("chat-log");
+    }
+    bubble.scrollIntoView({block: "end"});
+  }
+
+  function enhanceChat() {
+    var form = document.getElementById("chat-form");
+    if (!form || form.dataset.enhanced) return;
+    form.dataset.enhanced = "1";
+    form.addEventListener("submit", function (submit) {
+      var box = form.querySelector("textarea");
+      var text = box.value.trim();
+      if (!text || !socket) return;  // without a live stream, the plain form post does it all
+      submit.preventDefault();
+      var log = document.getElementById("chat-log");
+      var mine = document.createElement("article");
+      mine.className = "bubble bubble-user";
+      var p = document.createElement("p");
+      p.className = "text";
+      p.textContent = text;
+      mine.appendChild(p);
+      log.insertBefore(mine, document.getElementById("chat-end"));
+      var data = new FormData(form);
+      box.value = "";
+      fetch(form.action, {method: "POST", body: data, credentials: "same-origin",
+                          headers: {"X-Requested-With": "fetch"}})
+        .then(function (response) { if (!response.ok) refreshPageRegion("chat-log"); });
+    });
   }
 
   function startPolling() {
@@ -171,6 +229,7 @@
   }
 
   enhance(document);
+  enhanceChat();
   setInterval(tickCountdowns, 1000);
   if (streamPath) connect();
 })();
