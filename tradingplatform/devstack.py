@@ -15,6 +15,7 @@ import base64
 import contextlib
 import os
 import secrets
+import shutil
 import signal
 import socket
 import subprocess
@@ -230,7 +231,27 @@ def _supervise(commands: dict[str, list[str]], *, env: dict[str, str], banner: s
     return exit_code
 
 
+CHROMIUM = Path(os.environ.get("DESK_CHROMIUM", "/usr/bin/chromium"))
+
+
+def _chromium_ready() -> None:
+    """The desk's browser tests drive Debian's chromium (Playwright's own download cannot work
+    here). Install it when we can (root with apt-get); otherwise say exactly what to install.
+    The tests never skip silently: without it they fail with the same message."""
+    if CHROMIUM.exists():
+        return
+    if os.geteuid() == 0 and shutil.which("apt-get"):
+        _say("Chromium for the browser tests: apt-get install chromium (once) ...")
+        quiet = {"DEBIAN_FRONTEND": "noninteractive"}
+        subprocess.run(["apt-get", "install", "-y", "-q", "chromium"], env=dict(os.environ, **quiet),
+                       stdout=subprocess.DEVNULL, check=False)
+    if not CHROMIUM.exists():
+        raise SystemExit(f"The browser tests need Debian's chromium at {CHROMIUM}: run `sudo apt-get install "
+                         "chromium` (or set DESK_CHROMIUM to a Chromium binary), then `make test` again.")
+
+
 def test(pytest_args: list[str]) -> int:
+    _chromium_ready()
     (BASE_DIR / "staticfiles").mkdir(exist_ok=True)
     env = dict(os.environ, ENVIRONMENT="test")
     with postgres_url() as database, redis_url(1) as cache:
