@@ -17,6 +17,10 @@ AUTH_LOCKOUT = "auth.lockout"
 AUTH_TOKENS_REVOKED = "auth.tokens_revoked"
 AUTH_PASSWORD_CHANGED = "auth.password_changed"
 
+TEAM_MEMBER_ADDED = "team.member_added"
+TEAM_ROLE_CHANGED = "team.role_changed"
+TEAM_MEMBER_REMOVED = "team.member_removed"
+
 RISK_DECISION = "risk.decision"
 RISK_STATE_CHANGED = "risk.state_changed"
 RISK_KILL_SWITCH = "risk.kill_switch"

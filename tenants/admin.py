@@ -13,6 +13,8 @@ from tenants.services import (
     login_failure_record,
     login_retry_after,
     login_success_record,
+    membership_remove,
+    membership_set,
     owner_validate,
 )
 from tradingplatform.network import client_ip
@@ -123,6 +125,28 @@ class ClientAdmin(admin.ModelAdmin):
         # Deleting a client would orphan its schema and its audit trail; suspend it instead.
         return False
 
+    def save_formset(self, request, form, formset, change) -> None:
+        if formset.model is not Membership:
+            super().save_formset(request, form, formset, change)
+            return
+        _memberships_save(request, formset)
+
+
+def _memberships_save(request, formset) -> None:
+    """Team changes made in the console go through the services, so each is in the client's audit
+    trail with the operator who made it."""
+    actor = request.user.get_username()
+    for inline_form in formset.forms:
+        if not inline_form.has_changed() and not formset._should_delete_form(inline_form):
+            continue
+        instance = inline_form.instance
+        if formset._should_delete_form(inline_form):
+            if instance.pk is not None:
+                membership_remove(membership=instance, actor=actor)
+            continue
+        data = inline_form.cleaned_data
+        membership_set(client=formset.instance, user=data["user"], role=data["role"], actor=actor)
+
 
 @admin.register(Membership)
 class MembershipAdmin(admin.ModelAdmin):
@@ -130,3 +154,19 @@ class MembershipAdmin(admin.ModelAdmin):
     list_filter = ["role", "client"]
     search_fields = ["user__username", "client__client_id"]
     autocomplete_fields = ["user", "client"]
+
+    def save_model(self, request, obj, form, change) -> None:
+        if change and {"client", "user"} & set(form.changed_data):
+            # Moving a membership to another client or user is a removal and an addition.
+            previous = Membership.objects.get(pk=obj.pk)
+            membership_remove(membership=previous, actor=request.user.get_username())
+            obj.pk = None
+        saved = membership_set(client=obj.client, user=obj.user, role=obj.role, actor=request.user.get_username())
+        obj.pk = saved.pk
+
+    def delete_model(self, request, obj) -> None:
+        membership_remove(membership=obj, actor=request.user.get_username())
+
+    def delete_queryset(self, request, queryset) -> None:
+        for membership in queryset.select_related("client", "user"):
+            membership_remove(membership=membership, actor=request.user.get_username())

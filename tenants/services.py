@@ -125,9 +125,29 @@ def client_onboard(
     return client
 
 
-def membership_set(*, client: Client, user, role: str) -> Membership:
-    membership, _ = Membership.objects.update_or_create(client=client, user=user, defaults={"role": role})
+def membership_set(*, client: Client, user, role: str, actor: str = "system") -> Membership:
+    """Give `user` `role` on `client` (adding them, or changing their role), in the client's
+    audit trail with who did it and the role before."""
+    with transaction.atomic():
+        before = Membership.objects.select_for_update().filter(client=client, user=user).first()
+        membership, _ = Membership.objects.update_or_create(client=client, user=user, defaults={"role": role})
+        if before is None or before.role != role:
+            kind = kinds.TEAM_MEMBER_ADDED if before is None else kinds.TEAM_ROLE_CHANGED
+            audit_record(client_id=client.client_id, actor_type="user" if actor != "system" else "system",
+                         actor_id=actor[:150], kind=kind,
+                         payload={"username": user.get_username(), "role": role,
+                                  "role_before": before.role if before is not None else None})
     return membership
+
+
+def membership_remove(*, membership: Membership, actor: str) -> None:
+    """Take a member off a client (their open websockets close within seconds: see
+    tenants.resolution.stream_access_verdict), in the client's audit trail."""
+    with transaction.atomic():
+        client, username, role = membership.client, membership.user.get_username(), membership.role
+        membership.delete()
+        audit_record(client_id=client.client_id, actor_type="user", actor_id=actor[:150],
+                     kind=kinds.TEAM_MEMBER_REMOVED, payload={"username": username, "role_before": role})
 
 
 # --- login throttle (API and console share it) -------------------------------------------------

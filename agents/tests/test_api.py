@@ -325,4 +325,5 @@ def test_the_chat_history_survives_and_the_user_clients_list_names_the_roles(alp
     assert [m["role"] for m in history][-2:] == ["user", "agent"] and history[-2]["text"] == "status"
     assert as_user(alpha.viewer).get("/clients/alpha/agent/chat?limit=0").status_code == 400
     assert as_user(alpha.viewer).post("/clients/alpha/agent/chat", {"message": "hi"}, format="json").status_code == 403
-    assert as_user(alpha.trader).get("/me/clients").json() == [{"client_id": "alpha", "name": "Alpha Capital", "role": "trader"}]
+    mine = as_user(alpha.trader).get("/me/clients").json()
+    assert mine == [{"client_id": "alpha", "name": "Alpha Capital", "role": "trader"}]
