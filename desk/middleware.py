@@ -1,4 +1,6 @@
-"""A Content-Security-Policy of 'self' on every page: no inline script, no third-party origin.
+"""A Content-Security-Policy of 'self' on every page the platform writes: no inline script, no
+third-party origin (the console and Swagger UI, which Django and drf-spectacular write with inline
+script, keep their own headers).
 The websocket's origin is the page's own (`connect-src 'self'` covers ws: and wss: of the same
 host in current browsers)."""
 from __future__ import annotations

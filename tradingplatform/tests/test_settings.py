@@ -96,3 +96,15 @@ def test_a_token_forged_with_the_published_jwt_default_is_rejected(api, alpha):
     assert onboard.status_code == 401
     # a real token of the same user works (the forgery is refused for its signature alone)
     assert api.get("/clients/alpha/agent/status", **bearer(alpha.owner)).status_code == 200
+
+
+def test_production_sends_hsts_and_secure_cookies_and_the_schema_needs_a_login():
+    probe = ("import tradingplatform.settings as s; "
+             "print(s.SECURE_HSTS_SECONDS, s.SESSION_COOKIE_SECURE, s.CSRF_COOKIE_SECURE, "
+             "s.SPECTACULAR_SETTINGS['SERVE_PERMISSIONS'])")
+    env = {key: value for key, value in os.environ.items() if key not in SECRETS | {"DEBUG"}}
+    env.update(ENVIRONMENT="production", **STRONG)
+    result = subprocess.run([sys.executable, "-c", probe], cwd=settings.BASE_DIR, env=env, capture_output=True,
+                            text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["31536000", "True", "True", "['rest_framework.permissions.IsAuthenticated']"]
