@@ -25,7 +25,12 @@ def test_emergency_halt_set_read_and_lift(api, alpha, beta):
     state = api.get("/admin/emergency-halt", HTTP_X_ADMIN_KEY=KEY).json()
     assert (state["halted"], state["reason"]) == (True, "feed down")
     status = api.get("/clients/alpha/agent/status", **bearer(alpha.viewer)).json()
-    assert status["halt"]["emergency"] == {"halted": True, "reason": "feed down"}
+    emergency = status["halt"]["emergency"]
+    assert (emergency["halted"], emergency["reason"], emergency["set_by"]) == (True, "feed down", "admin-api-key")
+    assert emergency["at"] is not None
+    # Every view agrees: the status reads HALTED, and says which halt.
+    assert status["trading_state"] == "HALTED" and status["trading_state_reason"] == "feed down"
+    assert status["effective_state"]["state"] == "EMERGENCY_HALT"
     assert len(audit_events(kind="halt.emergency", client_id__in=["alpha", "beta", "race"])) == 3
     lifted = api.post("/admin/emergency-halt", {"halted": False, "reason": "feed back"}, format="json",
                       HTTP_X_ADMIN_KEY=KEY)
