@@ -1,6 +1,6 @@
 from django.urls import path
 
-from desk import views
+from desk import audit, chain, orders, views
 
 urlpatterns = [
     path("", views.ClientsView.as_view(), name="desk-home"),
@@ -12,5 +12,11 @@ urlpatterns = [
          name="desk-approve"),
     path("desk/<str:client_id>/proposals/<str:proposal_id>/reject", views.ProposalRejectView.as_view(),
          name="desk-reject"),
+    path("desk/<str:client_id>/orders", orders.OrdersView.as_view(), name="desk-orders"),
+    path("desk/<str:client_id>/orders/<str:client_order_id>/cancel", orders.OrderCancelView.as_view(),
+         name="desk-order-cancel"),
+    path("desk/<str:client_id>/chain", chain.ChainView.as_view(), name="desk-chain"),
+    path("desk/<str:client_id>/audit", audit.AuditView.as_view(), name="desk-audit"),
+    path("desk/<str:client_id>/audit.csv", audit.AuditCsvView.as_view(), name="desk-audit-csv"),
     path("desk/<str:client_id>/fragments/<str:name>", views.FragmentView.as_view(), name="desk-fragment"),
 ]
