@@ -48,6 +48,6 @@ def _side(side) -> dict | None:
     return {"key": side.instrument.key, "held": side.held,
             "bid": "—" if side.bid is None else f"{side.bid:.2f}",
             "ask": "—" if side.ask is None else f"{side.ask:.2f}",
-            "iv": "—" if risk.implied_vol is None else f"{risk.implied_vol * 100:.1f} %",
+            "iv": "—" if not risk.implied_vol or risk.implied_vol <= 0 else f"{risk.implied_vol * 100:.1f} %",
             "delta": fmt(risk.delta, 3), "gamma": fmt(risk.gamma, 5), "vega": fmt(risk.vega, 2),
             "theta": fmt(risk.theta, 2), "source": risk.greeks_source}

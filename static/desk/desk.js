@@ -152,7 +152,7 @@
       dialog.appendChild(confirm);
       var cancel = document.createElement("button");
       cancel.type = "button";
-      cancel.textContent = "Cancel";
+      cancel.textContent = details.dataset.dismissLabel || "Cancel";
       cancel.addEventListener("click", function () { dialog.close(); });
       confirm.querySelector("form").appendChild(cancel);
       details.after(dialog);
