@@ -1,6 +1,7 @@
 from django.urls import path
 
 from agents import api
+from agents.chain_api import ChainView
 from agents.chat.api import ChatView
 
 urlpatterns = [
@@ -12,4 +13,5 @@ urlpatterns = [
     path("agent/reject/<str:trade_id>", api.RejectView.as_view(), name="agent-reject"),
     path("agent/chat", ChatView.as_view(), name="agent-chat"),
     path("scenario", api.ScenarioView.as_view(), name="scenario"),
+    path("chain", ChainView.as_view(), name="option-chain"),
 ]

@@ -36,7 +36,7 @@ class AuditEventListView(ClientScopedAPIView):
         description=(
             "Append-only events for this client, newest first, with each row's place in the client's "
             "hash chain (`sequence`, `hash`). Paginated by cursor: follow `next` / `previous`. "
-            "Filters: `kind` (exact, or a family such as `risk.*`), `actor_type`, `since` "
+            "Filters: `kind` (exact, or a family such as `risk.*`), `actor_type`, `actor_id`, `since` "
             "(inclusive) and `until` (exclusive). Any viewer of the client may read it."
         ),
         parameters=[AuditEventQuerySerializer],

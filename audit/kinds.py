@@ -42,6 +42,8 @@ BROKER_CONNECTED = "broker.connected"
 BROKER_FAILED = "broker.failed"
 
 ORDER_EXECUTED = "order.executed"
+ORDER_CANCELLED = "order.cancelled"
+ORDER_CANCEL_FAILED = "order.cancel_failed"
 
 CLIENT_ONBOARDED = "client.onboarded"
 

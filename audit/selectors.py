@@ -22,6 +22,7 @@ class AuditEventFilter:
     kind: str | None = None
     kind_prefix: str | None = None
     actor_type: str | None = None
+    actor_id: str | None = None
     since: datetime | None = None
     until: datetime | None = None
 
@@ -39,6 +40,8 @@ def audit_events_query(*, client_id: str, filters: AuditEventFilter) -> QuerySet
         events = events.filter(kind__startswith=filters.kind_prefix)
     if filters.actor_type is not None:
         events = events.filter(actor_type=filters.actor_type)
+    if filters.actor_id is not None:
+        events = events.filter(actor_id=filters.actor_id)
     if filters.since is not None:
         events = events.filter(created_at__gte=filters.since)
     if filters.until is not None:

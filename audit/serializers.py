@@ -4,7 +4,7 @@ from __future__ import annotations
 from rest_framework import serializers
 
 from audit.kinds import KIND_MAX_LENGTH
-from audit.models import ActorType, AuditEvent
+from audit.models import ACTOR_ID_MAX_LENGTH, ActorType, AuditEvent
 from audit.selectors import AuditEventFilter
 
 # An exact kind, or a family: `risk.*` (every kind starting with `risk.`).
@@ -32,6 +32,8 @@ class AuditEventQuerySerializer(serializers.Serializer):
         error_messages={"invalid": "Use a dotted kind such as risk.decision, or a family such as risk.*."},
     )
     actor_type = serializers.ChoiceField(choices=ActorType.choices, required=False)
+    actor_id = serializers.CharField(max_length=ACTOR_ID_MAX_LENGTH, required=False,
+                                     help_text="Who: a username, an agent, an operator (exact).")
     since = serializers.DateTimeField(
         required=False,
         help_text="Events at or after this time (ISO 8601; without an offset, UTC). URL-encode a `+` offset.",
@@ -57,6 +59,7 @@ class AuditEventQuerySerializer(serializers.Serializer):
             kind=None if family else kind,
             kind_prefix=kind[:-1] if family else None,
             actor_type=data.get("actor_type"),
+            actor_id=data.get("actor_id"),
             since=data.get("since"),
             until=data.get("until"),
         )

@@ -1,9 +1,18 @@
 """Reads of the client's book, in the current client's schema."""
 from __future__ import annotations
 
+from typing import Literal
+
 from django.db.models import QuerySet
 
 from brokers.models import Fill, Order
+
+# An order the broker may still fill: sent and not finished, or on its way, or of an outcome that
+# is still being asked of the broker.
+WORKING_STATES = (Order.State.PENDING_SUBMIT, Order.State.SUBMITTED, Order.State.PARTIALLY_FILLED,
+                  Order.State.UNKNOWN)
+FINISHED_STATES = (Order.State.FILLED, Order.State.CANCELLED, Order.State.REJECTED)
+OrderListState = Literal["working", "recent"]
 
 
 def fills_newest_first() -> QuerySet[Fill]:
@@ -11,7 +20,16 @@ def fills_newest_first() -> QuerySet[Fill]:
 
 
 def working_orders() -> QuerySet[Order]:
-    return Order.objects.filter(
-        state__in=[Order.State.PENDING_SUBMIT, Order.State.SUBMITTED, Order.State.PARTIALLY_FILLED,
-                   Order.State.UNKNOWN]
-    )
+    return Order.objects.filter(state__in=WORKING_STATES)
+
+
+def orders_list(*, state: OrderListState) -> QuerySet[Order]:
+    """Working orders (oldest first: the one waiting longest on top), or recent finished ones
+    (newest first: the last thing that happened on top)."""
+    if state == "working":
+        return working_orders().order_by("created_at", "id")
+    return Order.objects.filter(state__in=FINISHED_STATES).order_by("-updated_at", "-id")
+
+
+def order_get(*, client_order_id: str) -> Order | None:
+    return Order.objects.filter(client_order_id=client_order_id).first()

@@ -1,9 +1,12 @@
 from __future__ import annotations
 
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from brokers.models import BrokerConnection, Fill
+from brokers.codec import instrument_from_json
+from brokers.models import BrokerConnection, Fill, Order
 from brokers.registry import broker_choices
+from brokers.selectors import WORKING_STATES
 
 
 class ConnectBrokerRequestSerializer(serializers.Serializer):
@@ -91,3 +94,47 @@ class FillSerializer(serializers.ModelSerializer):
         model = Fill
         fields = ["fill_id", "client_order_id", "instrument_key", "instrument", "side", "quantity", "price",
                   "commission", "realized_pnl", "executed_at"]
+
+
+class OrderLegSerializer(serializers.Serializer):
+    instrument_key = serializers.CharField()
+    side = serializers.ChoiceField(choices=["BUY", "SELL"])
+    quantity = serializers.IntegerField(min_value=1)
+
+
+class OrderSerializer(serializers.ModelSerializer):
+    """An order as we sent it, with the state and fills the broker last reported."""
+
+    legs = serializers.SerializerMethodField()
+    quantity = serializers.SerializerMethodField(help_text="Units of the order (the largest leg's contracts).")
+    working = serializers.SerializerMethodField(help_text="Whether the broker may still fill it (cancellable).")
+    limit_price = serializers.FloatField(allow_null=True, help_text="Per unit; a combo's net price (debit > 0).")
+    average_fill_price = serializers.FloatField(allow_null=True)
+
+    class Meta:
+        model = Order
+        fields = ["client_order_id", "broker", "broker_order_id", "legs", "order_type", "limit_price", "state",
+                  "working", "quantity", "filled_quantity", "average_fill_price", "message", "created_at",
+                  "updated_at"]
+        read_only_fields = fields
+
+    @extend_schema_field(OrderLegSerializer(many=True))
+    def get_legs(self, order: Order) -> list[dict]:
+        return order_legs(order)
+
+    def get_quantity(self, order: Order) -> int:
+        return max((int(leg.get("quantity", 0)) for leg in order.legs or []), default=0)
+
+    def get_working(self, order: Order) -> bool:
+        return order.state in WORKING_STATES
+
+
+def order_legs(order: Order) -> list[dict]:
+    legs = []
+    for leg in order.legs or []:
+        try:
+            key = instrument_from_json(leg["instrument"]).key
+        except (KeyError, TypeError, ValueError):
+            key = "?"
+        legs.append({"instrument_key": key, "side": leg.get("side"), "quantity": leg.get("quantity")})
+    return legs

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from desk import chat, parameters, views
+from desk import audit, chain, chat, orders, parameters, views
 
 urlpatterns = [
     path("", views.ClientsView.as_view(), name="desk-home"),
@@ -19,5 +19,11 @@ urlpatterns = [
     path("desk/<str:client_id>/mode", parameters.ModeView.as_view(), name="desk-mode"),
     path("desk/<str:client_id>/breaker/reset", parameters.BreakerResetView.as_view(), name="desk-breaker-reset"),
     path("desk/<str:client_id>/broker/test", parameters.BrokerTestView.as_view(), name="desk-broker-test"),
+    path("desk/<str:client_id>/orders", orders.OrdersView.as_view(), name="desk-orders"),
+    path("desk/<str:client_id>/orders/<str:client_order_id>/cancel", orders.OrderCancelView.as_view(),
+         name="desk-order-cancel"),
+    path("desk/<str:client_id>/chain", chain.ChainView.as_view(), name="desk-chain"),
+    path("desk/<str:client_id>/audit", audit.AuditView.as_view(), name="desk-audit"),
+    path("desk/<str:client_id>/audit.csv", audit.AuditCsvView.as_view(), name="desk-audit-csv"),
     path("desk/<str:client_id>/fragments/<str:name>", views.FragmentView.as_view(), name="desk-fragment"),
 ]

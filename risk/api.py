@@ -2,23 +2,28 @@
 from __future__ import annotations
 
 from django_tenants.utils import tenant_context
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import exceptions, status
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from brokers.selectors import orders_list
+from brokers.serializers import BrokerErrorSerializer, OrderSerializer
 from risk import selectors, services
 from risk.serializers import (
     BreakerResetRequestSerializer,
     HaltRequestSerializer,
     HaltStateSerializer,
+    OrderCancelRequestSerializer,
+    OrderConflictSerializer,
+    OrdersQuerySerializer,
     TradingStateSerializer,
 )
 from tenants.models import Client, Membership
 from tenants.permissions import HasAdminKey
 from tenants.resolution import ClientScopedAPIView
-from tradingplatform.api import Conflict
+from tradingplatform.api import Conflict, LimitOffsetPages
 
 OPERATOR_KEY_ACTOR = services.Actor("operator", "admin-api-key")
 
@@ -96,3 +101,49 @@ class BreakerResetView(ClientScopedAPIView):
         body = {"trading_state": record.trading_state, "reason": record.reason, "until": record.state_until,
                 "loss_streak": record.loss_streak}
         return Response(TradingStateSerializer(body).data, status=status.HTTP_200_OK)
+
+
+class OrdersView(ClientScopedAPIView):
+    pagination_class = LimitOffsetPages
+
+    @extend_schema(summary="Working or recent orders", parameters=[OrdersQuerySerializer],
+                   responses={200: OrderSerializer(many=True)}, tags=["orders"],
+                   description="`state=working` (default): orders the broker may still fill, oldest first; "
+                               "`state=recent`: finished orders (filled, cancelled, rejected), newest first. "
+                               "Paginated with `limit` and `offset`.")
+    def get(self, request: Request, client_id: str) -> Response:
+        query = OrdersQuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        paginator = self.pagination_class()
+        page = paginator.paginate_queryset(orders_list(state=query.validated_data["state"]), request, view=self)
+        return paginator.get_paginated_response(OrderSerializer(page, many=True).data)
+
+
+class OrderCancelView(ClientScopedAPIView):
+    required_role = Membership.Role.TRADER
+
+    @extend_schema(
+        summary="Cancel a working order", request=OrderCancelRequestSerializer, tags=["orders"],
+        description="Asks the broker to cancel the order; allowed while trading is halted (cancels always "
+                    "are). Audited with who and why (`order.cancelled`) and published as an `order` event.",
+        responses={200: OrderSerializer, 404: None,
+                   409: OpenApiResponse(OrderConflictSerializer, description="Not working: finished already, "
+                                        "or filled before the cancel reached the broker; `order` says how."),
+                   503: OpenApiResponse(BrokerErrorSerializer, description="The broker could not be reached "
+                                        "(`detail.broker` names it); nothing changed.")},
+    )
+    def post(self, request: Request, client_id: str, client_order_id: str) -> Response:
+        serializer = OrderCancelRequestSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        try:
+            order = services.order_cancel(
+                client=self.client_access.client, client_order_id=client_order_id,
+                actor=services.Actor("user", request.user.get_username()),
+                reason=serializer.validated_data["reason"] or "cancelled by a trader",
+            )
+        except services.OrderNotFound as exc:
+            raise exceptions.NotFound("No order with this client order id.") from exc
+        except services.OrderNotWorking as exc:
+            return Response({"detail": str(exc), "code": "order_not_working",
+                             "order": OrderSerializer(exc.order).data}, status=status.HTTP_409_CONFLICT)
+        return Response(OrderSerializer(order).data)

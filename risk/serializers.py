@@ -1,5 +1,6 @@
 from rest_framework import serializers
 
+from brokers.serializers import OrderSerializer
 from risk.limits import LIMIT_BOUNDS, MONEY_DECIMAL_PLACES, MONEY_MAX_DIGITS, LimitBound, Number
 from risk.selectors import risk_limit_ceilings
 from tradingplatform.api import RejectsUnknownKeysSerializer
@@ -48,3 +49,22 @@ class TradingStateSerializer(serializers.Serializer):
     reason = serializers.CharField(allow_blank=True)
     until = serializers.DateTimeField(allow_null=True)
     loss_streak = serializers.IntegerField()
+
+
+class OrdersQuerySerializer(RejectsUnknownKeysSerializer):
+    state = serializers.ChoiceField(choices=["working", "recent"], required=False, default="working",
+                                    help_text="`working`: the broker may still fill them; `recent`: finished ones, "
+                                              "newest first.")
+    limit = serializers.IntegerField(min_value=1, max_value=500, required=False, default=50)
+    offset = serializers.IntegerField(min_value=0, required=False, default=0)
+
+
+class OrderCancelRequestSerializer(RejectsUnknownKeysSerializer):
+    reason = serializers.CharField(max_length=500, required=False, allow_blank=True, default="",
+                                   help_text="Why: kept in the audit trail with who cancelled.")
+
+
+class OrderConflictSerializer(serializers.Serializer):
+    detail = serializers.CharField()
+    code = serializers.CharField()
+    order = OrderSerializer()

@@ -27,7 +27,7 @@ from brokers.domain import Broker, BrokerError, OrderRequest, OrderStatus
 from brokers.models import Fill as FillRow
 from brokers.models import Order as OrderRow
 from brokers.products import PRODUCTS
-from brokers.selectors import working_orders
+from brokers.selectors import WORKING_STATES, working_orders
 from risk import governor
 from risk.book import instruments_risk
 from risk.models import RiskDecisionRecord, RiskStateRecord
@@ -323,23 +323,96 @@ def order_submit(*, client: Client, order: OrderRequest, actor: Actor, purpose: 
             return SubmissionResult(decision=decision, order=row, status=status, error=None)
 
 
-def _cancel_working_orders(*, client: Client, reason: str) -> list[str]:
-    """Cancel every working order of the current client; returns the ids cancelled."""
-    ids = list(working_orders().values_list("client_order_id", flat=True))
-    if not ids:
+class OrderNotFound(Exception):
+    pass
+
+
+class OrderNotWorking(Exception):
+    """The order is finished (filled, cancelled, rejected): there is nothing left to cancel."""
+
+    def __init__(self, order: OrderRow, message: str) -> None:
+        super().__init__(message)
+        self.order = order
+
+
+def _order_event(*, client: Client, row: OrderRow, event: str, actor: Actor, reason: str) -> None:
+    publish_event(client_id=client.client_id, type="order",
+                  data={"event": event, "client_order_id": row.client_order_id, "state": row.state,
+                        "filled_quantity": row.filled_quantity, "by": actor.id, "reason": reason})
+
+
+def _order_cancel_at_broker(*, client: Client, row: OrderRow, broker: Broker, actor: Actor, reason: str) -> OrderRow:
+    """The one way an order is cancelled, whoever asks (a trader, a halt): the broker is asked,
+    the row takes the state it answers (a fill that raced the cancel included), and the outcome is
+    audited with who and why and published as an `order` event. Raises BrokerError (audited as
+    a broker failure) when the broker cannot be asked; the row is then left as it was."""
+    try:
+        status = broker.cancel_order(row.client_order_id)
+    except BrokerError as exc:
+        audit.audit_record(client_id=client.client_id, actor_type="system", actor_id=broker.name,
+                           kind=kinds.BROKER_FAILED,
+                           payload={**exc.payload(), "during": f"cancel {row.client_order_id}: {reason}"})
+        raise
+    before = row.state
+    with transaction.atomic():
+        broker_services.order_status_apply(row=row, status=status)
+        cancelled = row.state == OrderRow.State.CANCELLED
+        audit.audit_record(
+            client_id=client.client_id, actor_type=actor.type, actor_id=actor.id,
+            kind=kinds.ORDER_CANCELLED if cancelled else kinds.ORDER_CANCEL_FAILED,
+            payload={"client_order_id": row.client_order_id, "reason": reason, "state_before": before,
+                     "state": row.state, "filled_quantity": row.filled_quantity, "broker": broker.name,
+                     "broker_message": row.message},
+        )
+    _order_event(client=client, row=row, event="cancelled" if cancelled else "cancel_failed", actor=actor,
+                 reason=reason)
+    return row
+
+
+def order_cancel(*, client: Client, client_order_id: str, actor: Actor, reason: str) -> OrderRow:
+    """A member's cancel of one working order (the current schema must be the client's). Allowed
+    whatever the trading state: a halt stops new risk, never its removal.
+
+    Raises OrderNotFound, OrderNotWorking (finished already, or filled before the cancel reached
+    the broker: the row then says so) and BrokerError (the broker could not be asked; nothing
+    changed)."""
+    with client_risk_lock(client):
+        row = OrderRow.objects.filter(client_order_id=client_order_id).first()
+        if row is None:
+            raise OrderNotFound(client_order_id)
+        if row.state not in WORKING_STATES:
+            raise OrderNotWorking(row, f"the order is {row.state}: nothing to cancel")
+        with broker_services.broker_session() as broker:
+            if row.state in (OrderRow.State.PENDING_SUBMIT, OrderRow.State.UNKNOWN) and \
+                    broker.order_status(client_order_id) is None:
+                row.state = OrderRow.State.REJECTED
+                row.message = "never reached the broker; nothing to cancel"
+                row.save(update_fields=["state", "message", "updated_at"])
+                _order_event(client=client, row=row, event="closed", actor=actor, reason=reason)
+                raise OrderNotWorking(row, "the order never reached the broker: nothing to cancel")
+            row = _order_cancel_at_broker(client=client, row=row, broker=broker, actor=actor, reason=reason)
+            book_sync(client=client, broker=broker)  # a fill that raced the cancel is in the book now
+        if row.state != OrderRow.State.CANCELLED:
+            raise OrderNotWorking(row, f"the broker reports the order {row.state} "
+                                       f"({row.filled_quantity} filled): it could not be cancelled")
+        return row
+
+
+def _cancel_working_orders(*, client: Client, actor: Actor, reason: str) -> list[str]:
+    """Cancel every working order of the current client (a halt); returns the ids cancelled. An
+    order the broker cannot cancel is audited and skipped: the others are still cancelled."""
+    rows = list(working_orders().order_by("created_at", "id"))
+    if not rows:
         return []
     cancelled = []
     with broker_services.broker_session() as broker:
-        for client_order_id in ids:
-            row = OrderRow.objects.get(client_order_id=client_order_id)
+        for row in rows:
             try:
-                status = broker.cancel_order(client_order_id)
-            except BrokerError as exc:
-                audit.audit_record(client_id=client.client_id, actor_type="system", actor_id=broker.name,
-                                   kind=kinds.BROKER_FAILED, payload={**exc.payload(), "during": reason})
+                row = _order_cancel_at_broker(client=client, row=row, broker=broker, actor=actor, reason=reason)
+            except BrokerError:
                 continue
-            broker_services.order_status_apply(row=row, status=status)
-            cancelled.append(client_order_id)
+            if row.state == OrderRow.State.CANCELLED:
+                cancelled.append(row.client_order_id)
     return cancelled
 
 
@@ -373,7 +446,8 @@ def emergency_halt_set(*, halted: bool, reason: str, actor: Actor) -> PlatformCo
                            payload={"before": before, "halted": halted, "reason": reason})
         for client in Client.objects.order_by("client_id"):
             with tenant_context(client):
-                cancelled = _cancel_working_orders_safely(client=client, reason=kind) if halted else []
+                cancelled = (_cancel_working_orders_safely(client=client, actor=actor, reason=f"{kind}: {reason}")
+                             if halted else [])
             audit.audit_record(client_id=client.client_id, actor_type=actor.type, actor_id=actor.id, kind=kind,
                                payload={"halted": halted, "reason": reason, "cancelled_orders": cancelled})
             publish_event(client_id=client.client_id, type="halt",
@@ -392,7 +466,8 @@ def client_halt_set(*, client: Client, halted: bool, reason: str, actor: Actor) 
         record.operator_halt_at = timezone.now()
         record.save(update_fields=["operator_halted", "operator_halt_reason", "operator_halt_by", "operator_halt_at",
                                    "changed_at"])
-        cancelled = _cancel_working_orders_safely(client=client, reason=kinds.HALT_CLIENT) if halted else []
+        cancelled = (_cancel_working_orders_safely(client=client, actor=actor, reason=f"{kinds.HALT_CLIENT}: {reason}")
+                     if halted else [])
         audit.audit_record(client_id=client.client_id, actor_type=actor.type, actor_id=actor.id,
                            kind=kinds.HALT_CLIENT if halted else kinds.HALT_CLIENT_LIFTED,
                            payload={"before": before, "halted": halted, "reason": reason,
@@ -402,10 +477,10 @@ def client_halt_set(*, client: Client, halted: bool, reason: str, actor: Actor) 
     return record
 
 
-def _cancel_working_orders_safely(*, client: Client, reason: str) -> list[str]:
+def _cancel_working_orders_safely(*, client: Client, actor: Actor, reason: str) -> list[str]:
     """Cancelling is best effort: a halt must take effect even when a broker cannot be reached."""
     try:
-        return _cancel_working_orders(client=client, reason=reason)
+        return _cancel_working_orders(client=client, actor=actor, reason=reason)
     except BrokerError as exc:
         audit.audit_record(client_id=client.client_id, actor_type="system", actor_id=exc.broker,
                            kind=kinds.BROKER_FAILED, payload={**exc.payload(), "during": reason})

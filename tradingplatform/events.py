@@ -22,7 +22,7 @@ from django.utils import timezone
 
 logger = logging.getLogger(__name__)
 
-EVENT_TYPES = frozenset({"agent_status", "greeks", "agent_message", "proposal", "trade", "risk", "halt"})
+EVENT_TYPES = frozenset({"agent_status", "greeks", "agent_message", "proposal", "trade", "order", "risk", "halt"})
 RECENT_EVENTS_KEPT = 500
 
 

@@ -52,6 +52,7 @@
     refreshPageRegion("book-live");
     refreshPageRegion("proposal-list");
     refreshPageRegion("chat-log");
+    refreshPageRegion("orders-live");
   }
 
   function onEvent(event) {
@@ -65,6 +66,7 @@
         refreshFragment("banner", "state-banner");
         refreshFragment("badge", "pending-badge");
         refreshPageRegion("proposal-list");  // buttons follow the halt
+        refreshPageRegion("orders-live");
         break;
       case "proposal":
         refreshFragment("badge", "pending-badge");
@@ -77,6 +79,10 @@
       case "trade":
       case "position":
         refreshPageRegion("book-live");
+        if (event.type === "trade") refreshPageRegion("orders-live");
+        break;
+      case "order":
+        refreshPageRegion("orders-live");
         break;
     }
   }
@@ -189,31 +195,32 @@
 
   // An approval's confirmation becomes a modal dialog (focus stays inside; Escape cancels).
   function enhance(root) {
-    (root || document).querySelectorAll("details.approve").forEach(function (details) {
+    (root || document).querySelectorAll("details[data-dialog]").forEach(function (details) {
       if (details.dataset.enhanced) return;
       details.dataset.enhanced = "1";
       var summary = details.querySelector("summary");
       var confirm = details.querySelector(".confirm");
       var dialog = document.createElement("dialog");
       dialog.className = "confirm-dialog";
-      dialog.setAttribute("aria-label", "Confirm approval");
+      var title = details.dataset.dialogTitle || "Confirm approval";
+      dialog.setAttribute("aria-label", title);
       var heading = document.createElement("h2");
-      heading.textContent = "Confirm approval";
+      heading.textContent = title;
       dialog.appendChild(heading);
       dialog.appendChild(confirm);
       var cancel = document.createElement("button");
       cancel.type = "button";
-      cancel.textContent = "Cancel";
+      cancel.textContent = details.dataset.dismissLabel || "Cancel";
       cancel.addEventListener("click", function () { dialog.close(); });
       confirm.querySelector("form").appendChild(cancel);
       details.after(dialog);
       var opener = document.createElement("button");
       opener.type = "button";
-      opener.className = "primary approve-open";
+      opener.className = details.dataset.openerClass || "primary approve-open";
       opener.textContent = summary.textContent;
       opener.addEventListener("click", function () {
         dialog.showModal();
-        dialog.querySelector("button[type=submit]").focus();
+        (dialog.querySelector("[autofocus]") || dialog.querySelector("button[type=submit]")).focus();
       });
       dialog.addEventListener("close", function () { opener.focus(); });
       dialog.addEventListener("keydown", function (event) {  // Tab cycles inside the dialog
@@ -227,6 +234,16 @@
       opener.after(dialog);
     });
   }
+
+  // A form that acts on the broker says so while it is in flight, and cannot be sent twice.
+  document.addEventListener("submit", function (event) {
+    var form = event.target;
+    if (!form.dataset || !form.dataset.busy) return;
+    var button = form.querySelector("button[type=submit]");
+    if (form.dataset.sent) { event.preventDefault(); return; }
+    form.dataset.sent = "1";
+    if (button) { button.textContent = form.dataset.busy; button.setAttribute("aria-disabled", "true"); }
+  });
 
   enhance(document);
   enhanceChat();
