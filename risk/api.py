@@ -1,4 +1,4 @@
-"""Thin views: the operator's halts (X-Admin-Key) and the owner's circuit breaker reset."""
+"""Thin views: the operator's halts (X-Admin-Key), the owner's circuit breaker reset, the book's history."""
 from __future__ import annotations
 
 from django_tenants.utils import tenant_context
@@ -10,6 +10,8 @@ from rest_framework.views import APIView
 
 from risk import selectors, services
 from risk.serializers import (
+    BookHistoryQuerySerializer,
+    BookHistorySerializer,
     BreakerResetRequestSerializer,
     HaltRequestSerializer,
     HaltStateSerializer,
@@ -96,3 +98,18 @@ class BreakerResetView(ClientScopedAPIView):
         body = {"trading_state": record.trading_state, "reason": record.reason, "until": record.state_until,
                 "loss_streak": record.loss_streak}
         return Response(TradingStateSerializer(body).data, status=status.HTTP_200_OK)
+
+
+class BookHistoryView(ClientScopedAPIView):
+    """The book's net greeks and P&L over time, as stored at each book sync."""
+
+    @extend_schema(parameters=[BookHistoryQuerySerializer], responses={200: BookHistorySerializer}, tags=["risk"])
+    def get(self, request: Request, client_id: str) -> Response:
+        query = BookHistoryQuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        params = query.validated_data
+        points = selectors.book_history_list(start=params["from"], end=params["to"], step_seconds=params["step"],
+                                             underlying=params["underlying"])
+        body = {"client_id": client_id, "from": params["from"], "to": params["to"], "step": params["step"],
+                "points": points}
+        return Response(BookHistorySerializer(body).data)
