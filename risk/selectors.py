@@ -233,3 +233,20 @@ def book_history_list(*, start: datetime, end: datetime, step_seconds: int,
     if underlying is not None:
         points = points.filter(underlying=underlying)
     return list(points.order_by("at", F("underlying").asc(), "id"))
+
+
+def book_value_stored(*, broker):
+    """The book as last synced (the stored positions) valued with fresh quotes: no write and no
+    event, for a page that re-renders on the `greeks` event (a page view that synced would publish
+    the event it refreshes on, and refresh for ever). The syncs that store the book: the agent's
+    cycles, the scheduled sync, every order, the positions API."""
+    from brokers.codec import instrument_from_json
+    from brokers.domain import Position
+    from brokers.models import Position as PositionRow
+    from brokers.services import quotes_for
+    from risk.book import value_book
+
+    positions = [Position(instrument_from_json(row.instrument), row.quantity, float(row.average_price))
+                 for row in PositionRow.objects.order_by("instrument_key")]
+    quotes = quotes_for(broker=broker, instruments=[position.instrument for position in positions])
+    return value_book(positions, quotes, now=timezone.now(), rate=settings.RISK_FREE_RATE)

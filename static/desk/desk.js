@@ -11,6 +11,8 @@
   var attempts = 0;
   var pollTimer = null;
   var staleSince = null;
+  // The book page's regions the greeks and fills move: risk against limits, the day's chart, positions.
+  var BOOK_REGIONS = ["book-live", "book-history", "book-positions"];
 
   function setStatus(state, text) {
     if (!statusEl) return;
@@ -23,12 +25,18 @@
   function replaceById(id, html) {
     var current = document.getElementById(id);
     if (!current) return;
-    var parsed = new DOMParser().parseFromString(html, "text/html");
+    var parsed = typeof html === "string" ? new DOMParser().parseFromString(html, "text/html") : html;
     var fresh = parsed.getElementById(id);
     if (!fresh) return;
     if (current.contains(document.activeElement) && document.activeElement !== document.body) return;
     if (current.querySelector("dialog[open]")) return;
-    current.replaceWith(document.importNode(fresh, true));
+    var imported = document.importNode(fresh, true);
+    // A disclosure the trader opened (a chart's numbers) stays open across a refresh.
+    var wasOpen = current.querySelectorAll("details");
+    imported.querySelectorAll("details").forEach(function (details, index) {
+      if (wasOpen[index] && wasOpen[index].open) details.open = true;
+    });
+    current.replaceWith(imported);
     enhance(document.getElementById(id));
   }
 
@@ -39,18 +47,33 @@
       .then(function (html) { if (html) replaceById(id, html); });
   }
 
-  function refreshPageRegion(id) {
-    if (!document.getElementById(id)) return Promise.resolve();
+  // The page's own regions, fetched once for all of them. One fetch at a time: events that come
+  // while one is in flight ask for one more after it, not one each.
+  var pending = {}, inFlight = false;
+  function refreshPageRegion(ids) {
+    (typeof ids === "string" ? [ids] : ids).forEach(function (id) {
+      if (document.getElementById(id)) pending[id] = true;
+    });
+    if (inFlight || !Object.keys(pending).length) return Promise.resolve();
+    var wanted = Object.keys(pending);
+    pending = {};
+    inFlight = true;
     return fetch(window.location.href, {credentials: "same-origin"})
       .then(function (r) { return r.ok ? r.text() : ""; })
-      .then(function (html) { if (html) replaceById(id, html); });
+      .then(function (html) {
+        if (!html) return;
+        var parsed = new DOMParser().parseFromString(html, "text/html");
+        wanted.forEach(function (id) { replaceById(id, parsed); });
+        body.dispatchEvent(new CustomEvent("desk:refreshed", {detail: wanted}));
+      })
+      .catch(function () { /* the next event or poll tries again */ })
+      .then(function () { inFlight = false; if (Object.keys(pending).length) refreshPageRegion([]); });
   }
 
   function refreshAll() {
     refreshFragment("banner", "state-banner");
     refreshFragment("badge", "pending-badge");
-    refreshPageRegion("book-live");
-    refreshPageRegion("proposal-list");
+    refreshPageRegion(BOOK_REGIONS.concat(["proposal-list"]));
   }
 
   function onEvent(event) {
@@ -72,7 +95,7 @@
       case "greeks":
       case "trade":
       case "position":
-        refreshPageRegion("book-live");
+        refreshPageRegion(BOOK_REGIONS);
         break;
     }
   }
