@@ -181,7 +181,7 @@ def _scale(values: list[float], limits: list[float], top: float, bottom: float):
 
 def history_chart(*, start: datetime, end: datetime, times: list[datetime], delta: list[float | None],
                   pnl: list[float | None], bands: list[BandSpan], max_net_delta: float | None,
-                  max_daily_loss: float | None, fills: list[FillMark], width: int = 640) -> HistoryChart:
+                  max_daily_loss: float | None, fills: list[FillMark], width: int = 800) -> HistoryChart:
     """Net delta (with the band as a shaded area, the ±limit lines, the fills as triangles: up for
     a buy, down for a sell) over today's P&L (with the daily-loss limit), on one time axis."""
     span = max((end - start).total_seconds(), 1.0)
@@ -230,13 +230,13 @@ def history_chart(*, start: datetime, end: datetime, times: list[datetime], delt
     )
 
     # P&L panel
-    top, bottom = 8.0, 120.0
+    top, bottom = 8.0, 112.0
     loss = [-abs(max_daily_loss)] if max_daily_loss else []
     sy, low, high, drawn = _scale([v for v in pnl if v is not None], loss, top, bottom)
     hlines = [{"css": "limit", "y": round(sy(v), 1), "label": f"daily loss limit {v:+,.0f}"} for v in drawn]
     hlines.append({"css": "zero", "y": round(sy(0.0), 1), "label": ""})
     pnl_panel = TimePanel(
-        height=150, top=top, bottom=bottom, lines=[{"css": "pnl", "points": p} for p in _runs(xs, pnl, sy)],
+        height=136, top=top, bottom=bottom, lines=[{"css": "pnl", "points": p} for p in _runs(xs, pnl, sy)],
         band="", hlines=hlines, markers=[],
         y_ticks=[{"y": round(sy(v), 1), "label": f"{v:+,.0f}"} for v in (low, (low + high) / 2, high)],
         off_scale=[f"daily loss limit {loss[0]:+,.0f} USD (off the scale)"] if loss and not drawn else [],

@@ -208,13 +208,22 @@ def _history(limits: dict[str, Any], now: datetime) -> dict[str, Any]:
         max_net_delta=presenters.number(limits.get("max_net_delta")),
         max_daily_loss=presenters.number(limits.get("max_daily_loss")), fills=fills,
     )
-    rows = []
+    # The table's cells as text here: a day of points through template filters costs more than the page.
+    rows, band_index = [], 0
     for moment, delta, point in zip(times, deltas, book, strict=True):
-        band = next((b for b in reversed(bands) if b.start <= moment), None)
-        rows.append({"at": moment, "delta": delta, "band": band, "daily_pnl": point.daily_pnl,
-                     "unrealized_pnl": point.unrealized_pnl})
+        while band_index + 1 < len(bands) and bands[band_index + 1].start <= moment:
+            band_index += 1
+        band = bands[band_index] if bands and bands[band_index].start <= moment else None
+        rows.append({"at": f"{moment:%H:%M:%S}", "delta": _text(delta, "{:.2f}"),
+                     "band": f"{band.target:.2f} ± {band.half_width:.2f}" if band else "—",
+                     "daily_pnl": _text(point.daily_pnl, "{}"), "unrealized_pnl": _text(point.unrealized_pnl, "{}"),
+                     "delta_value": delta, "daily_pnl_value": point.daily_pnl})
     return {"chart": chart, "rows": rows[::-1], "fills": fills[::-1], "start": start, "step": step,
             "underlying": underlying, "band": bands[-1] if bands else None, "latest": rows[-1] if rows else None}
+
+
+def _text(value, pattern: str) -> str:
+    return "—" if value is None else pattern.format(value)
 
 
 def _leg_row(leg, now: datetime) -> dict[str, Any]:

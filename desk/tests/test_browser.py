@@ -170,6 +170,36 @@ def test_a_trader_logs_in_sees_the_book_and_it_moves_without_a_reload(browser, s
     page.context.close()
 
 
+def test_the_day_s_chart_moves_without_a_reload_after_a_trade_and_the_page_does_not_refresh_itself(
+        browser, server, desk_client, committed):
+    from risk.models import BookHistoryPoint
+
+    page = _page(browser, server, desk_client.trader)
+    _wait_live(page)
+    history = page.locator("#book-history")
+    fills_before = history.locator("path.fill-mark").count()
+    table_before = history.inner_text()
+    # An open page with nothing happening causes no sync of its own (no point, no event to refresh on).
+    with tenant_context(desk_client.client):
+        points = BookHistoryPoint.objects.count()
+    time.sleep(1.5)
+    with tenant_context(desk_client.client):
+        assert BookHistoryPoint.objects.count() == points
+    page.locator("#book-history details summary").click()  # the numbers, open: they stay open
+    table_before = history.inner_text()
+    buy_futures(desk_client, 2, client_order_id=f"desk-chart-{time.monotonic_ns()}")  # syncs, and publishes
+    _wait_changed(history, table_before)
+    deadline = time.monotonic() + 5
+    while history.locator("path.fill-mark").count() <= fills_before:
+        assert time.monotonic() < deadline, page.locator("#history-summary").inner_text()
+        time.sleep(0.05)
+    assert page.locator("#book-history details").get_attribute("open") is not None
+    assert page.evaluate("document.activeElement.tagName") == "SUMMARY"  # and keep the focus
+    assert " buy 2 " in page.locator("#book-history details").inner_text()
+    _shot(page, "book-chart-1280")
+    page.context.close()
+
+
 def test_an_operator_halt_reaches_the_open_page_within_two_seconds_and_disables_approval(
         browser, server, desk_client, committed):
     proposal = _pending_hedge(desk_client, "halt-check")

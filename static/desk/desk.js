@@ -28,7 +28,12 @@
     var parsed = typeof html === "string" ? new DOMParser().parseFromString(html, "text/html") : html;
     var fresh = parsed.getElementById(id);
     if (!fresh) return;
-    if (current.contains(document.activeElement) && document.activeElement !== document.body) return;
+    var focused = document.activeElement;
+    var focusedSummary = -1;  // a disclosure's summary keeps its focus across a refresh
+    if (current.contains(focused) && focused !== document.body) {
+      if (focused.tagName !== "SUMMARY") return;  // never pull a control from under the trader
+      focusedSummary = Array.prototype.indexOf.call(current.querySelectorAll("summary"), focused);
+    }
     if (current.querySelector("dialog[open]")) return;
     var imported = document.importNode(fresh, true);
     // A disclosure the trader opened (a chart's numbers) stays open across a refresh.
@@ -37,6 +42,10 @@
       if (wasOpen[index] && wasOpen[index].open) details.open = true;
     });
     current.replaceWith(imported);
+    if (focusedSummary >= 0) {
+      var summary = imported.querySelectorAll("summary")[focusedSummary];
+      if (summary) summary.focus();
+    }
     enhance(document.getElementById(id));
   }
 
