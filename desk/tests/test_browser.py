@@ -32,7 +32,9 @@ CHROMIUM = os.environ.get("DESK_CHROMIUM", "/usr/bin/chromium")
 SHOTS = Path(settings.BASE_DIR) / ".artifacts" / "screenshots"
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
         "--disable-component-update", "--disable-sync"]
-ROOMY = {"max_net_delta": 200, "max_order_contracts": 20, "max_leg_contracts": 20, "max_orders_per_minute": 100}
+# A roomy daily loss too: every buy here pays half the spread and a commission, and the module buys often.
+ROOMY = {"max_net_delta": 200, "max_order_contracts": 20, "max_leg_contracts": 20, "max_orders_per_minute": 100,
+         "max_daily_loss": 100_000}
 AXE = Path(settings.BASE_DIR) / "static" / "vendor" / "axe-core-4.14.1.min.js"
 
 
