@@ -247,6 +247,8 @@ def history_chart(*, start: datetime, end: datetime, times: list[datetime], delt
     x_ticks = []
     for stamp in range(int(first), int(end.timestamp()) + 1, step):
         moment = datetime.fromtimestamp(stamp, tz=start.tzinfo)
-        x_ticks.append({"x": round(sx(moment), 1), "label": moment.strftime("%H:%M")})
+        x = sx(moment)
+        anchor = "end" if x > width - HISTORY_RIGHT - 20 else "start" if x < HISTORY_LEFT + 20 else "middle"
+        x_ticks.append({"x": round(x, 1), "label": moment.strftime("%H:%M"), "anchor": anchor})
     return HistoryChart(width=width, left=HISTORY_LEFT, right=HISTORY_RIGHT, x_ticks=x_ticks, delta=delta_panel,
                         pnl=pnl_panel)
