@@ -23,6 +23,8 @@ bench: $(STAMP)
 	$(VENV)/bin/python -m bench.agent_cycle_bench
 	$(VENV)/bin/python -m tradingplatform.devstack exec -- $(VENV)/bin/python -m bench.agent_cycle_bench --service
 	$(VENV)/bin/python -m tradingplatform.devstack exec -- $(VENV)/bin/python -m bench.stream_latency_bench
+	$(VENV)/bin/python -m tradingplatform.devstack exec -- $(VENV)/bin/python -m bench.desk_book_bench
+	$(VENV)/bin/python -m tradingplatform.devstack exec -- $(VENV)/bin/python -m bench.desk_live_bench
 
 install: $(STAMP)
 

@@ -239,3 +239,23 @@ def _uuid_or_none(value: Any) -> uuid.UUID | None:
         return uuid.UUID(str(value))
     except ValueError:
         return None
+
+
+def agent_band_history(*, start: datetime, end: datetime) -> list[tuple[datetime, float, float]]:
+    """The hedge band the agent's decisions used from `start` to `end`: (from when, target delta,
+    half-width) oldest first, the last decision before `start` included (it held at `start`).
+    Decisions without a band (no quote, unknown gamma) do not change it."""
+    decisions = AgentDecision.objects.filter(metrics__band_half_width__isnull=False)
+    before = decisions.filter(created_at__lt=start).order_by("-created_at", "-id").first()
+    rows = [*([before] if before else []),
+            *decisions.filter(created_at__gte=start, created_at__lt=end).order_by("created_at", "id")]
+    band = []
+    for row in rows:
+        try:
+            target, half = float(row.metrics["target_delta"]), float(row.metrics["band_half_width"])
+        except (KeyError, TypeError, ValueError):
+            continue
+        if band and (band[-1][1], band[-1][2]) == (target, half):
+            continue  # unchanged: one span
+        band.append((max(row.created_at, start), target, half))
+    return band

@@ -8,8 +8,9 @@ and countdowns on top.
 """
 from __future__ import annotations
 
+import math
 import uuid
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.contrib import messages
@@ -25,11 +26,22 @@ from django_tenants.utils import tenant_context
 
 from agents import services as agent_services
 from agents.models import Proposal
-from agents.selectors import agent_status_get, book_scenario, proposal_effective_status, proposals_list
+from agents.parameters import ParameterError
+from agents.selectors import (
+    agent_band_history,
+    agent_parameters_get,
+    agent_status_get,
+    book_scenario,
+    proposal_effective_status,
+    proposals_list,
+)
 from brokers.domain import BrokerError
+from brokers.selectors import fills_newest_first
 from brokers.services import broker_session
 from desk import presenters
-from risk.services import ExecutionHalted, book_sync
+from risk.models import BookHistoryPoint
+from risk.selectors import book_history_list, book_value_stored, trading_day_start_get
+from risk.services import ExecutionHalted
 from tenants import services as tenant_services
 from tenants.models import Membership
 from tenants.resolution import ClientScopedPageView
@@ -132,7 +144,6 @@ class BookView(ClientScopedPageView):
 
 
 def _book_context(request: HttpRequest, access) -> dict[str, Any]:
-    client = access.client
     now = timezone.now()
     context = _page_context(request, access, now, active="book")
     status = context["status"]
@@ -148,10 +159,12 @@ def _book_context(request: HttpRequest, access) -> dict[str, Any]:
         presenters.Usage("Orders in the last minute", presenters.number(usage["orders_last_minute"]),
                          presenters.number(limits["max_orders_per_minute"]), "orders"),
     ]
+    context["history"] = _history(limits, now)
     try:
         with broker_session() as broker:
-            snapshot = book_sync(client=client, broker=broker)
-            valuation = snapshot.valuation
+            # The book as last synced, valued at fresh quotes: a page view writes nothing (a sync
+            # here would publish the very `greeks` event the open page refreshes on).
+            valuation = book_value_stored(broker=broker)
             context["risk_graph"] = _risk_graph(request, valuation, broker, now)
     except BrokerError as exc:
         context["broker_error"] = exc.message
@@ -160,6 +173,56 @@ def _book_context(request: HttpRequest, access) -> dict[str, Any]:
     context["net"] = valuation.net
     context["unrealized_pnl"] = valuation.unrealized_pnl
     return context
+
+
+HISTORY_MIN_HOURS = 1  # the chart shows the trading day so far, and at least this much
+HISTORY_POINTS = 240  # about this many steps across it
+
+
+def _history(limits: dict[str, Any], now: datetime) -> dict[str, Any]:
+    """The book's history since the trading day began: net delta of the agent's underlying with
+    its band, the limit lines and the fills, and today's P&L under it; the same numbers as rows."""
+    start = min(trading_day_start_get(now), now - timedelta(hours=HISTORY_MIN_HOURS))
+    end = now + timedelta(seconds=1)
+    step = max(math.ceil((end - start).total_seconds() / HISTORY_POINTS), 10)
+    try:
+        underlying = agent_parameters_get().underlying
+    except ParameterError:
+        underlying = None
+    points = book_history_list(start=start, end=end, step_seconds=step)
+    book = [p for p in points if p.underlying == BookHistoryPoint.BOOK]
+    by_time = {p.at: p for p in points if p.underlying == underlying}
+    if not by_time:  # nothing of the agent's underlying: the whole book's delta
+        underlying, by_time = None, {p.at: p for p in book}
+    bands = [presenters.BandSpan(at, target, half) for at, target, half in agent_band_history(start=start, end=now)]
+    fills = [presenters.FillMark(fill.executed_at, fill.side, fill.quantity,
+                                 f"{fill.executed_at:%H:%M:%S} {fill.side.lower()} {fill.quantity} "
+                                 f"{fill.instrument_key} at {fill.price.normalize():f}")
+             for fill in reversed(fills_newest_first().filter(executed_at__gte=start, executed_at__lte=end)[:200])]
+    times = [p.at for p in book]
+    deltas = [by_time[t].net_delta if t in by_time else None for t in times]
+    pnls = [presenters.number(p.daily_pnl) for p in book]
+    chart = presenters.history_chart(
+        start=start, end=end, times=times, delta=deltas, pnl=pnls, bands=bands,
+        max_net_delta=presenters.number(limits.get("max_net_delta")),
+        max_daily_loss=presenters.number(limits.get("max_daily_loss")), fills=fills,
+    )
+    # The table's cells as text here: a day of points through template filters costs more than the page.
+    rows, band_index = [], 0
+    for moment, delta, point in zip(times, deltas, book, strict=True):
+        while band_index + 1 < len(bands) and bands[band_index + 1].start <= moment:
+            band_index += 1
+        band = bands[band_index] if bands and bands[band_index].start <= moment else None
+        rows.append({"at": f"{moment:%H:%M:%S}", "delta": _text(delta, "{:.2f}"),
+                     "band": f"{band.target:.2f} ± {band.half_width:.2f}" if band else "—",
+                     "daily_pnl": _text(point.daily_pnl, "{}"), "unrealized_pnl": _text(point.unrealized_pnl, "{}"),
+                     "delta_value": delta, "daily_pnl_value": point.daily_pnl})
+    return {"chart": chart, "rows": rows[::-1], "fills": fills[::-1], "start": start, "step": step,
+            "underlying": underlying, "band": bands[-1] if bands else None, "latest": rows[-1] if rows else None}
+
+
+def _text(value, pattern: str) -> str:
+    return "—" if value is None else pattern.format(value)
 
 
 def _leg_row(leg, now: datetime) -> dict[str, Any]:

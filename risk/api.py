@@ -1,4 +1,4 @@
-"""Thin views: the operator's halts (X-Admin-Key) and the owner's circuit breaker reset."""
+"""Thin views: the operator's halts (X-Admin-Key), the owner's circuit breaker reset, the book's history."""
 from __future__ import annotations
 
 from django_tenants.utils import tenant_context
@@ -12,6 +12,8 @@ from brokers.selectors import orders_list
 from brokers.serializers import BrokerErrorSerializer, OrderSerializer
 from risk import selectors, services
 from risk.serializers import (
+    BookHistoryQuerySerializer,
+    BookHistorySerializer,
     BreakerResetRequestSerializer,
     HaltRequestSerializer,
     HaltStateSerializer,
@@ -147,3 +149,18 @@ class OrderCancelView(ClientScopedAPIView):
             return Response({"detail": str(exc), "code": "order_not_working",
                              "order": OrderSerializer(exc.order).data}, status=status.HTTP_409_CONFLICT)
         return Response(OrderSerializer(order).data)
+
+
+class BookHistoryView(ClientScopedAPIView):
+    """The book's net greeks and P&L over time, as stored at each book sync."""
+
+    @extend_schema(parameters=[BookHistoryQuerySerializer], responses={200: BookHistorySerializer}, tags=["risk"])
+    def get(self, request: Request, client_id: str) -> Response:
+        query = BookHistoryQuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        params = query.validated_data
+        points = selectors.book_history_list(start=params["from"], end=params["to"], step_seconds=params["step"],
+                                             underlying=params["underlying"])
+        body = {"client_id": client_id, "from": params["from"], "to": params["to"], "step": params["step"],
+                "points": points}
+        return Response(BookHistorySerializer(body).data)

@@ -43,3 +43,27 @@ class RiskDecisionRecord(models.Model):
 
     class Meta:
         ordering = ["-created_at", "-id"]
+
+
+class BookHistoryPoint(models.Model):
+    """The book's net greeks and P&L at one sync: one row per underlying product, and one for the
+    whole book (`underlying` = BOOK). Written by risk.services.book_history_record at every book
+    sync, thinned and dropped by book_history_compact (settings BOOK_HISTORY_*)."""
+
+    BOOK = ""  # the row of the whole book (every underlying)
+
+    at = models.DateTimeField()
+    underlying = models.CharField(max_length=16, blank=True)
+    net_delta = models.FloatField(null=True)  # underlying-contract equivalents
+    net_gamma = models.FloatField(null=True)
+    net_vega = models.FloatField(null=True)
+    net_theta = models.FloatField(null=True)
+    unrealized_pnl = models.DecimalField(max_digits=16, decimal_places=2, null=True)  # of the open legs, USD
+    # The book row only (None per underlying): as the daily-loss rule counts them.
+    realized_pnl_today = models.DecimalField(max_digits=16, decimal_places=2, null=True)
+    daily_pnl = models.DecimalField(max_digits=16, decimal_places=2, null=True)  # realized + unrealized today
+    open_legs = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        ordering = ["at", "id"]
+        indexes = [models.Index(fields=["underlying", "at"], name="risk_history_underlying_at")]

@@ -23,13 +23,14 @@ from decimal import Decimal
 from typing import Any
 
 from django.conf import settings
-from django.db.models import Sum
+from django.db.models import F, Sum
+from django.db.models.expressions import RawSQL
 from django.utils import timezone
 
 from brokers.models import Fill as FillRow
 from risk import governor
 from risk.limits import LIMIT_BOUNDS, Number, RiskLimits, ceiling_errors, risk_limits_from_json
-from risk.models import RiskDecisionRecord, RiskStateRecord
+from risk.models import BookHistoryPoint, RiskDecisionRecord, RiskStateRecord
 from risk.sessions import MarketHours
 from tenants.models import Client, PlatformControl
 from tradingplatform.serialization import finite_or_none
@@ -219,3 +220,48 @@ def risk_limits_describe() -> list[dict[str, Any]]:
              "min_inclusive": True, "nullable": False, "unit": bound.unit, "help": bound.help,
              "type": "integer" if bound.kind is int else "money" if bound.kind is Decimal else "number"}
             for bound in LIMIT_BOUNDS]
+
+
+# ---------------------------------------------------------------------------------------------
+# The book's history (risk.models.BookHistoryPoint)
+
+
+def book_history_keep_ids(*, start: datetime, end: datetime, step_seconds: int) -> RawSQL:
+    """The ids of the last point of each step per underlying in [start, end), steps aligned on the
+    epoch: an expression for `pk__in=` (one subquery, however many points)."""
+    table = BookHistoryPoint._meta.db_table
+    bucket = "floor(extract(epoch FROM at) / %s)"
+    return RawSQL(
+        f"SELECT DISTINCT ON (underlying, {bucket}) id FROM {table} WHERE at >= %s AND at < %s "
+        f"ORDER BY underlying, {bucket}, at DESC, id DESC",
+        (float(step_seconds), start, end, float(step_seconds)),
+    )
+
+
+def book_history_list(*, start: datetime, end: datetime, step_seconds: int,
+                      underlying: str | None = None) -> list[BookHistoryPoint]:
+    """The book's net greeks and P&L from `start` (inclusive) to `end` (exclusive), the last point
+    of each `step_seconds` step per underlying, oldest first. `underlying`: one product's points
+    (BookHistoryPoint.BOOK, "", for the whole book's), or None for all of them."""
+    points = BookHistoryPoint.objects.filter(pk__in=book_history_keep_ids(start=start, end=end,
+                                                                          step_seconds=step_seconds))
+    if underlying is not None:
+        points = points.filter(underlying=underlying)
+    return list(points.order_by("at", F("underlying").asc(), "id"))
+
+
+def book_value_stored(*, broker):
+    """The book as last synced (the stored positions) valued with fresh quotes: no write and no
+    event, for a page that re-renders on the `greeks` event (a page view that synced would publish
+    the event it refreshes on, and refresh for ever). The syncs that store the book: the agent's
+    cycles, the scheduled sync, every order, the positions API."""
+    from brokers.codec import instrument_from_json
+    from brokers.domain import Position
+    from brokers.models import Position as PositionRow
+    from brokers.services import quotes_for
+    from risk.book import value_book
+
+    positions = [Position(instrument_from_json(row.instrument), row.quantity, float(row.average_price))
+                 for row in PositionRow.objects.order_by("instrument_key")]
+    quotes = quotes_for(broker=broker, instruments=[position.instrument for position in positions])
+    return value_book(positions, quotes, now=timezone.now(), rate=settings.RISK_FREE_RATE)

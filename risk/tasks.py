@@ -24,3 +24,22 @@ def book_sync_task(client_id: str) -> bool:
         raise RuntimeError(f"book sync for {client_id} ran in schema {connection.schema_name}")
     with log_context(client_id=client_id):
         return client_book_sync(client=client)
+
+
+@app.task(name="risk.book_history_compact_all", ignore_result=True)
+def book_history_compact_all_task() -> list[str]:
+    from risk.services import book_history_compact_schedule
+
+    return book_history_compact_schedule()
+
+
+@app.task(name="risk.book_history_compact", ignore_result=True)
+def book_history_compact_task(client_id: str) -> dict[str, int]:
+    from risk.services import book_history_compact
+
+    client = Client.objects.get(client_id=client_id)
+    if connection.schema_name != client.schema_name:
+        raise RuntimeError(f"book history compaction for {client_id} ran in schema {connection.schema_name}")
+    with log_context(client_id=client_id):
+        result = book_history_compact()
+    return {"thinned": result.thinned, "expired": result.expired}

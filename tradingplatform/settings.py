@@ -207,8 +207,17 @@ BOOK_SYNC_SECONDS = env.float("BOOK_SYNC_SECONDS", default=60.0)
 # Seconds between the scheduler's looks at which agents are due a cycle (each agent's own interval
 # is its `cycle_interval_seconds` parameter; a cycle starts at most this late).
 AGENT_SCHEDULER_TICK_SECONDS = env.float("AGENT_SCHEDULER_TICK_SECONDS", default=5.0)
+# The history of each book's net greeks and P&L (one point per underlying at every book sync):
+# points older than BOOK_HISTORY_COMPACT_AFTER_HOURS keep only the last of each
+# BOOK_HISTORY_COMPACT_STEP_MINUTES, points older than BOOK_HISTORY_RETENTION_DAYS are dropped;
+# the compaction runs every BOOK_HISTORY_COMPACT_SECONDS (beat).
+BOOK_HISTORY_RETENTION_DAYS = env.int("BOOK_HISTORY_RETENTION_DAYS", default=90)
+BOOK_HISTORY_COMPACT_AFTER_HOURS = env.int("BOOK_HISTORY_COMPACT_AFTER_HOURS", default=24)
+BOOK_HISTORY_COMPACT_STEP_MINUTES = env.int("BOOK_HISTORY_COMPACT_STEP_MINUTES", default=5)
+BOOK_HISTORY_COMPACT_SECONDS = env.float("BOOK_HISTORY_COMPACT_SECONDS", default=3600.0)
 CELERY_BEAT_SCHEDULE = {
     "sync-every-book": {"task": "risk.books_sync_all", "schedule": BOOK_SYNC_SECONDS},
+    "compact-book-history": {"task": "risk.book_history_compact_all", "schedule": BOOK_HISTORY_COMPACT_SECONDS},
     "schedule-agent-cycles": {"task": "agents.cycles_schedule", "schedule": AGENT_SCHEDULER_TICK_SECONDS},
 }
 

@@ -32,7 +32,9 @@ CHROMIUM = os.environ.get("DESK_CHROMIUM", "/usr/bin/chromium")
 SHOTS = Path(settings.BASE_DIR) / ".artifacts" / "screenshots"
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
         "--disable-component-update", "--disable-sync"]
-ROOMY = {"max_net_delta": 200, "max_order_contracts": 20, "max_leg_contracts": 20, "max_orders_per_minute": 100}
+# A roomy daily loss too: every buy here pays half the spread and a commission, and the module buys often.
+ROOMY = {"max_net_delta": 200, "max_order_contracts": 20, "max_leg_contracts": 20, "max_orders_per_minute": 100,
+         "max_daily_loss": 100_000}
 AXE = Path(settings.BASE_DIR) / "static" / "vendor" / "axe-core-4.14.1.min.js"
 
 
@@ -167,6 +169,36 @@ def test_a_trader_logs_in_sees_the_book_and_it_moves_without_a_reload(browser, s
     after = _wait_changed(page.locator("#book-live"), before)
     assert "+9" in page.locator("#positions").inner_text(), after  # the positions moved too
     _shot(page, "book-1280")
+    page.context.close()
+
+
+def test_the_day_s_chart_moves_without_a_reload_after_a_trade_and_the_page_does_not_refresh_itself(
+        browser, server, desk_client, committed):
+    from risk.models import BookHistoryPoint
+
+    page = _page(browser, server, desk_client.trader)
+    _wait_live(page)
+    history = page.locator("#book-history")
+    fills_before = history.locator("path.fill-mark").count()
+    table_before = history.inner_text()
+    # An open page with nothing happening causes no sync of its own (no point, no event to refresh on).
+    with tenant_context(desk_client.client):
+        points = BookHistoryPoint.objects.count()
+    time.sleep(1.5)
+    with tenant_context(desk_client.client):
+        assert BookHistoryPoint.objects.count() == points
+    page.locator("#book-history details summary").click()  # the numbers, open: they stay open
+    table_before = history.inner_text()
+    buy_futures(desk_client, 2, client_order_id=f"desk-chart-{time.monotonic_ns()}")  # syncs, and publishes
+    _wait_changed(history, table_before)
+    deadline = time.monotonic() + 5
+    while history.locator("path.fill-mark").count() <= fills_before:
+        assert time.monotonic() < deadline, page.locator("#history-summary").inner_text()
+        time.sleep(0.05)
+    assert page.locator("#book-history details").get_attribute("open") is not None
+    assert page.evaluate("document.activeElement.tagName") == "SUMMARY"  # and keep the focus
+    assert " buy 2 " in page.locator("#book-history details").inner_text()
+    _shot(page, "book-chart-1280")
     page.context.close()
 
 

@@ -171,3 +171,28 @@ def test_an_owner_reviews_a_diff_then_saves_and_a_viewer_only_reads(alpha):
     assert browser.post("/desk/alpha/mode", {"mode": "sideways"}).status_code == 400
     assert browser.post("/desk/alpha/breaker/reset", {"note": "ok"}).status_code == 409  # not tripped
     assert _logged_in(alpha.trader).post("/desk/alpha/broker/test").status_code == 302
+
+
+def test_the_book_shows_the_day_s_delta_band_limits_fills_and_p_and_l_in_the_chart_and_in_words(alpha):
+    from risk.models import BookHistoryPoint
+
+    _pending_hedge(alpha)  # a fill, syncs (history points) and a decision with its band
+    browser = _logged_in(alpha.trader)
+    with tenant_context(alpha.client):
+        points_before = BookHistoryPoint.objects.count()
+    text = browser.get("/desk/alpha/").content.decode()
+    history = text[text.index('<section id="book-history"'):text.index('<div id="book-positions">')]
+    assert "Today: net delta (ES) and P&amp;L" in history
+    assert 'class="line line-delta"' in history and 'class="line line-pnl"' in history
+    assert 'class="band"' in history and "band 0.00 ± " in history  # the agent's band, drawn and said
+    assert "limit ±50" in history  # ROOMY_LIMITS' max net delta
+    assert 'class="fill-mark fill-buy"' in history and " buy 4 " in history  # the fill, drawn and listed
+    assert re.search(r"<th scope=\"row\">\d\d:\d\d:\d\d</th><td class=\"num\">4\.00</td>", history), history[-3000:]
+    assert "style=" not in history and "<script" not in history  # CSP 'self': classes only
+    with tenant_context(alpha.client):  # rendering the page synced nothing (no event, no point)
+        assert BookHistoryPoint.objects.count() == points_before
+
+
+def test_a_viewer_s_book_page_without_any_history_says_so(alpha):
+    text = _logged_in(alpha.viewer).get("/desk/alpha/").content.decode()
+    assert "No history yet: a point is recorded at every book sync." in text

@@ -11,6 +11,8 @@
   var attempts = 0;
   var pollTimer = null;
   var staleSince = null;
+  // The book page's regions the greeks and fills move: risk against limits, the day's chart, positions.
+  var BOOK_REGIONS = ["book-live", "book-history", "book-positions"];
 
   function setStatus(state, text) {
     if (!statusEl) return;
@@ -23,12 +25,27 @@
   function replaceById(id, html) {
     var current = document.getElementById(id);
     if (!current) return;
-    var parsed = new DOMParser().parseFromString(html, "text/html");
+    var parsed = typeof html === "string" ? new DOMParser().parseFromString(html, "text/html") : html;
     var fresh = parsed.getElementById(id);
     if (!fresh) return;
-    if (current.contains(document.activeElement) && document.activeElement !== document.body) return;
+    var focused = document.activeElement;
+    var focusedSummary = -1;  // a disclosure's summary keeps its focus across a refresh
+    if (current.contains(focused) && focused !== document.body) {
+      if (focused.tagName !== "SUMMARY") return;  // never pull a control from under the trader
+      focusedSummary = Array.prototype.indexOf.call(current.querySelectorAll("summary"), focused);
+    }
     if (current.querySelector("dialog[open]")) return;
-    current.replaceWith(document.importNode(fresh, true));
+    var imported = document.importNode(fresh, true);
+    // A disclosure the trader opened (a chart's numbers) stays open across a refresh.
+    var wasOpen = current.querySelectorAll("details");
+    imported.querySelectorAll("details").forEach(function (details, index) {
+      if (wasOpen[index] && wasOpen[index].open) details.open = true;
+    });
+    current.replaceWith(imported);
+    if (focusedSummary >= 0) {
+      var summary = imported.querySelectorAll("summary")[focusedSummary];
+      if (summary) summary.focus();
+    }
     enhance(document.getElementById(id));
   }
 
@@ -39,20 +56,33 @@
       .then(function (html) { if (html) replaceById(id, html); });
   }
 
-  function refreshPageRegion(id) {
-    if (!document.getElementById(id)) return Promise.resolve();
+  // The page's own regions, fetched once for all of them. One fetch at a time: events that come
+  // while one is in flight ask for one more after it, not one each.
+  var pending = {}, inFlight = false;
+  function refreshPageRegion(ids) {
+    (typeof ids === "string" ? [ids] : ids).forEach(function (id) {
+      if (document.getElementById(id)) pending[id] = true;
+    });
+    if (inFlight || !Object.keys(pending).length) return Promise.resolve();
+    var wanted = Object.keys(pending);
+    pending = {};
+    inFlight = true;
     return fetch(window.location.href, {credentials: "same-origin"})
       .then(function (r) { return r.ok ? r.text() : ""; })
-      .then(function (html) { if (html) replaceById(id, html); });
+      .then(function (html) {
+        if (!html) return;
+        var parsed = new DOMParser().parseFromString(html, "text/html");
+        wanted.forEach(function (id) { replaceById(id, parsed); });
+        body.dispatchEvent(new CustomEvent("desk:refreshed", {detail: wanted}));
+      })
+      .catch(function () { /* the next event or poll tries again */ })
+      .then(function () { inFlight = false; if (Object.keys(pending).length) refreshPageRegion([]); });
   }
 
   function refreshAll() {
     refreshFragment("banner", "state-banner");
     refreshFragment("badge", "pending-badge");
-    refreshPageRegion("book-live");
-    refreshPageRegion("proposal-list");
-    refreshPageRegion("chat-log");
-    refreshPageRegion("orders-live");
+    refreshPageRegion(BOOK_REGIONS.concat(["proposal-list", "chat-log", "orders-live"]));
   }
 
   function onEvent(event) {
@@ -78,8 +108,7 @@
       case "greeks":
       case "trade":
       case "position":
-        refreshPageRegion("book-live");
-        if (event.type === "trade") refreshPageRegion("orders-live");
+        refreshPageRegion(event.type === "trade" ? BOOK_REGIONS.concat(["orders-live"]) : BOOK_REGIONS);
         break;
       case "order":
         refreshPageRegion("orders-live");

@@ -74,3 +74,21 @@ def test_an_oversized_body_answers_the_json_error(api, alpha):
     assert response.json()["code"] == "request_too_large"
     admin = api.generic("POST", "/admin/login/", "a=" + "x" * 2000, content_type="application/x-www-form-urlencoded")
     assert admin.status_code == 413 and admin.json()["code"] == "request_too_large"
+
+
+def test_a_worker_imports_the_api_serializers_before_any_url_conf():
+    """A Celery worker publishing a proposal imports the serializers, and so tradingplatform.api,
+    without the URL conf loaded: the parser the settings name must not import its own module
+    half-initialized (it did: rest_framework.views, imported at the top, reads the setting)."""
+    import os
+    import subprocess
+    import sys
+
+    from django.conf import settings
+
+    code = ("import django; django.setup(); import agents.serializers, risk.serializers; "
+            "from rest_framework.views import APIView; print(APIView.parser_classes[0].__module__)")
+    result = subprocess.run([sys.executable, "-c", code], cwd=settings.BASE_DIR, env=dict(os.environ),
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip().endswith("tradingplatform.api")
