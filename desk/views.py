@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import uuid
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -172,6 +173,11 @@ def _book_context(request: HttpRequest, access) -> dict[str, Any]:
     context["legs"] = [_leg_row(leg, now) for leg in valuation.legs]
     context["net"] = valuation.net
     context["unrealized_pnl"] = valuation.unrealized_pnl
+    # One source for one page: the bars read the same valuation as the greeks and the positions
+    # (the live state behind `status` can be a sync behind them).
+    usages = context["usages"]
+    usages[0] = replace(usages[0], value=presenters.number(valuation.net_delta))
+    usages[1] = replace(usages[1], value=float(len([leg for leg in valuation.legs if leg.quantity])))
     return context
 
 

@@ -9,6 +9,7 @@ from django.http import Http404
 from rest_framework import exceptions, serializers, status
 from rest_framework.pagination import LimitOffsetPagination
 from rest_framework.response import Response
+from rest_framework.views import exception_handler as drf_exception_handler
 
 from brokers.domain import BrokerError
 
@@ -58,11 +59,6 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
         exc = exceptions.NotFound()
     elif isinstance(exc, PermissionDenied):
         exc = exceptions.PermissionDenied()
-    # Imported here: rest_framework.views reads DEFAULT_PARSER_CLASSES, which names this module's
-    # JSONParser, so importing it at the top made this module import itself half-initialized
-    # whenever it was imported before the URL conf (a Celery worker publishing a proposal).
-    from rest_framework.views import exception_handler as drf_exception_handler
-
     response = drf_exception_handler(exc, context)
     if response is None:
         return None

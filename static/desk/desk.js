@@ -106,6 +106,9 @@
         onAgentMessage(event.data || {});
         break;
       case "greeks":
+        writeGreeks(event.data || {});
+        refreshPageRegion(BOOK_REGIONS);
+        break;
       case "trade":
       case "position":
         refreshPageRegion(event.type === "trade" ? BOOK_REGIONS.concat(["orders-live"]) : BOOK_REGIONS);
@@ -114,6 +117,21 @@
         refreshPageRegion("orders-live");
         break;
     }
+  }
+
+  // A greeks event carries the numbers: they are written at once, and the regions that depend on
+  // more than the event (positions, the chart) follow with the page's own rendering.
+  function writeGreeks(data) {
+    (data.by_underlying || []).forEach(function (entry) {
+      ["delta", "gamma", "vega", "theta"].forEach(function (name) {
+        document.querySelectorAll('[data-live^="' + entry.underlying + ":" + name + ':"]').forEach(function (el) {
+          var value = entry[name];
+          var decimals = parseInt(el.dataset.live.split(":")[2], 10) || 2;
+          el.textContent = (typeof value === "number") ? value.toFixed(decimals) : "—";
+        });
+      });
+    });
+    body.dispatchEvent(new CustomEvent("desk:numbers", {detail: data}));
   }
 
   // The agent's reply appears as it streams; once done, the server's rendering (with any

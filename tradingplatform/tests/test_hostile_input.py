@@ -78,8 +78,9 @@ def test_an_oversized_body_answers_the_json_error(api, alpha):
 
 def test_a_worker_imports_the_api_serializers_before_any_url_conf():
     """A Celery worker publishing a proposal imports the serializers, and so tradingplatform.api,
-    without the URL conf loaded: the parser the settings name must not import its own module
-    half-initialized (it did: rest_framework.views, imported at the top, reads the setting)."""
+    without the URL conf loaded: the parser the settings name lives in a module of its own
+    (tradingplatform.parsers), so rest_framework.views, which reads the setting while it is
+    imported, never meets a half-initialized tradingplatform.api."""
     import os
     import subprocess
     import sys
@@ -91,4 +92,4 @@ def test_a_worker_imports_the_api_serializers_before_any_url_conf():
     result = subprocess.run([sys.executable, "-c", code], cwd=settings.BASE_DIR, env=dict(os.environ),
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr[-2000:]
-    assert result.stdout.strip().endswith("tradingplatform.api")
+    assert result.stdout.strip().endswith("tradingplatform.parsers")
