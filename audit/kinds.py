@@ -59,6 +59,7 @@ PROPOSAL_EXPIRED = "proposal.expired"
 PROPOSAL_SUPERSEDED = "proposal.superseded"
 PROPOSAL_EXECUTED = "proposal.executed"
 PROPOSAL_BLOCKED = "proposal.blocked"
+PROPOSAL_HALTED = "proposal.halted"  # an approval refused by a halt after its claim: back to pending
 PROPOSAL_FAILED = "proposal.failed"
 
 
