@@ -139,7 +139,11 @@ class ClientsView(LoginRequiredMixin, View):
             return redirect("desk-book", client_id=accesses[0].client.client_id)
         now = timezone.now()
         rows = []
+        verified = mfa.session_used_second_factor(request.session, request.user)
         for access in accesses:
+            if reason := mfa.mfa_missing_reason(user=request.user, verified=verified, client=access.client):
+                rows.append({"client": access.client, "role": access.role, "mfa_required": reason})
+                continue  # nothing of the client's book without the second factor its policy asks for
             with tenant_context(access.client):
                 status = agent_status_get(client=access.client)
             rows.append(_client_row(access, status, now))

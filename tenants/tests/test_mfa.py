@@ -260,7 +260,7 @@ def test_an_owner_makes_2fa_mandatory_for_the_team_and_members_without_it_get_40
     assert stream_access_verdict(raw_token=otp_token, client_id="alpha") is None
 
 
-def test_the_desk_asks_for_the_code_and_enforces_the_clients_policy(alpha):
+def test_the_desk_asks_for_the_code_and_enforces_the_clients_policy(alpha, beta):
     from tenants.mfa import client_mfa_policy_set
 
     client_mfa_policy_set(client=alpha.client, required=True, actor=alpha.owner, actor_verified=True)
@@ -269,6 +269,13 @@ def test_the_desk_asks_for_the_code_and_enforces_the_clients_policy(alpha):
     assert browser.post("/login", {"username": "alpha-viewer", "password": PASSWORD}).status_code == 302
     page = browser.get("/desk/alpha/")
     assert page.status_code == 403 and b'data-code="mfa_required"' in page.content
+    # nor does the list of their clients show that client's book
+    from tenants.services import membership_set
+
+    membership_set(client=beta.client, user=alpha.viewer, role="viewer")
+    home = browser.get("/")
+    assert home.status_code == 200 and b'data-code="mfa_required"' in home.content
+    assert home.content.count(b'data-code="mfa_required"') == 1  # beta's row is whole
 
     device, _ = _enrolled(alpha.trader)
     browser = Browser()
