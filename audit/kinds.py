@@ -16,6 +16,13 @@ AUTH_LOGOUT = "auth.logout"
 AUTH_LOCKOUT = "auth.lockout"
 AUTH_TOKENS_REVOKED = "auth.tokens_revoked"
 AUTH_PASSWORD_CHANGED = "auth.password_changed"
+AUTH_MFA_ENROLLED = "auth.mfa_enrolled"  # a TOTP secret issued, not yet confirmed
+AUTH_MFA_CONFIRMED = "auth.mfa_confirmed"  # confirmed with a code; recovery codes issued
+AUTH_MFA_DISABLED = "auth.mfa_disabled"  # by the user, with a code
+AUTH_MFA_RESET = "auth.mfa_reset"  # by an operator (console, management command)
+AUTH_MFA_RECOVERY_USED = "auth.mfa_recovery_used"
+
+CLIENT_MFA_POLICY_CHANGED = "client.mfa_policy_changed"
 
 TEAM_MEMBER_ADDED = "team.member_added"
 TEAM_ROLE_CHANGED = "team.role_changed"
@@ -54,6 +61,7 @@ PROPOSAL_EXPIRED = "proposal.expired"
 PROPOSAL_SUPERSEDED = "proposal.superseded"
 PROPOSAL_EXECUTED = "proposal.executed"
 PROPOSAL_BLOCKED = "proposal.blocked"
+PROPOSAL_HALTED = "proposal.halted"  # an approval refused by a halt after its claim: back to pending
 PROPOSAL_FAILED = "proposal.failed"
 
 

@@ -43,6 +43,7 @@ from desk import presenters
 from risk.models import BookHistoryPoint
 from risk.selectors import book_history_list, book_value_stored, trading_day_start_get
 from risk.services import ExecutionHalted
+from tenants import mfa
 from tenants import services as tenant_services
 from tenants.models import Membership
 from tenants.resolution import ClientScopedPageView
@@ -57,7 +58,9 @@ PROPOSAL_TABS = ("pending", "executed", "rejected", "expired", "failed", "all")
 
 
 class LoginView(View):
-    """Members of any role log in here; the same throttle as the API's login."""
+    """Members of any role log in here; the same throttle as the API's login. A user with
+    two-factor authentication gets a second form for the code (the API's signed login token in a
+    hidden field); the session then remembers the verified device (django-otp)."""
 
     def get(self, request: HttpRequest) -> HttpResponse:
         if request.user.is_authenticated:
@@ -65,6 +68,8 @@ class LoginView(View):
         return render(request, "desk/login.html", {"next": request.GET.get("next", "")})
 
     def post(self, request: HttpRequest) -> HttpResponse:
+        if "mfa_token" in request.POST:
+            return self._second_step(request)
         username = request.POST.get("username", "").strip()
         password = request.POST.get("password", "")
         context: dict[str, Any] = {"next": request.POST.get("next", ""), "username": username}
@@ -83,7 +88,39 @@ class LoginView(View):
             tenant_services.login_failure_record(username=username, ip_address=ip_address, channel="desk")
             context["error"] = "Invalid username or password."
             return render(request, "desk/login.html", context, status=401)
+        if mfa.mfa_enabled(user=user):
+            return render(request, "desk/login.html",
+                          {"next": context["next"], "mfa_token": mfa.mfa_login_token_issue(user=user)})
         tenant_services.login_success_record(user=user, ip_address=ip_address, channel="desk")
+        login(request, user)
+        return redirect(_next_url(request))
+
+    def _second_step(self, request: HttpRequest) -> HttpResponse:
+        token = request.POST.get("mfa_token", "")
+        code = request.POST.get("code", "").strip()
+        context: dict[str, Any] = {"next": request.POST.get("next", ""), "mfa_token": token}
+        try:
+            user = mfa.mfa_login_token_user(token=token)
+        except mfa.MfaLoginTokenInvalid as exc:
+            return render(request, "desk/login.html", {"next": context["next"], "error": exc.message}, status=401)
+        if not code:
+            context["errors"] = {"code": ["Enter the code."]}
+            return render(request, "desk/login.html", context, status=400)
+        ip_address = client_ip(request)
+        username = user.get_username()
+        if wait := tenant_services.login_retry_after(username=username, ip_address=ip_address):
+            context["error"] = f"Too many failed attempts. Try again in {wait // 60 + 1} minutes."
+            response = render(request, "desk/login.html", context, status=429)
+            response["Retry-After"] = str(wait)
+            return response
+        verification = mfa.mfa_code_verify(user=user, code=code)
+        if verification is None:
+            tenant_services.login_failure_record(username=username, ip_address=ip_address, channel="desk-2fa")
+            context["errors"] = {"code": ["The code is not right (or was already used)."]}
+            return render(request, "desk/login.html", context, status=401)
+        tenant_services.login_success_record(user=user, ip_address=ip_address, channel="desk", second_factor=True)
+        user.backend = "django.contrib.auth.backends.ModelBackend"
+        user.otp_device = verification.device  # django-otp keeps it in the session at login
         login(request, user)
         return redirect(_next_url(request))
 
@@ -115,7 +152,11 @@ class ClientsView(LoginRequiredMixin, View):
             return redirect("desk-book", client_id=accesses[0].client.client_id)
         now = timezone.now()
         rows = []
+        verified = mfa.session_used_second_factor(request.session, request.user)
         for access in accesses:
+            if reason := mfa.mfa_missing_reason(user=request.user, verified=verified, client=access.client):
+                rows.append({"client": access.client, "role": access.role, "mfa_required": reason})
+                continue  # nothing of the client's book without the second factor its policy asks for
             with tenant_context(access.client):
                 status = agent_status_get(client=access.client)
             rows.append(_client_row(access, status, now))

@@ -2,46 +2,50 @@
 from __future__ import annotations
 
 from django import forms
-from django.contrib import admin
-from django.contrib.admin.forms import AdminAuthenticationForm
+from django.contrib import admin, messages
+from django.contrib.auth import get_user_model
+from django.contrib.auth.admin import UserAdmin
+from django_otp.plugins.otp_static.models import StaticDevice
+from django_otp.plugins.otp_totp.models import TOTPDevice
 
+from tenants.mfa import mfa_enabled, mfa_reset
 from tenants.models import Client, Domain, Membership
 from tenants.services import (
     OnboardingError,
     client_id_validate,
     client_onboard,
-    login_failure_record,
-    login_retry_after,
-    login_success_record,
     membership_remove,
     membership_set,
     owner_validate,
 )
-from tradingplatform.network import client_ip
+
+# A device's secret never shows in the console, and a reset goes through tenants.mfa (audited,
+# every token revoked): django-otp's own pages come down, a user action takes their place.
+for _model in (TOTPDevice, StaticDevice):
+    if admin.site.is_registered(_model):
+        admin.site.unregister(_model)
 
 
-class ThrottledAdminAuthenticationForm(AdminAuthenticationForm):
-    """The console's login, under the same throttle as POST /auth/login: the same counters, the
-    same delays, the same audit events (channel "console")."""
-
-    def clean(self) -> dict:
-        username = self.cleaned_data.get("username") or ""
-        ip_address = client_ip(self.request) if self.request is not None else ""
-        if username and (wait := login_retry_after(username=username, ip_address=ip_address)):
-            raise forms.ValidationError(
-                f"Too many failed login attempts. Try again in {wait} seconds.", code="login_throttled")
-        try:
-            cleaned = super().clean()
-        except forms.ValidationError:
-            if username and self.user_cache is None:  # a wrong password, not a non-staff user
-                login_failure_record(username=username, ip_address=ip_address, channel="console")
-            raise
-        if self.user_cache is not None:
-            login_success_record(user=self.user_cache, ip_address=ip_address, channel="console")
-        return cleaned
+@admin.action(description="Reset two-factor authentication (a lost device: check who asks first)")
+def mfa_reset_action(modeladmin, request, queryset) -> None:
+    for user in queryset:
+        mfa_reset(user=user, actor=request.user.get_username(), reason="reset in the operator console")
+    modeladmin.message_user(request, f"Two-factor authentication reset for {queryset.count()} user(s); "
+                            "their tokens are revoked.", messages.SUCCESS)
 
 
-admin.site.login_form = ThrottledAdminAuthenticationForm
+class OperatorUserAdmin(UserAdmin):
+    actions = [mfa_reset_action]
+    list_display = [*UserAdmin.list_display, "two_factor"]
+
+    @admin.display(boolean=True, description="2FA")
+    def two_factor(self, user) -> bool:
+        return mfa_enabled(user=user)
+
+
+if admin.site.is_registered(get_user_model()):
+    admin.site.unregister(get_user_model())
+admin.site.register(get_user_model(), OperatorUserAdmin)
 
 
 class ClientOnboardingForm(forms.ModelForm):

@@ -34,6 +34,9 @@ class Client(TenantMixin):
     )
     name = models.CharField(max_length=200)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.ACTIVE)
+    # The owner's policy: every member (and operator) must have logged in with a second factor to
+    # reach this client's endpoints and pages (tenants.mfa; 403 `mfa_required` otherwise).
+    mfa_required = models.BooleanField(default=False)
     created_at = models.DateTimeField(auto_now_add=True)
 
     # Schemas are created explicitly by the onboarding service (cloned from the template), never

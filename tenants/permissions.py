@@ -1,13 +1,23 @@
-"""Who is an operator: a staff user's token, or the `X-Admin-Key` header."""
+"""Who is an operator: a staff user's token (with a second factor while MFA_REQUIRED_FOR_STAFF),
+or the `X-Admin-Key` header."""
 from __future__ import annotations
 
 import hmac
 
 from django.conf import settings
-from rest_framework import exceptions
+from rest_framework import exceptions, status
 from rest_framework.permissions import BasePermission
 
 ADMIN_KEY_HEADER = "X-Admin-Key"
+
+
+class MfaRequired(exceptions.APIException):
+    """403 `mfa_required`: this needs a login made with a second factor (a client's policy, or an
+    operator while MFA_REQUIRED_FOR_STAFF)."""
+
+    status_code = status.HTTP_403_FORBIDDEN
+    default_detail = "This needs a login with two-factor authentication."
+    default_code = "mfa_required"
 
 
 def admin_key_matches(presented: str) -> bool:
@@ -41,4 +51,10 @@ class IsOperator(BasePermission):
             raise exceptions.PermissionDenied(f"The {ADMIN_KEY_HEADER} header is not valid.")
         if not (request.user and request.user.is_authenticated):
             raise exceptions.NotAuthenticated()
-        return bool(request.user.is_staff)
+        if not request.user.is_staff:
+            return False
+        from tenants.mfa import mfa_missing_reason, token_used_second_factor
+
+        if reason := mfa_missing_reason(user=request.user, verified=token_used_second_factor(request.auth)):
+            raise MfaRequired(reason)
+        return True

@@ -24,7 +24,9 @@ from rest_framework_simplejwt.authentication import JWTAuthentication
 from rest_framework_simplejwt.exceptions import InvalidToken, TokenError
 
 from audit.rls import rls_context
+from tenants.mfa import mfa_missing_reason, session_used_second_factor, token_used_second_factor
 from tenants.models import Membership
+from tenants.permissions import MfaRequired
 from tenants.selectors import ClientAccess, client_access_get
 from tradingplatform.logging import client_id_var, user_var
 
@@ -51,6 +53,11 @@ def client_scope(access: ClientAccess, *, username: str) -> Any:
         connection.set_schema_to_public()
 
 
+def request_used_second_factor(request: Any) -> bool:
+    """Whether the API caller's access token came from a login with a second factor."""
+    return token_used_second_factor(getattr(request, "auth", None))
+
+
 class ClientScopedAPIView(APIView):
     """Base of every `/clients/{client_id}/...` view.
 
@@ -68,6 +75,9 @@ class ClientScopedAPIView(APIView):
             raise exceptions.NotFound()
         if not access.allows(self.required_role):
             raise exceptions.PermissionDenied(f"This needs the {self.required_role} role on this client.")
+        if reason := mfa_missing_reason(user=request.user, verified=request_used_second_factor(request),
+                                        client=access.client):
+            raise MfaRequired(reason)
         request.client_access = access
         self._database_scope.enter_context(client_scope(access, username=request.user.get_username()))
 
@@ -102,6 +112,11 @@ class ClientScopedPageView(View):
             return render(request, self.not_found_template, status=404)
         if not access.allows(self.required_role):
             return render(request, "desk/forbidden.html", {"required_role": self.required_role}, status=403)
+        if reason := mfa_missing_reason(user=request.user, verified=session_used_second_factor(request.session,
+                                                                                                 request.user),
+                                        client=access.client):
+            return render(request, "desk/mfa_required.html", {"reason": reason, "code": "mfa_required"},
+                          status=403)
         request.client_access = access
         with client_scope(access, username=request.user.get_username()):
             return super().dispatch(request, *args, **kwargs)
@@ -145,23 +160,31 @@ def _authenticate_and_resolve(raw_token: str, client_id: str) -> tuple[Any, Clie
     return user, client_access_get(user=user, client_id=client_id), validated
 
 
-def _session_user(session_key: str) -> Any:
+def _session_user(session_key: str) -> tuple[Any, Any]:
     """The user a desk page's session still stands for, or AnonymousUser: the session was ended
     (logout), the user deactivated, or the password changed since the login (Django's session
-    auth hash no longer matches)."""
+    auth hash no longer matches); and the session."""
     from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY, get_user_model
     from django.contrib.sessions.backends.db import SessionStore
     from django.utils.crypto import constant_time_compare
 
     if not session_key:
-        return AnonymousUser()
+        return AnonymousUser(), None
     session = SessionStore(session_key=session_key)
     if not session.exists(session_key) or SESSION_KEY not in session or BACKEND_SESSION_KEY not in session:
-        return AnonymousUser()
+        return AnonymousUser(), None
     user = get_user_model().objects.filter(pk=session[SESSION_KEY], is_active=True).first()
     if user is None or not constant_time_compare(session.get(HASH_SESSION_KEY, ""), user.get_session_auth_hash()):
-        return AnonymousUser()
-    return user
+        return AnonymousUser(), None
+    return user, session
+
+
+def _stream_mfa_refused(*, user: Any, access: ClientAccess, validated: Any = None, session: Any = None) -> bool:
+    """Whether a stream must be refused for want of a second factor (the client's policy, or an
+    operator while MFA_REQUIRED_FOR_STAFF): the token's `amr`, or the session's verified device."""
+    verified = token_used_second_factor(validated) if validated is not None else session_used_second_factor(
+        session, user)
+    return mfa_missing_reason(user=user, verified=verified, client=access.client) is not None
 
 
 def stream_access_verdict(*, raw_token: str, client_id: str, required_role: str = Membership.Role.VIEWER,
@@ -170,18 +193,29 @@ def stream_access_verdict(*, raw_token: str, client_id: str, required_role: str 
     desk page, its session) and access still hold, else the close code (4401: the token expired,
     the session ended, the user was deactivated or changed password; 4404: no longer a member, or
     the role no longer allows the stream)."""
-    user = _authenticate(raw_token)[0] if raw_token else _session_user(session_key)
+    validated, session = None, None
+    if raw_token:
+        user, validated = _authenticate(raw_token)
+    else:
+        user, session = _session_user(session_key)
     if not user.is_authenticated:
         return WS_CLOSE_UNAUTHENTICATED
     access = client_access_get(user=user, client_id=client_id)
     if access is None or not access.allows(required_role):
         return WS_CLOSE_NOT_FOUND
+    if _stream_mfa_refused(user=user, access=access, validated=validated, session=session):
+        return WS_CLOSE_FORBIDDEN
     return None
 
 
 @database_sync_to_async
 def _resolve_member(user: Any, client_id: str) -> ClientAccess | None:
     return client_access_get(user=user, client_id=client_id)
+
+
+_stream_mfa_refused_async = database_sync_to_async(
+    lambda user, access, validated, session: _stream_mfa_refused(user=user, access=access, validated=validated,
+                                                                 session=session))
 
 
 def _same_origin(scope: dict) -> bool:
@@ -229,13 +263,17 @@ class TenantWebsocketMiddleware:
             if access is None:
                 return await _deny(send, receive, WS_CLOSE_NOT_FOUND)
             session = scope.get("session")
+            if await _stream_mfa_refused_async(user, access, None, session):
+                return await _deny(send, receive, WS_CLOSE_FORBIDDEN)
             scope = dict(scope, client_access=access, ws_subprotocol=None, ws_token="",
                          ws_session_key=getattr(session, "session_key", None) or "")
             return await self.app(scope, receive, send)
-        user, access, _ = await _authenticate_and_resolve(raw_token, match["client_id"])
+        user, access, validated = await _authenticate_and_resolve(raw_token, match["client_id"])
         if not user.is_authenticated:
             return await _deny(send, receive, WS_CLOSE_UNAUTHENTICATED)
         if access is None:
             return await _deny(send, receive, WS_CLOSE_NOT_FOUND)
+        if await _stream_mfa_refused_async(user, access, validated, None):
+            return await _deny(send, receive, WS_CLOSE_FORBIDDEN)
         scope = dict(scope, user=user, client_access=access, ws_subprotocol=subprotocol, ws_token=raw_token)
         return await self.app(scope, receive, send)

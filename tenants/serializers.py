@@ -60,3 +60,42 @@ class RefreshRequestSerializer(serializers.Serializer):
 class PasswordChangeSerializer(serializers.Serializer):
     current_password = serializers.CharField(max_length=128, trim_whitespace=False, write_only=True)
     new_password = serializers.CharField(max_length=128, trim_whitespace=False, write_only=True)
+
+
+class MfaChallengeSerializer(serializers.Serializer):
+    """The answer to a right password when the user has two-factor authentication: no tokens yet."""
+
+    mfa_required = serializers.BooleanField(default=True)
+    mfa_token = serializers.CharField(help_text="Signed, short-lived; send it with the code to /auth/login/2fa.")
+    expires_in = serializers.IntegerField(help_text="Seconds the mfa_token stays valid.")
+
+
+class MfaLoginRequestSerializer(serializers.Serializer):
+    mfa_token = serializers.CharField(max_length=1000)
+    code = serializers.CharField(max_length=64, help_text="The authenticator's 6 digits, or a recovery code.")
+
+
+class MfaCodeSerializer(serializers.Serializer):
+    code = serializers.CharField(max_length=64, help_text="The authenticator's 6 digits, or a recovery code.")
+
+
+class MfaEnrolmentSerializer(serializers.Serializer):
+    secret = serializers.CharField(help_text="Base32 TOTP secret (SHA-1, 6 digits, 30 s).")
+    otpauth_uri = serializers.CharField(help_text="otpauth:// URI for an authenticator app (as a QR code).")
+    confirmed = serializers.BooleanField(default=False)
+
+
+class MfaRecoveryCodesSerializer(serializers.Serializer):
+    recovery_codes = serializers.ListField(child=serializers.CharField(),
+                                          help_text="Single-use codes, shown this once: keep them safe.")
+
+
+class MfaStatusSerializer(serializers.Serializer):
+    enabled = serializers.BooleanField()
+    enrolment_pending = serializers.BooleanField()
+    recovery_codes_left = serializers.IntegerField()
+    this_login_used_second_factor = serializers.BooleanField()
+
+
+class MfaPolicySerializer(serializers.Serializer):
+    required = serializers.BooleanField()

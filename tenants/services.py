@@ -224,9 +224,11 @@ def login_failure_record(*, username: str, ip_address: str, channel: str = "api"
                             seconds=window, channel=channel)
 
 
-def login_success_record(*, user, ip_address: str, channel: str = "api") -> None:
-    """A right password: this username's failures at this address are forgotten; `last_login`
-    moves; the login is audited."""
+def login_success_record(*, user, ip_address: str, channel: str = "api", second_factor: bool = False) -> None:
+    """A login completed (the right password, and the right code when the user has a second
+    factor): this username's failures at this address are forgotten; `last_login` moves; the
+    login is audited. A right password awaiting its code is not a success: the failures (wrong
+    codes count) stay."""
     from django.contrib.auth.models import update_last_login
     from django.core.cache import cache
 
@@ -235,7 +237,7 @@ def login_success_record(*, user, ip_address: str, channel: str = "api") -> None
     cache.delete_many([keys["pair"], keys["pair_until"]])
     update_last_login(None, user)
     audit_record(client_id="", actor_type="user", actor_id=username, kind=kinds.AUTH_LOGIN,
-                 payload={"ip_address": ip_address, "channel": channel})
+                 payload={"ip_address": ip_address, "channel": channel, "second_factor": second_factor})
 
 
 class TokenRefused(Exception):
@@ -246,14 +248,18 @@ class TokenRefused(Exception):
 SESSION_START_CLAIM = "auth_time"  # when the login that began this chain of refresh tokens happened
 
 
-def token_pair_issue(*, user, session_start: int | None = None) -> RefreshToken:
+def token_pair_issue(*, user, session_start: int | None = None, second_factor: bool = False) -> RefreshToken:
     """A refresh token (and through it an access token) for `user`, in the session that began at
-    `session_start` (epoch seconds; now for a login). Never valid past the session's end."""
+    `session_start` (epoch seconds; now for a login). Never valid past the session's end. Both
+    tokens say how the login was made (`amr`: ["pwd"], or ["pwd", "otp"] with a second factor)."""
     from django.conf import settings
+
+    from tenants.mfa import AMR_CLAIM, AMR_OTP, AMR_PASSWORD
 
     refresh = RefreshToken.for_user(user)  # carries the password digest (CHECK_REVOKE_TOKEN)
     start = session_start if session_start is not None else int(refresh.current_time.timestamp())
     refresh[SESSION_START_CLAIM] = start
+    refresh[AMR_CLAIM] = [AMR_PASSWORD, AMR_OTP] if second_factor else [AMR_PASSWORD]
     session_end = start + settings.JWT_SESSION_MAX_HOURS * 3600
     if refresh["exp"] > session_end:
         refresh["exp"] = session_end
@@ -287,7 +293,9 @@ def refresh_token_rotate(*, refresh: str) -> RefreshToken:
     start = presented.payload.get(SESSION_START_CLAIM, presented.payload.get("iat"))
     if not isinstance(start, int) or time.time() >= start + settings.JWT_SESSION_MAX_HOURS * 3600:
         raise TokenRefused("The session of this token has ended; log in again.")
-    return token_pair_issue(user=user, session_start=start)
+    from tenants.mfa import token_used_second_factor
+
+    return token_pair_issue(user=user, session_start=start, second_factor=token_used_second_factor(presented))
 
 
 def user_tokens_revoke(*, user, reason: str, actor: str) -> int:

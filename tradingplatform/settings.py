@@ -97,11 +97,17 @@ BROKER_ALLOWED_HOSTS = env.list("BROKER_ALLOWED_HOSTS", default=[])
 SHARED_APPS = [
     "django_tenants",
     "daphne",
+    # Two-factor authentication (TOTP devices, recovery codes): before tenants, whose admin module
+    # takes their console pages down (a device's secret never shows there; resets go through
+    # tenants.mfa, audited).
+    "django_otp",
+    "django_otp.plugins.otp_totp",
+    "django_otp.plugins.otp_static",
     "tenants",
     "audit",
     "django.contrib.contenttypes",
     "django.contrib.auth",
-    "django.contrib.admin",
+    "tenants.console_apps.OperatorAdminConfig",  # django.contrib.admin; its site: tenants.console
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.staticfiles",
@@ -141,6 +147,7 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django_otp.middleware.OTPMiddleware",  # request.user.is_verified(): the session's second factor
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "desk.middleware.ContentSecurityPolicyMiddleware",
@@ -271,6 +278,18 @@ LOGIN_FAILURE_WINDOW_SECONDS = env.int("LOGIN_FAILURE_WINDOW_SECONDS", default=9
 LOGIN_DELAY_BASE_SECONDS = env.int("LOGIN_DELAY_BASE_SECONDS", default=30)
 LOGIN_DELAY_MAX_SECONDS = env.int("LOGIN_DELAY_MAX_SECONDS", default=900)
 LOGIN_ADDRESS_FAILURE_LIMIT = env.int("LOGIN_ADDRESS_FAILURE_LIMIT", default=100)
+# Two-factor authentication (TOTP, django-otp; tenants.mfa). Optional per user, mandatory per
+# client when its owner says so, and for staff (console and operator API) when
+# MFA_REQUIRED_FOR_STAFF, which production turns on.
+MFA_REQUIRED_FOR_STAFF = env.bool("MFA_REQUIRED_FOR_STAFF", default=IS_PRODUCTION)
+# How long the second step of a login may follow the password (the signed mfa_token's lifetime).
+MFA_LOGIN_TOKEN_SECONDS = env.int("MFA_LOGIN_TOKEN_SECONDS", default=300)
+OTP_TOTP_ISSUER = env.str("OTP_ISSUER", default="Trading platform")
+# Each wrong code makes the device wait 1, 2, 4, ... s before it checks another (on top of the
+# login throttle, which counts wrong codes as failures).
+OTP_TOTP_THROTTLE_FACTOR = 1
+OTP_STATIC_THROTTLE_FACTOR = 1
+
 # Reverse proxies (addresses or CIDR networks) whose X-Forwarded-For is believed, for throttling
 # and the audit's addresses; empty: the socket address always (tradingplatform.network).
 TRUSTED_PROXIES = env.list("TRUSTED_PROXIES", default=[])

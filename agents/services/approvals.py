@@ -94,7 +94,12 @@ def proposal_approve(*, client: Client, proposal_id: str, user: str) -> Proposal
     _publish_proposal(client=client, proposal=proposal, event="updated")
     try:
         proposal = _proposal_execute(client=client, proposal=proposal, actor=risk.Actor("user", user),
-                                     purpose="approval")
+                                     purpose="approval", halt_raises=True)
+    except risk.ExecutionHalted as exc:
+        # A halt that landed between the claim and the send: nothing was sent, and the proposal
+        # goes back to pending (it may still expire), approvable again after the lift.
+        _approval_withdraw(client=client, proposal=proposal, reason=exc.reason)
+        raise
     except BrokerError:
         # The broker could not be reached. Before the order was recorded nothing was sent: the
         # proposal goes back to pending and may be approved again. After, it stays executing and
@@ -107,6 +112,22 @@ def proposal_approve(*, client: Client, proposal_id: str, user: str) -> Proposal
         raise RiskRejected((proposal.execution or {}).get("decision") or {
             "violations": [{"code": "trading_halted", "message": (proposal.execution or {}).get("blocked", "")}]})
     return proposal
+
+
+def _approval_withdraw(*, client: Client, proposal: Proposal, reason: str) -> None:
+    """Put a claimed proposal back to pending when a halt refused its send (nothing was sent: the
+    governor refused before any order row), audited and published."""
+    with transaction.atomic():
+        reverted = Proposal.objects.filter(pk=proposal.pk, status=Proposal.Status.EXECUTING).exclude(
+            client_order_id__in=OrderRow.objects.values("client_order_id")).update(
+            status=Proposal.Status.PENDING, decided_by="", decided_at=None)
+        if reverted:
+            audit.audit_record(client_id=client.client_id, actor_type="system", actor_id="governor",
+                               kind=kinds.PROPOSAL_HALTED,
+                               payload={"proposal_id": str(proposal.pk), "reason": reason, "status": "pending"})
+    if reverted:
+        proposal.refresh_from_db()
+        _publish_proposal(client=client, proposal=proposal, event="updated")
 
 
 def proposal_reject(*, client: Client, proposal_id: str, user: str, reason: str) -> Proposal:

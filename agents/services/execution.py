@@ -16,7 +16,7 @@ from agents.models import AgentCycle, Proposal
 from agents.parameters import AgentParameters
 from agents.selectors import agent_parameters_get
 from agents.services.config import _runtime_for_update
-from agents.services.proposals import _publish_proposal, proposal_order
+from agents.services.proposals import RiskRejected, _publish_proposal, proposal_order
 from audit import kinds
 from audit import services as audit
 from brokers.domain import BrokerError
@@ -116,13 +116,31 @@ def _partly_filled(proposal: Proposal) -> bool:
     return (proposal.execution or {}).get("order_state") == "partially_filled"
 
 
-def _proposal_execute(*, client: Client, proposal: Proposal, actor: risk.Actor, purpose: str) -> Proposal:
+def _halt_refusal(result: risk.SubmissionResult) -> str | None:
+    """Why the governor refused an order, when a halt is among the reasons (an operator's halt, the
+    platform's emergency halt, a HALTED state, the circuit breaker); None otherwise."""
+    if result.accepted or result.decision is None:
+        return None
+    halts = [v for v in result.decision.violations if v.code.value in RiskRejected.HALT_CODES]
+    return "; ".join(v.message for v in halts) or None
+
+
+def _proposal_execute(*, client: Client, proposal: Proposal, actor: risk.Actor, purpose: str,
+                      halt_raises: bool = False) -> Proposal:
     """Send a claimed (EXECUTING) proposal's order through the governor. The order's client order id
-    is the proposal's, so calling this again for the same proposal asks the broker, never resends."""
+    is the proposal's, so calling this again for the same proposal asks the broker, never resends.
+
+    A halt in the way (one that landed after the claim) blocks the proposal, or with `halt_raises`
+    raises ExecutionHalted and leaves the proposal as it is, for the caller to put back (a
+    trader's approval: the proposal stays approvable after the lift)."""
     try:
         result = risk.order_submit(client=client, order=proposal_order(proposal), actor=actor, purpose=purpose)
     except risk.ExecutionHalted as exc:
+        if halt_raises:
+            raise
         return _execution_blocked(client=client, proposal=proposal, message=exc.reason)
+    if halt_raises and (reason := _halt_refusal(result)) is not None:
+        raise risk.ExecutionHalted(reason)
     proposal = _execution_finish(client=client, proposal=proposal, result=result)
     if _partly_filled(proposal):
         # A partly filled structure leaves the book's delta where nobody decided it: hedge it now.

@@ -453,3 +453,59 @@ def test_an_autonomous_trade_the_broker_rejects_is_journaled_as_held(alpha):
         outcome.decision.refresh_from_db()
     assert outcome.decision.outcome == AgentDecision.Outcome.HELD
     assert "Not executed: hedge failed." in outcome.decision.reason
+
+
+def test_a_halt_landing_between_the_claim_and_the_send_leaves_the_approval_pending(django_db_setup,
+                                                                                    django_db_blocker):
+    """The race the claim-time check cannot see: the approval has claimed the proposal, an operator
+    halts the client before the order goes out. Real threads and connections, committed data: the
+    test holds the client's risk lock (as an order in flight would) so the approval waits at the
+    send, halts the client while it waits, and lets go."""
+    import time
+
+    from rest_framework.test import APIClient
+
+    from tradingplatform.locks import advisory_lock
+    from tradingplatform.testing import bearer, client_fixture_create
+
+    with django_db_blocker.unblock():
+        fixture = client_fixture_create("halt-race")  # a book of its own: its writes are committed and stay
+        proposal = _pending_hedge(fixture)
+        outcome = {}
+
+        def approve():
+            try:
+                outcome["response"] = APIClient().post(f"/clients/halt-race/agent/approve/{proposal.pk}",
+                                                       **bearer(fixture.trader))
+            finally:
+                connections.close_all()
+
+        thread = threading.Thread(target=approve)
+        with advisory_lock(f"risk:{fixture.client_id}"):
+            thread.start()
+            deadline = time.monotonic() + 60
+            with tenant_context(fixture.client):
+                while Proposal.objects.get(pk=proposal.pk).status != Proposal.Status.EXECUTING:
+                    assert time.monotonic() < deadline and thread.is_alive(), outcome
+                    time.sleep(0.02)
+                # claimed, and waiting for the lock we hold: the halt lands now
+                risk.client_halt_set(client=fixture.client, halted=True, reason="desk review",
+                                     actor=risk.Actor("operator", "ops"))
+        thread.join(60)
+        response = outcome["response"]
+        try:
+            assert response.status_code == 423, response.content
+            assert "desk review" in response.json()["detail"]
+            with tenant_context(fixture.client):
+                proposal.refresh_from_db()
+                assert proposal.status == Proposal.Status.PENDING and proposal.decided_by == ""
+                assert not Order.objects.filter(client_order_id=proposal.client_order_id).exists()
+            (halted,) = audit_events(client_id="halt-race", kind="proposal.halted")
+            assert halted.payload["proposal_id"] == str(proposal.pk) and "desk review" in halted.payload["reason"]
+            assert not audit_events(client_id="halt-race", kind="proposal.blocked")
+        finally:
+            with tenant_context(fixture.client):
+                risk.client_halt_set(client=fixture.client, halted=False, reason="over",
+                                     actor=risk.Actor("operator", "ops"))
+        # approvable again once the halt is lifted
+        assert _approve(fixture, proposal, user="halt-race-trader").status == Proposal.Status.EXECUTED

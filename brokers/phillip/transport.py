@@ -7,6 +7,10 @@ failures, 429 and 5xx, including on `POST` — safe here only because every `POS
 is idempotent (`POST /orders` by `client_order_id`). Nothing else is retried.
 
 Every error is a structured BrokerError whose text is scrubbed of the client secret and tokens.
+The server's own words (its error body, a TLS or socket failure's text) are never in it: callers
+of the API see our short code and a generic message; the full text goes to the log (WARNING,
+`brokers.phillip`, with the request id the error's context carries), for operators only. The
+base URL is owner-settable: an echo would let an owner read what an internal address answers.
 """
 from __future__ import annotations
 
@@ -226,20 +230,22 @@ class PhillipTransport:
                 failure: str | int = "read_timeout"
             except requests.exceptions.SSLError as error:
                 # A certificate or TLS failure is configuration, not weather: retrying cannot help.
+                self._upstream_log(operation, method, path, request_id, failure=f"TLS failed: {error}")
                 raise self.error(
                     operation,
                     "tls_error",
-                    f"TLS failed: {error}",
+                    "the TLS handshake with the broker failed",
                     False,
                     {"method": method, "path": path, "attempts": attempt, "request_id": request_id},
                 ) from None
             except (requests.exceptions.ConnectionError, requests.exceptions.ChunkedEncodingError):
                 failure = "connection"  # includes connect timeouts, refusals and resets
             except requests.exceptions.RequestException as error:
+                self._upstream_log(operation, method, path, request_id, failure=f"request failed: {error}")
                 raise self.error(
                     operation,
                     "request_failed",
-                    f"the request could not be sent: {error}",
+                    "the request could not be sent",
                     False,
                     {"method": method, "path": path, "attempts": attempt, "request_id": request_id},
                 ) from None
@@ -299,11 +305,20 @@ class PhillipTransport:
         if request_id:
             context["request_id"] = request_id
         broker_code, broker_message = self._error_body(response)
-        if broker_code:
-            context["broker_code"] = broker_code
-        if broker_message:
-            context["broker_message"] = broker_message
+        if response.status_code >= 400:
+            self._upstream_log("", method, path, request_id, status=response.status_code, broker_code=broker_code,
+                               broker_message=broker_message)
         return context
+
+    def _upstream_log(self, operation: str, method: str, path: str, request_id: str, **details: Any) -> None:
+        """What the broker (or the network) said, in full but scrubbed of secrets: for the log only,
+        never in an error a caller sees."""
+        details = {key: self.scrub(value) if isinstance(value, str) else value for key, value in details.items()}
+        logger.warning(
+            "phillip %s %s (request %s) answered: %s", method, path, request_id, details,
+            extra={"broker": self.name, "operation": operation, "broker_request_id": request_id,
+                   "upstream": details},
+        )
 
     def _error_body(self, response: requests.Response) -> tuple[str, str]:
         """The server's error code and message, from either error shape, scrubbed; blanks if none."""
@@ -335,7 +350,7 @@ class PhillipTransport:
     ) -> NoReturn:
         status = response.status_code
         context = self._answer_context(method, path, response, attempts, request_id)
-        broker_code = context.get("broker_code", "")
+        broker_code = self._error_body(response)[0]  # read to classify, never echoed
         if status == 403:
             code = "forbidden"
         elif status == 404:
@@ -348,8 +363,7 @@ class PhillipTransport:
             code = "invalid_request"
         else:
             code = "unexpected_status"
-        message = context.get("broker_message") or f"HTTP {status}"
-        raise self.error(operation, code, message, False, context)
+        raise self.error(operation, code, f"the broker refused the request (HTTP {status})", False, context)
 
     def scrub(self, text: str) -> str:
         for secret in (self._client_secret, self._basic_credentials, *self._recent_tokens):

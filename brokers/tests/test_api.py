@@ -201,3 +201,23 @@ def test_a_closing_fill_first_seen_by_positions_still_counts_for_the_circuit_bre
     api.get("/clients/alpha/positions", **bearer(alpha.viewer))
     with tenant_context(alpha.client):
         assert RiskStateRecord.objects.get().loss_streak == 1
+
+
+@override_settings(USE_MOCK_BROKER=False)
+def test_the_brokers_own_error_text_never_reaches_the_owner(api, alpha):
+    """Phillip's base_url is the owner's to choose (within the allowlist): whatever answers there,
+    the API returns our code and a generic message, never the server's words."""
+    import json
+
+    from brokers.tests.phillip_server import PhillipServer
+
+    banner = "internal-admin v2.3 on 10.0.0.5: Traceback (most recent call last)"
+    with PhillipServer(clients={"desk-7": "s3cr3t-value-never-shown"}) as server:
+        server.fail("POST /oauth/token", 400, times=None,
+                    body=json.dumps({"error": "x-internal-banner", "error_description": banner}).encode())
+        response = _connect(api, alpha, {"broker": "phillip", "credentials": {
+            **PHILLIP, "base_url": server.base_url, "request_retries": 0}})
+    assert response.status_code == 200, response.content
+    body = response.json()
+    assert body["status"] == "failed" and body["error"]["code"] == "auth_failed"
+    assert banner not in response.content.decode() and "x-internal-banner" not in response.content.decode()
