@@ -326,6 +326,9 @@ def test_at_phone_width_no_page_scrolls_sideways_and_axe_finds_nothing_serious(b
     assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth"), path
     name = path.strip("/").replace("/", "-").replace("?", "-").replace("=", "-")
     _shot(page, f"{name}-390")
+    page.set_viewport_size({"width": 360, "height": 740})  # the narrowest phones a trader carries
+    page.wait_for_timeout(100)
+    assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth"), f"{path} at 360 px"
     page.add_script_tag(url=f"/static/vendor/{AXE.name}")  # same origin: the page's CSP allows it
     result = page.evaluate("() => axe.run(document, {runOnly: ['wcag2a', 'wcag2aa', 'wcag21aa', 'wcag22aa']})")
     serious = [(v["id"], v["impact"], [n["target"] for n in v["nodes"]][:3]) for v in result["violations"]

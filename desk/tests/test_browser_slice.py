@@ -117,7 +117,7 @@ def test_the_open_page_follows_a_cancel_made_elsewhere_without_a_reload(browser,
 def test_each_page_at_both_widths_no_sideways_scroll_and_axe_finds_nothing_serious(browser, server, ord_client, name,
                                                                                    committed):
     _rest(ord_client, f"ord-shot-{name}")
-    for width, height in ((1280, 900), (390, 844)):
+    for width, height in ((1280, 900), (390, 844), (360, 740)):
         page = _page(browser, server, ord_client.trader, width=width, height=height)
         page.goto(f"/desk/{CLIENT}/{name}")
         page.wait_for_load_state("load")
