@@ -311,6 +311,9 @@ def proposal_draft(*, client: Client, request: TradeRequest, actor: str, source:
     created then) or BrokerError."""
     _request_checked(request)
     parameters = agent_parameters_get()
+    if any(not spec.symbol for spec in request.legs):  # a leg without a product: the agent's underlying
+        request = replace(request, legs=tuple(replace(spec, symbol=spec.symbol or parameters.underlying)
+                                              for spec in request.legs))
     config: AgentConfig = agent_config_get()
     now = timezone.now()
     with risk.client_risk_lock(client), broker_services.broker_session() as broker:
