@@ -9,6 +9,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from agents import services
+from agents.models import Proposal
 from agents.parameters import ParameterError
 from agents.selectors import agent_parameters_described, agent_status_get, book_scenario, proposals_list
 from agents.serializers import (
@@ -19,9 +20,13 @@ from agents.serializers import (
     ProposalListQuerySerializer,
     ProposalSerializer,
     RejectSerializer,
+    RiskRefusalSerializer,
     ScenarioQuerySerializer,
     ScenarioSerializer,
+    TradeDraftedSerializer,
+    TradeRequestSerializer,
 )
+from agents.trade_requests import LegSpec, RequestKind, TradeRequest
 from brokers.services import broker_session
 from risk.services import ExecutionHalted, book_sync
 from tenants.models import Membership
@@ -102,9 +107,47 @@ class ProposalsView(ClientScopedAPIView, ListAPIView):
         query.is_valid(raise_exception=True)
         return proposals_list(status=query.validated_data.get("status"))
 
+    @property
+    def required_role(self) -> str:  # everyone reads proposals; traders draft them
+        return Membership.Role.VIEWER if self.request.method in ("GET", "HEAD") else Membership.Role.TRADER
+
     @extend_schema(parameters=[ProposalListQuerySerializer], tags=["agent"])
     def get(self, request: Request, *args, **kwargs) -> Response:
         return super().get(request, *args, **kwargs)
+
+    @extend_schema(
+        request=TradeRequestSerializer,
+        responses={201: TradeDraftedSerializer, 422: RiskRefusalSerializer, 423: RiskRefusalSerializer},
+        tags=["agent"],
+        description=(
+            "Draft explicit legs as one PENDING proposal (trader role). It goes through the same governor "
+            "pre-check as the agent's proposals (recorded on the proposal) and is executed only by an approval "
+            "(POST .../agent/approve/{trade_id}). A pre-check refusal creates nothing: 422 with every violation "
+            "(423 when a halt is among them). An instrument that cannot be resolved is a 400 naming it; one "
+            "that cannot be priced now (no bid or ask) is a 422 with code not_priceable."),
+    )
+    def post(self, request: Request, *args, **kwargs) -> Response:
+        serializer = TradeRequestSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        legs = tuple(LegSpec(**leg) for leg in serializer.validated_data["legs"])
+        trade = TradeRequest(kind=RequestKind.LEGS, legs=legs)
+        try:
+            drafted = services.proposal_draft(client=self.client_access.client, request=trade,
+                                              actor=request.user.get_username(), source=Proposal.Source.API)
+        except services.DraftUnclear as exc:
+            raise exceptions.ValidationError(exc.field_errors or {"legs": [exc.question]}) from exc
+        except services.DraftImpossible as exc:
+            raise NotPriceable(str(exc)) from exc
+        except services.RiskRejected as exc:
+            raise _proposal_error(exc) from exc
+        body = {"decision_id": drafted.decision.pk, "reason": drafted.decision.reason, "proposals": drafted.proposals}
+        return Response(TradeDraftedSerializer(body).data, status=status.HTTP_201_CREATED)
+
+
+class NotPriceable(exceptions.APIException):
+    status_code = status.HTTP_422_UNPROCESSABLE_ENTITY
+    default_detail = "No order can be built now."
+    default_code = "not_priceable"
 
 
 def _proposal_error(exc: Exception) -> exceptions.APIException:

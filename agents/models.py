@@ -83,6 +83,7 @@ class Proposal(models.Model):
     class Source(models.TextChoices):
         CYCLE = "cycle"
         CHAT = "chat"
+        API = "api"  # a trader's explicit legs, POSTed
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     decision = models.ForeignKey(AgentDecision, null=True, blank=True, on_delete=models.PROTECT,

@@ -217,3 +217,60 @@ class ScenarioSerializer(serializers.Serializer):
     unpriced = serializers.ListField(child=serializers.CharField(), help_text="Legs left out, and why.")
     vol_shift = serializers.FloatField()
     days = serializers.FloatField()
+
+
+class TradeLegRequestSerializer(RejectsUnknownKeysSerializer):
+    """One leg a trader asks for. A future without `expiry` is the agent's hedge future; an option
+    without one takes the expiry the agent would choose in its structure window."""
+
+    side = serializers.ChoiceField(choices=["BUY", "SELL"])
+    quantity = serializers.IntegerField(min_value=1, max_value=100_000)
+    symbol = serializers.ChoiceField(choices=sorted(PRODUCTS))
+    sec_type = serializers.ChoiceField(choices=["FUT", "FOP"])
+    expiry = serializers.DateField(required=False, allow_null=True, default=None)
+    strike = serializers.FloatField(required=False, allow_null=True, default=None, min_value=0.0,
+                                    max_value=1e9)
+    right = serializers.ChoiceField(choices=["C", "P"], required=False, allow_null=True, default=None)
+
+    def validate(self, attrs):
+        errors = {}
+        if attrs["sec_type"] == "FOP":
+            if attrs.get("strike") is None:
+                errors["strike"] = ["An option needs its strike."]
+            if attrs.get("right") is None:
+                errors["right"] = ["An option needs its right: C or P."]
+        else:
+            for name in ("strike", "right"):
+                if attrs.get(name) is not None:
+                    errors[name] = ["A future has no strike or right."]
+        if errors:
+            raise serializers.ValidationError(errors)
+        return attrs
+
+
+class TradeRequestSerializer(RejectsUnknownKeysSerializer):
+    """Explicit legs, drafted as one pending proposal (a combo when several: options on one
+    product), priced by the agent at the far touch plus its protection ticks."""
+
+    legs = TradeLegRequestSerializer(many=True, allow_empty=False, max_length=8)
+
+
+class TradeDraftedSerializer(serializers.Serializer):
+    decision_id = serializers.IntegerField()
+    reason = serializers.CharField()
+    proposals = ProposalSerializer(many=True)
+
+
+class RiskViolationSerializer(serializers.Serializer):
+    code = serializers.CharField()
+    message = serializers.CharField()
+    limit = serializers.FloatField(allow_null=True)
+    value = serializers.FloatField(allow_null=True)
+    instrument_key = serializers.CharField(allow_null=True)
+    trade = serializers.CharField(required=False)
+
+
+class RiskRefusalSerializer(serializers.Serializer):
+    detail = serializers.CharField()
+    code = serializers.CharField()
+    violations = RiskViolationSerializer(many=True)

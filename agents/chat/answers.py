@@ -20,7 +20,9 @@ HELP_TEXT = (
     "- why: the reason for my last decision;\n"
     "- proposals: what is pending, or \"explain proposal <id>\";\n"
     "- notes: what you asked me to remember.\n"
-    "I can also \"hedge to neutral\" (I draft a proposal for a trader to approve), remember a note "
+    "I can also \"hedge to neutral\", and draft the trades you ask for: \"sell 1 ES 6000 call\", "
+    "\"buy 2 ES futures\", \"open a short strangle, 1 lot\", \"close the strangle\", \"roll\", "
+    "\"close everything\" (each a proposal for a trader to approve), remember a note "
     "(\"note: ...\"), and tell you what a parameter change such as \"set max delta to 40\" would do. "
     "I never approve, execute, change the mode, parameters or limits, or halt trading."
 )
@@ -153,6 +155,15 @@ def _hedge(session: ToolSession) -> str:
             + "\n".join(map(proposal_line, proposals)) + f"\nWhy: {outcome.data['reason']}")
 
 
+def _trade(session: ToolSession, intent: Intent) -> str:
+    assert intent.trade is not None
+    outcome = session.draft_trade(intent.trade)
+    if not outcome.ok:
+        return f"Nothing drafted for \"{intent.trade.describe()}\": {outcome.error}"
+    return ("Drafted for a trader's approval (nothing is executed until then):\n"
+            + "\n".join(map(proposal_line, outcome.data["proposals"])) + f"\nWhy: {outcome.data['reason']}")
+
+
 def _nested(path: str, value: Any) -> dict[str, Any]:
     head, _, rest = path.partition(".")
     return {head: _nested(rest, value) if rest else value}
@@ -209,6 +220,10 @@ def deterministic_answer(*, session: ToolSession, intent: Intent) -> str:
             return _explain(session, intent.proposal_ref)
         case IntentName.HEDGE:
             return _hedge(session)
+        case IntentName.TRADE:
+            return _trade(session, intent)
+        case IntentName.CLARIFY:
+            return f"{intent.question} Nothing is drafted until the trade is clear."
         case IntentName.SET_PARAMETER:
             return _parameter(session, intent)
         case IntentName.ADD_NOTE:

@@ -3,7 +3,8 @@
 The answer comes from the language model when LLM_BASE_URL is set, and from the deterministic
 intents otherwise, or whenever the model fails (the reason is stored with the reply). A note
 ("note: ...", "remember ...") is always taken down deterministically: a write to the agent's
-memory is never left to a model's interpretation.
+memory is never left to a model's interpretation; nor is a trade the trader asks for ("sell 1 ES
+6000 call", "close everything"), drafted as pending proposals or answered with a question.
 
 The reply message records how it was produced: the engine that wrote its text, and for a turn
 that asked the model, the model, the prompt version and every tool call (the model's included,
@@ -43,6 +44,9 @@ ENGINE_LLM = "llm"
 HISTORY_SENT = 12
 NOTES_SENT = 5
 STREAM_CHUNK_CHARS = 48
+# Never left to a model's interpretation: a write to memory, and a trade (drafted exactly as the
+# words parse, or a question back when they do not).
+DETERMINISTIC_INTENTS = frozenset({IntentName.ADD_NOTE, IntentName.TRADE, IntentName.CLARIFY})
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,7 +118,7 @@ def chat_reply(*, client: Client, user: str, message: str) -> ChatReply:
     intent = intent_of(message)
     session = ToolSession(client=client, user=user)
     engine, model, prompt_version, fallback_reason, text = ENGINE_INTENTS, "", "", "", None
-    if settings.LLM_BASE_URL and intent.name != IntentName.ADD_NOTE:
+    if settings.LLM_BASE_URL and intent.name not in DETERMINISTIC_INTENTS:
         model, prompt_version = settings.LLM_MODEL[:100], PROMPT_VERSION
         try:
             text = llm_answer(config=_llm_config(), messages=_model_messages(client), tools=session)

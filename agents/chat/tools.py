@@ -24,6 +24,7 @@ from agents import selectors
 from agents import services as agent_services
 from agents.models import AgentDecision, Proposal
 from agents.parameters import parameters_to_json
+from agents.trade_requests import TradeRequest
 from brokers.domain import BrokerError
 from tenants.models import Client
 from tradingplatform.serialization import json_ready
@@ -279,11 +280,38 @@ class ToolSession:
         self.user = user
         self.records: list[ToolCallRecord] = []
         self.draft: agent_services.DraftOutcome | None = None
+        self.trade_drafts: list[agent_services.DraftOutcome] = []
 
     @property
     def proposals(self) -> list[Proposal]:
         """The proposals drafted in this turn."""
-        return list(self.draft.proposals) if self.draft is not None else []
+        drafted = list(self.draft.proposals) if self.draft is not None else []
+        return drafted + [proposal for outcome in self.trade_drafts for proposal in outcome.proposals]
+
+    def draft_trade(self, request: TradeRequest) -> ToolOutcome:
+        """The trade a trader asked for in words (deterministic intents only): pending proposals
+        through agents.services.proposal_draft, recorded like a tool call. Never approves or executes."""
+        arguments = request.as_json()
+        try:
+            outcome = agent_services.proposal_draft(client=self.client, request=request, actor=self.user,
+                                                    source=Proposal.Source.CHAT)
+        except agent_services.DraftUnclear as exc:
+            error = exc.question
+        except agent_services.DraftImpossible as exc:
+            error = str(exc)
+        except agent_services.RiskRejected as exc:
+            error = ("The risk governor would refuse it, so nothing was drafted: "
+                     + "; ".join(v["message"] for v in exc.violations) + ".")
+        except BrokerError as exc:
+            error = f"The broker could not be reached: {exc.message}"
+        else:
+            self.trade_drafts.append(outcome)
+            self.records.append(ToolCallRecord(caller="intents", name="draft_trade", arguments=arguments, ok=True))
+            return ToolOutcome(ok=True, data={"reason": outcome.decision.reason,
+                                              "proposals": [proposal_brief(p) for p in outcome.proposals]})
+        self.records.append(ToolCallRecord(caller="intents", name="draft_trade", arguments=arguments, ok=False,
+                                           error=error))
+        return ToolOutcome(ok=False, data={}, error=error)
 
     @staticmethod
     def schemas() -> list[dict[str, Any]]:

@@ -16,7 +16,9 @@ exception, a partly filled structure starting a hedge cycle, imports late):
   API maps to status codes, and how a decision becomes pending proposals and a journal row;
 - `execution`: sending a claimed proposal's order exactly once, and resuming one left in flight;
 - `approvals`: a trader's approval and rejection, and expiry;
-- `cycle`: the policy's inputs from the broker, the cycle, the chat's hedge draft, the schedule.
+- `cycle`: the policy's inputs from the broker, the cycle, the chat's hedge draft, the schedule;
+- `drafts`: the trades a trader asks for (legs, structures, roll, close everything), drafted as
+  pending proposals through the same pre-check.
 Callers import from `agents.services`; the names below are its interface.
 """
 from agents.services.approvals import proposal_approve, proposal_reject, proposals_expire
@@ -28,6 +30,7 @@ from agents.services.config import (
     agent_parameters_update,
 )
 from agents.services.cycle import cycle_run, cycles_schedule, hedge_proposal_draft
+from agents.services.drafts import DraftImpossible, DraftUnclear, proposal_draft
 from agents.services.proposals import (
     LIMIT_PROTECTION_TICKS,
     CycleOutcome,
@@ -46,7 +49,9 @@ __all__ = [
     "LIMIT_PROTECTION_TICKS",
     "AutonomousDisabled",
     "CycleOutcome",
+    "DraftImpossible",
     "DraftOutcome",
+    "DraftUnclear",
     "ProposalConflict",
     "ProposalExpired",
     "ProposalNotFound",
@@ -59,6 +64,7 @@ __all__ = [
     "hedge_proposal_draft",
     "proposal_approve",
     "proposal_content_hash",
+    "proposal_draft",
     "proposal_order",
     "proposal_reject",
     "proposals_expire",

@@ -199,11 +199,12 @@ def _pending_same_action(action: str) -> list[Proposal]:
 
 def _propose(*, client: Client, trades: tuple[policy.ProposedTrade, ...], decided: policy.PolicyDecision,
              snapshot, quotes: dict, parameters: AgentParameters, mode: str, source: str, status: str,
-             now: datetime) -> tuple[list[Proposal], list[str]]:
+             now: datetime, supersede: bool = True, actor: str = "") -> tuple[list[Proposal], list[str]]:
     """Proposals (pending, or claimed for execution) for the trades the governor would accept now.
     A pending proposal with the same legs is kept rather than repeated (its price may have drifted,
-    not what it does); any other pending one for the same action is superseded. Returns the
-    proposals that now stand for these trades, and notes for the journal."""
+    not what it does); any other pending one for the same action is superseded (unless not
+    `supersede`: a trader's own drafts stand side by side). Returns the proposals that now stand
+    for these trades, and notes for the journal. `actor`: the user who asked, audited as such."""
     proposals, notes, changed = [], [], []
     for trade in trades:
         order = OrderRequest(client_order_id="precheck", legs=trade.legs, order_type="LMT",
@@ -221,6 +222,8 @@ def _propose(*, client: Client, trades: tuple[policy.ProposedTrade, ...], decide
                 if same and kept is None and status == Proposal.Status.PENDING:
                     kept = pending
                     continue
+                if not supersede:
+                    continue
                 pending.status = Proposal.Status.SUPERSEDED
                 pending.decision_reason = "a newer proposal replaced it"
                 pending.save(update_fields=["status", "decision_reason", "updated_at"])
@@ -235,8 +238,8 @@ def _propose(*, client: Client, trades: tuple[policy.ProposedTrade, ...], decide
                                      status=status, precheck=precheck.as_dict(),
                                      ttl_seconds=parameters.proposal_ttl_seconds, now=now)
             proposal.save()
-            audit.audit_record(client_id=client.client_id, actor_type="agent", actor_id="agent",
-                               kind=kinds.PROPOSAL_CREATED,
+            audit.audit_record(client_id=client.client_id, actor_type="user" if actor else "agent",
+                               actor_id=actor or "agent", kind=kinds.PROPOSAL_CREATED,
                                payload={"proposal_id": str(proposal.pk), "summary": proposal.summary,
                                         "content_hash": proposal.content_hash, "source": source,
                                         "expires_at": proposal.expires_at.isoformat()})
