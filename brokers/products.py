@@ -23,6 +23,7 @@ those two and CME's published rules for the equity indices.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from typing import TYPE_CHECKING, Literal
@@ -141,3 +142,28 @@ def hedge_cost_per_contract(product: Product) -> float:
     charges, one tick wide and 2.25 a contract)."""
     half_spread = 0.5 * product.future_spread_ticks * product.future_tick * product.multiplier
     return half_spread + product.commission_per_contract
+
+
+def contract_disagreements(
+    product: Product, *, option: bool, exchange: str | None = None, multiplier: float | str | None = None,
+    min_tick: float | None = None, trading_class: str | None = None,
+) -> list[str]:
+    """Where a broker's own contract details (IBKR's `ContractDetails`: `contract.exchange`,
+    `contract.multiplier`, `minTick`, `contract.tradingClass`) disagree with the product table, one
+    sentence each; empty when they agree. A detail the broker did not give (None) is not compared.
+    Pure: the caller fetches the details and reports what this returns."""
+    kind = "option" if option else "future"
+    problems = []
+    if exchange is not None and exchange.upper() != product.exchange:
+        problems.append(f"{product.symbol} {kind}: exchange {exchange!r}, the table says {product.exchange!r}")
+    if multiplier is not None and not math.isclose(float(multiplier), product.multiplier, rel_tol=1e-9):
+        problems.append(f"{product.symbol} {kind}: multiplier {float(multiplier):g}, the table says "
+                        f"{product.multiplier:g}")
+    tick = product.option_tick if option else product.future_tick
+    if min_tick is not None and not math.isclose(float(min_tick), tick, rel_tol=1e-9, abs_tol=1e-12):
+        problems.append(f"{product.symbol} {kind}: minimum tick {float(min_tick):g}, the table says {tick:g}")
+    expected_class = product.option_trading_class if option else product.symbol
+    if trading_class is not None and trading_class != expected_class:
+        problems.append(f"{product.symbol} {kind}: trading class {trading_class!r}, the table says "
+                        f"{expected_class!r}")
+    return problems
