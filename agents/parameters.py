@@ -160,7 +160,7 @@ def _validate(instance: Any, rules: Mapping[str, Rule]) -> dict[str, list[str]]:
 _BAND_RULES: dict[str, Rule] = {
     "method": _choice(BAND_METHODS),
     "width": _number(BAND_WIDTH),
-    "cost_per_contract": _number(COST_PER_CONTRACT),
+    "cost_per_contract": _number(COST_PER_CONTRACT, nullable=True),
     "risk_aversion": _number(RISK_AVERSION),
     "min_width": _number(BAND_WIDTH),
     "max_width": _number(BAND_WIDTH),
@@ -174,8 +174,9 @@ class Band:
     - `fixed`: `width` contracts either side of the target.
     - `whalley_wilmott`: the asymptotic utility-indifference band of Whalley & Wilmott (1997),
       from the book's gamma, `cost_per_contract` (one-way cost of one hedge future: commission
-      plus half the spread, USD) and `risk_aversion` (the CARA coefficient, per USD), clamped to
-      [`min_width`, `max_width`]. See `agents.policy.band_half_width`.
+      plus half the spread, USD; None, the default: the underlying product's own,
+      `brokers.products.hedge_cost_per_contract`, 8.50 for ES) and `risk_aversion` (the CARA
+      coefficient, per USD), clamped to [`min_width`, `max_width`]. See `agents.policy.band_half_width`.
 
     risk_aversion's default 1e-4 per USD is a risk tolerance 1/gamma of 10,000 USD, the scale of
     the governor's default 2,000 USD maximum daily loss; larger values narrow the band (hedge
@@ -184,7 +185,7 @@ class Band:
 
     method: BandMethod = "fixed"
     width: float = 1.0
-    cost_per_contract: float = 5.0
+    cost_per_contract: float | None = None  # None: derived from the product
     risk_aversion: float = 1e-4
     min_width: float = 0.5
     max_width: float = 10.0
@@ -370,6 +371,12 @@ UNITS: dict[str, str] = {
 }
 
 
+# What an empty (null) value means, where it is not "off".
+EMPTY_MEANS: dict[str, str] = {
+    "band.cost_per_contract": "uses the product's own (half its typical spread plus commission; ES 8.50)",
+}
+
+
 def parameters_describe(parameters: AgentParameters) -> list[dict[str, Any]]:
     """Every field by its dotted path: the value in force, the default, the bounds or choices the
     validation applies (read off the same rules), and the unit."""
@@ -390,4 +397,6 @@ def parameters_describe(parameters: AgentParameters) -> list[dict[str, Any]]:
                 spec = {"type": "date", "nullable": True}
             described.append({"path": path, "value": values[name], "default": default_values[name],
                               "unit": UNITS.get(path, ""), **spec})
+            if path in EMPTY_MEANS:
+                described[-1]["empty_means"] = EMPTY_MEANS[path]
     return described

@@ -33,12 +33,12 @@ from typing import Any, Literal
 
 from agents.parameters import AgentParameters, Band, parameters_to_json
 from brokers.domain import Instrument, OrderLeg
-from brokers.products import PRODUCTS
+from brokers.products import PRODUCTS, Product, hedge_cost_per_contract
 from risk.book import BookValuation, InstrumentRisk, years_to_expiry
 from risk.governor import FLOAT_TOLERANCE, RiskLimits
 from risk.greeks import NetGreeks
 
-POLICY_VERSION = "delta-neutral/2"  # bump when decisions change
+POLICY_VERSION = "delta-neutral/3"  # bump when decisions change
 
 TradeAction = Literal["hedge", "roll_hedge", "open_structure", "close_structure"]
 
@@ -120,14 +120,25 @@ class PolicyDecision:
 # The hedge band
 
 
+def band_cost_per_contract(band: Band, product: Product) -> float:
+    """The one-way cost of one hedge future the band uses, USD: the parameter when set, else the
+    product's own (`brokers.products.hedge_cost_per_contract`: half its typical spread plus
+    commission; ES 8.50)."""
+    if band.cost_per_contract is not None:
+        return band.cost_per_contract
+    return hedge_cost_per_contract(product)
+
+
 def band_half_width(
-    band: Band, *, net_gamma: float, future_multiplier: float, discount_factor: float = 1.0
+    band: Band, *, net_gamma: float, future_multiplier: float, discount_factor: float = 1.0,
+    cost_per_contract: float | None = None,
 ) -> float:
     """How far net delta may drift from its target before a hedge, in underlying contracts.
 
     `fixed`: `band.width`. `whalley_wilmott`: the asymptotic band of Whalley & Wilmott (1997)
     for a trader with exponential utility, clamped to [`min_width`, `max_width`] (NaN when
-    `net_gamma` is unknown).
+    `net_gamma` is unknown). The cost c is `band.cost_per_contract` when set, else
+    `cost_per_contract` (the product's, `band_cost_per_contract`); one of them is required.
 
     Their formula counts the underlying in shares: with S the share price, lambda the
     proportional one-way cost (trading one share costs lambda S), gamma the absolute risk
@@ -148,10 +159,13 @@ def band_half_width(
     """
     if band.method == "fixed":
         return band.width
+    cost = band.cost_per_contract if band.cost_per_contract is not None else cost_per_contract
+    if cost is None:
+        raise ValueError("the Whalley-Wilmott band needs a cost per contract (the band's or the product's)")
     if not math.isfinite(net_gamma):
         return math.nan
     raw = (
-        3.0 * discount_factor * band.cost_per_contract * net_gamma**2
+        3.0 * discount_factor * cost * net_gamma**2
         / (2.0 * band.risk_aversion * future_multiplier**2)
     ) ** (1.0 / 3.0)
     return min(max(raw, band.min_width), band.max_width)
@@ -207,9 +221,13 @@ def decide(inputs: PolicyInputs) -> PolicyDecision:
     if hedge_instrument.is_option or hedge_instrument.symbol != underlying:
         return decision((), [f"hedge instrument {hedge_instrument.key} is not a {underlying} future: "
                              "no action"])
+    product = PRODUCTS[underlying]
+    cost = band_cost_per_contract(parameters.band, product)
+    if parameters.band.method == "whalley_wilmott":
+        metrics["band_cost_per_contract"] = cost
     half_width = band_half_width(
-        parameters.band, net_gamma=net.gamma, future_multiplier=PRODUCTS[underlying].multiplier,
-        discount_factor=_band_discount_factor(inputs),
+        parameters.band, net_gamma=net.gamma, future_multiplier=product.multiplier,
+        discount_factor=_band_discount_factor(inputs), cost_per_contract=cost,
     )
     if not math.isfinite(half_width):
         return decision((), [f"net {underlying} gamma unknown, so is the band: no action"])
@@ -264,6 +282,9 @@ def _hedge(
         "bid": hedge.bid,
         "ask": hedge.ask,
     }
+    band = inputs.parameters.band
+    if band.method == "whalley_wilmott":
+        rationale["band_cost_per_contract"] = band_cost_per_contract(band, PRODUCTS[underlying])
     cap_text = ""
     if capped_by:
         rationale["capped_by"] = capped_by

@@ -51,7 +51,12 @@ class _PartialParameterGroupSerializer(RejectsUnknownKeysSerializer):
 class BandSerializer(_PartialParameterGroupSerializer):
     method = serializers.ChoiceField(required=False, choices=BAND_METHODS)
     width = _float(BAND_WIDTH, "Fixed half-width, underlying futures contracts.")
-    cost_per_contract = _float(COST_PER_CONTRACT, "USD, one-way cost of one hedge future (Whalley-Wilmott).")
+    cost_per_contract = _float(
+        COST_PER_CONTRACT,
+        "USD, one-way cost of one hedge future (Whalley-Wilmott); null: the product's own "
+        "(half its typical spread plus commission; ES 8.50).",
+        allow_null=True,
+    )
     risk_aversion = _float(RISK_AVERSION, "CARA coefficient per USD (Whalley-Wilmott).")
     min_width = _float(BAND_WIDTH, "Contracts; the Whalley-Wilmott band's floor.")
     max_width = _float(BAND_WIDTH, "Contracts; the Whalley-Wilmott band's ceiling.")

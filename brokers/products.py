@@ -12,6 +12,8 @@ A contract's life, by product (pure functions, no Django, no I/O):
 - `roll_date`: the day a desk stops hedging with a future and moves to the next one. E-mini
   futures roll on the Thursday eight days before expiry (the day the exchange's volume moves);
   other products by their own rule.
+- `hedge_cost_per_contract`: what one future costs to trade one way (half the typical spread plus
+  commission), the default cost of the agent's Whalley-Wilmott hedging band.
 - `expiry_moment`: the last trading moment of any `Instrument`, by its product's rules (21:00 UTC
   for a product the platform does not know, the convention before these rules existed).
 
@@ -21,6 +23,7 @@ those two and CME's published rules for the equity indices.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from typing import TYPE_CHECKING, Literal
@@ -56,6 +59,10 @@ class Product:
     settlement: str = "special opening quotation"  # of the quarterly contracts
     roll_rule: RollRule = "equity_index"
     roll_business_days: int = 0  # for "business_days_before": trading days before the last one
+    # What a hedge trade costs, one way: half the future's typical bid-ask spread (in ticks) plus
+    # the typical all-in commission (broker, exchange, clearing) per contract, USD.
+    future_spread_ticks: float = 1.0
+    commission_per_contract: float = 2.25
 
 
 PRODUCTS: dict[str, Product] = {
@@ -127,3 +134,36 @@ def roll_date(product: Product, future_expiry: date) -> date:
         # The Thursday eight days before a Friday expiry; for another weekday, eight days before.
         return future_expiry - timedelta(days=8)
     return _business_days_before(future_expiry, product.roll_business_days)
+
+
+def hedge_cost_per_contract(product: Product) -> float:
+    """The one-way cost of trading one future of `product`, USD: half its typical spread in ticks
+    x the tick's value + commission (ES: 0.5 x 0.25 x 50 + 2.25 = 8.50, as the simulated market
+    charges, one tick wide and 2.25 a contract)."""
+    half_spread = 0.5 * product.future_spread_ticks * product.future_tick * product.multiplier
+    return half_spread + product.commission_per_contract
+
+
+def contract_disagreements(
+    product: Product, *, option: bool, exchange: str | None = None, multiplier: float | str | None = None,
+    min_tick: float | None = None, trading_class: str | None = None,
+) -> list[str]:
+    """Where a broker's own contract details (IBKR's `ContractDetails`: `contract.exchange`,
+    `contract.multiplier`, `minTick`, `contract.tradingClass`) disagree with the product table, one
+    sentence each; empty when they agree. A detail the broker did not give (None) is not compared.
+    Pure: the caller fetches the details and reports what this returns."""
+    kind = "option" if option else "future"
+    problems = []
+    if exchange is not None and exchange.upper() != product.exchange:
+        problems.append(f"{product.symbol} {kind}: exchange {exchange!r}, the table says {product.exchange!r}")
+    if multiplier is not None and not math.isclose(float(multiplier), product.multiplier, rel_tol=1e-9):
+        problems.append(f"{product.symbol} {kind}: multiplier {float(multiplier):g}, the table says "
+                        f"{product.multiplier:g}")
+    tick = product.option_tick if option else product.future_tick
+    if min_tick is not None and not math.isclose(float(min_tick), tick, rel_tol=1e-9, abs_tol=1e-12):
+        problems.append(f"{product.symbol} {kind}: minimum tick {float(min_tick):g}, the table says {tick:g}")
+    expected_class = product.option_trading_class if option else product.symbol
+    if trading_class is not None and trading_class != expected_class:
+        problems.append(f"{product.symbol} {kind}: trading class {trading_class!r}, the table says "
+                        f"{expected_class!r}")
+    return problems

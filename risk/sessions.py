@@ -18,7 +18,10 @@ What the library returns for CME Globex (checked against pandas_market_calendars
   next trade date; the library gives it its own row. We follow the library: the trading day that
   the daily loss limit measures from restarts at 17:00 CT on the holiday.
 
-Where the library disagrees with the exchange, the exchange wins: see `SESSION_OVERRIDES`.
+Where the library disagrees with the exchange, the exchange wins: see `SESSION_OVERRIDES` (Good
+Fridays without an employment report for equity; the Friday after Thanksgiving 2026 and Labor Day
+2027 for energy and metals). The simulated market reads these same tables
+(`brokers.simulator.market`), so it is closed exactly when the governor says so.
 
 Intervals are half-open, [open, close): at 16:00:00 CT the market is closed, at 17:00:00 open.
 """
@@ -64,6 +67,22 @@ _GOOD_FRIDAY_CLOSED = (
     "are closed. The library assumes an 08:15 CT session on every Good Friday since 2023."
 )
 
+# NYMEX and COMEX on Globex (CL, NG, GC, SI, HG: every product on the energy and metals calendars).
+# Reported upstream: see the README's notes on pandas_market_calendars.
+_FRIDAY_AFTER_THANKSGIVING_ENERGY_METALS = (
+    "Friday after Thanksgiving: CME energy and metals close early at 12:45 CT (13:45 ET), as in "
+    "every year the library itself has (2024-11-29, 2025-11-28, 2027-11-26: 12:45 CT); "
+    "pandas_market_calendars 5.5.0 makes 2026-11-27 alone a 13:45 CT close (its PR #469, after "
+    "its issue #464). The earlier close is also the fail-safe answer: confirm it on CME's "
+    "trading-hours page for trade date 2026-11-27 and remove this line if CME says 13:45."
+)
+_LABOR_DAY_ENERGY_METALS = (
+    "Labor Day: CME energy and metals halt at 13:30 CT (14:30 ET) and reopen at 17:00 CT, as on "
+    "every other Monday holiday (MLK, Presidents', Memorial Day) and on Labor Day 2026 in the "
+    "library itself; pandas_market_calendars 5.5.0 halts them at 12:00 CT on Labor Day from 2027 "
+    "(its recurring USLaborDayFrom2027 rule, the equity halt)."
+)
+
 SESSION_OVERRIDES: tuple[SessionOverride, ...] = (
     SessionOverride("CME Globex Equity", date(2024, 3, 29), None, _GOOD_FRIDAY_CLOSED),
     SessionOverride("CME Globex Equity", date(2025, 4, 18), None, _GOOD_FRIDAY_CLOSED),
@@ -71,6 +90,14 @@ SESSION_OVERRIDES: tuple[SessionOverride, ...] = (
     # 2028-04-07); closed is also the fail-safe answer. Revisit when CME publishes its hours.
     SessionOverride("CME Globex Equity", date(2027, 3, 26), None, _GOOD_FRIDAY_CLOSED),
     SessionOverride("CME Globex Equity", date(2028, 4, 14), None, _GOOD_FRIDAY_CLOSED),
+    *(
+        SessionOverride(calendar, trade_date, close_local, why)
+        for calendar in ("CMEGlobex_Energy", "CMEGlobex_Metals")
+        for trade_date, close_local, why in (
+            (date(2026, 11, 27), time(12, 45), _FRIDAY_AFTER_THANKSGIVING_ENERGY_METALS),
+            (date(2027, 9, 6), time(13, 30), _LABOR_DAY_ENERGY_METALS),
+        )
+    ),
 )
 
 

@@ -41,7 +41,7 @@ def test_empty_json_gives_the_defaults_and_risk_limits_are_left_to_the_risk_app(
     assert parameters_from_json(DEFAULT_PARAMETERS_JSON) == AgentParameters()
     defaults = AgentParameters()
     assert (defaults.underlying, defaults.hedge_future_expiry, defaults.target_delta) == ("ES", None, 0.0)
-    assert defaults.band == Band("fixed", 1.0, 5.0, 1e-4, 0.5, 10.0)
+    assert defaults.band == Band("fixed", 1.0, None, 1e-4, 0.5, 10.0)  # cost: the product's
     assert defaults.structure == StructureRules("none", 0.20, 0.05, 20, 60, 1)
     assert defaults.exits == Exits(50.0, 200.0, 5)
 
@@ -234,3 +234,12 @@ def test_serializer_and_parser_share_bounds_messages():
 
 def test_an_empty_update_has_nothing_to_change():
     assert _serializer_errors({})["non_field_errors"] == ["Nothing to change."]
+
+
+def test_the_band_cost_defaults_to_the_products_and_may_be_set():
+    assert AgentParameters().band.cost_per_contract is None
+    assert parameters_from_json({}).band.cost_per_contract is None
+    assert parameters_from_json({"band": {"cost_per_contract": 12.5}}).band.cost_per_contract == 12.5
+    # Stored before the default moved: an explicit number stays that number.
+    assert parameters_from_json({"band": {"cost_per_contract": 5.0}}).band.cost_per_contract == 5.0
+    assert parameters_from_json({"band": {"cost_per_contract": None}}).band.cost_per_contract is None

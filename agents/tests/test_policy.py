@@ -14,10 +14,12 @@ from agents.policy import (
     OpenStructure,
     PolicyInputs,
     QuotedInstrument,
+    band_cost_per_contract,
     band_half_width,
     decide,
 )
 from brokers.domain import Instrument, Position, Quote
+from brokers.products import PRODUCTS
 from risk.book import instruments_risk, value_book, years_to_expiry
 from risk.governor import RiskLimits
 from risk.greeks import black76
@@ -104,7 +106,7 @@ def test_within_the_band_nothing_is_traded_and_the_reason_gives_the_numbers():
     decision = decide(_inputs([_futures(2)], parameters=AgentParameters(target_delta=1.5)))
     assert decision.trades == ()
     assert decision.reason == "net ES delta +2.00 within 1.50 ± 1.00"
-    assert decision.policy_version == POLICY_VERSION == "delta-neutral/2"
+    assert decision.policy_version == POLICY_VERSION == "delta-neutral/3"
     assert decision.metrics == {
         "underlying": "ES", "net_delta": 2.0, "net_gamma": 0.0, "target_delta": 1.5, "band_method": "fixed",
         "band_half_width": 1.0, "hedge_instrument": "ES FUT 20261218", "underlying_price": 6000.0,
@@ -251,6 +253,37 @@ def test_the_agent_uses_the_books_gamma_discounted_to_the_nearest_option_expiry(
     assert decision.metrics["band_half_width"] == pytest.approx(expected, rel=1e-12)
     assert decision.metrics["band_method"] == "whalley_wilmott"
     assert decision.metrics["net_gamma"] == pytest.approx(gamma)
+
+
+def test_the_band_costs_what_the_product_costs_by_default():
+    # ES in the simulated market: a one-tick spread (half of 0.25 x 50 = 6.25) + 2.25 commission.
+    derived = Band(method="whalley_wilmott")
+    assert derived.cost_per_contract is None
+    assert band_cost_per_contract(derived, PRODUCTS["ES"]) == 8.50
+    assert band_cost_per_contract(replace(derived, cost_per_contract=5.0), PRODUCTS["ES"]) == 5.0
+    gamma = 0.6
+    assert band_half_width(derived, net_gamma=gamma, future_multiplier=50.0, cost_per_contract=8.5) == (
+        pytest.approx(band_half_width(replace(derived, cost_per_contract=8.5), net_gamma=gamma,
+                                      future_multiplier=50.0), rel=1e-12))
+    with pytest.raises(ValueError, match="cost per contract"):
+        band_half_width(derived, net_gamma=gamma, future_multiplier=50.0)
+
+
+def test_the_agent_bands_on_the_products_cost_unless_told_otherwise():
+    positions = [Position(_option(DEC, 6000, "C"), quantity=-60, average_price=120.0), _futures(30)]
+    derived = _inputs(positions, parameters=AgentParameters(band=replace(WW, cost_per_contract=None)))
+    told = _inputs(positions, parameters=AgentParameters(band=WW))
+    gamma = derived.book.net[0].greeks.gamma
+    discount = math.exp(-RATE * years_to_expiry(_option(DEC, 6000, "C"), NOW))
+    by_product, by_parameter = decide(derived), decide(told)
+    assert by_product.metrics["band_cost_per_contract"] == 8.5
+    assert by_parameter.metrics["band_cost_per_contract"] == 5.0
+    assert by_product.metrics["band_half_width"] == pytest.approx(band_half_width(
+        replace(WW, cost_per_contract=8.5), net_gamma=gamma, future_multiplier=50.0, discount_factor=discount))
+    # H ~ cost^(1/3), unless clamped
+    ratio = by_product.metrics["band_half_width"] / by_parameter.metrics["band_half_width"]
+    assert ratio == pytest.approx((8.5 / 5.0) ** (1 / 3))
+    assert "band_cost_per_contract" not in decide(_inputs(positions)).metrics  # fixed band
 
 
 # ---------------------------------------------------------------------------------------------

@@ -12,7 +12,6 @@ bid/ask around fair value, quote modes and spread multipliers. `SimulatedMarket`
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from datetime import date, datetime, time, timedelta
 from typing import Any, Literal
@@ -32,6 +31,7 @@ from brokers.simulator.paths import (
     index_log_levels,
 )
 from risk.greeks import Black76, black76
+from risk.sessions import MarketHours, SessionTable, shared_market_hours
 
 SECONDS_PER_YEAR = 365.0 * 86400.0
 DAY_END_UTC = time(21, 0)  # DAY orders end at 21:00 UTC; contracts expire by their product's rules
@@ -145,34 +145,36 @@ def _next_day_end(moment: datetime) -> datetime:
 
 
 class _Sessions:
-    """Exchange sessions from pandas_market_calendars, as sorted open/close arrays (UTC seconds)."""
+    """Exchange sessions of one calendar as sorted open/close arrays (UTC seconds), vectorised.
 
-    def __init__(self, calendar_name: str) -> None:
+    The sessions are the governor's own (`risk.sessions`: pandas_market_calendars with the
+    platform's `SESSION_OVERRIDES` applied), so the simulated market is closed exactly when the
+    governor says it is.
+    """
+
+    def __init__(self, calendar_name: str, hours: MarketHours | None = None) -> None:
         self._calendar_name = calendar_name
-        self._years: set[int] = set()
+        self._hours = hours
+        self._table: SessionTable | None = None
         self._opens = np.empty(0)
         self._closes = np.empty(0)
 
     def open_mask(self, epoch_seconds: np.ndarray) -> np.ndarray:
-        first = datetime.fromtimestamp(float(epoch_seconds.min()), UTC).year
-        last = datetime.fromtimestamp(float(epoch_seconds.max()), UTC).year
-        self._load_years(range(first, last + 1))
+        self._cover(float(epoch_seconds.min()), float(epoch_seconds.max()))
         index = np.searchsorted(self._opens, epoch_seconds, side="right") - 1
         valid = index >= 0
         closes = self._closes[np.clip(index, 0, None)]
         return valid & (epoch_seconds < closes)
 
-    def _load_years(self, years: Iterable[int]) -> None:
-        missing = [y for y in years if y not in self._years]
-        if not missing:
-            return
-        import pandas_market_calendars as market_calendars  # heavy import, only when hours matter
-
-        calendar = market_calendars.get_calendar(self._calendar_name)
-        self._years.update(missing)
-        schedule = calendar.schedule(f"{min(self._years) - 1}-12-25", f"{max(self._years) + 1}-01-05")
-        self._opens = schedule["market_open"].map(lambda t: t.timestamp()).to_numpy(dtype=np.float64)
-        self._closes = schedule["market_close"].map(lambda t: t.timestamp()).to_numpy(dtype=np.float64)
+    def _cover(self, first: float, last: float) -> None:
+        hours = self._hours or shared_market_hours()
+        table = hours.table(self._calendar_name, first)
+        if not table.covers(last):
+            table = hours.table(self._calendar_name, last)
+        if table is not self._table:
+            self._table = table
+            self._opens = np.asarray(table.opens, dtype=np.float64)
+            self._closes = np.asarray(table.closes, dtype=np.float64)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from brokers.domain import Instrument, OrderLeg, OrderRequest
-from brokers.products import expiry_moment
+from brokers.products import PRODUCTS, expiry_moment
 from brokers.simulator import (
     MARKET_PARAMS,
     SimClock,
@@ -18,6 +18,7 @@ from brokers.simulator import (
     third_friday,
 )
 from risk.greeks import black76
+from risk.sessions import is_open
 
 UTC = UTC
 START = datetime(2026, 1, 5, 14, 30, tzinfo=UTC)  # a Monday
@@ -620,3 +621,26 @@ def test_anchor_is_the_reference_price():
     expected = 6000.0 * math.exp(MARKET_PARAMS["ES"].carry * years)
     assert market.quotes([es])[0].mid == pytest.approx(expected, abs=0.25)
     assert np.isfinite(market.account_summary().net_liquidation)
+
+
+@pytest.mark.parametrize(
+    ("symbol", "closed_at", "open_at"),
+    [
+        # Good Friday 2027, no employment report: CME equity is closed (risk.sessions' override;
+        # pandas_market_calendars alone has an 08:15 CT session).
+        ("ES", datetime(2027, 3, 26, 12, 0, tzinfo=UTC), datetime(2027, 3, 25, 20, 0, tzinfo=UTC)),
+        # Friday after Thanksgiving 2026: energy closes at 12:45 CT (the library: 13:45).
+        ("CL", datetime(2026, 11, 27, 19, 0, tzinfo=UTC), datetime(2026, 11, 27, 18, 30, tzinfo=UTC)),
+        # Labor Day 2027: metals halt at 13:30 CT (the library: 12:00).
+        ("GC", datetime(2027, 9, 6, 18, 30, tzinfo=UTC), datetime(2027, 9, 6, 17, 30, tzinfo=UTC)),
+    ],
+)
+def test_market_hours_are_the_governors(symbol, closed_at, open_at):
+    calendar = PRODUCTS[symbol].calendar
+    assert is_open(calendar, closed_at) is False and is_open(calendar, open_at) is True
+    market = make_market(always_open=False, start=open_at)
+    assert market.is_open(symbol) is True
+    market.clock.jump(closed_at)
+    assert market.is_open(symbol) is False
+    refused = market.place_order(order("c", (front(market, symbol), "BUY", 1)))
+    assert refused.state == "rejected" and refused.message.startswith("market_closed")

@@ -178,3 +178,43 @@ def test_module_functions_use_the_real_calendar() -> None:
     assert is_open(EQUITY, ct("2026-11-24 10:00"))
     assert not is_open(EQUITY, ct("2026-11-24 16:30"))
     assert trading_day_start(EQUITY, ct("2026-11-24 10:00")) == ct("2026-11-23 17:00")
+
+
+# CME's published holiday hours for NYMEX and COMEX on Globex (CT): the Friday after Thanksgiving
+# closes early at 12:45; on a Monday holiday (Labor Day) trading halts at 13:30 and reopens at 17:00
+# for the next trade date. pandas_market_calendars 5.5.0 has 13:45 and 12:00 on these two dates.
+@pytest.mark.parametrize("calendar", [ENERGY, METALS])
+@pytest.mark.parametrize(
+    ("at", "expected"),
+    [
+        ("2026-11-26 17:00:00", True),  # Friday's trade date opens Thursday evening
+        ("2026-11-27 12:44:00", True),
+        ("2026-11-27 12:45:00", False),  # CME's early close (the library: 13:45)
+        ("2026-11-27 13:30:00", False),
+        ("2026-11-29 17:00:00", True),
+        ("2027-09-06 11:59:00", True),
+        ("2027-09-06 12:00:00", True),  # the library halts here
+        ("2027-09-06 13:29:00", True),
+        ("2027-09-06 13:30:00", False),  # CME's halt
+        ("2027-09-06 17:00:00", True),  # reopens for Tuesday's trade date
+    ],
+)
+def test_energy_and_metals_holiday_hours_follow_cme(calendar: str, at: str, expected: bool) -> None:
+    hours = MarketHours(today=date(2027, 1, 1))
+    assert hours.is_open(calendar, ct(at)) is expected
+
+
+@pytest.mark.parametrize("calendar", [ENERGY, METALS])
+def test_the_library_still_disagrees_on_those_two_dates(calendar: str) -> None:
+    # When an upgrade of the library fixes them, this fails: drop the overrides then.
+    schedule = mcal.get_calendar(calendar).schedule("2026-11-27", "2026-11-27")
+    assert schedule["market_close"].iloc[0].tz_convert(CT).strftime("%H:%M") == "13:45"
+    schedule = mcal.get_calendar(calendar).schedule("2027-09-06", "2027-09-06")
+    assert schedule["market_close"].iloc[0].tz_convert(CT).strftime("%H:%M") == "12:00"
+
+
+def test_products_on_energy_and_metals_calendars_have_the_overrides() -> None:
+    overridden = {o.calendar for o in SESSION_OVERRIDES if o.trade_date == date(2027, 9, 6)}
+    for product in PRODUCTS.values():
+        if product.exchange in ("NYMEX", "COMEX"):
+            assert product.calendar in overridden, product.symbol
