@@ -33,8 +33,9 @@ SHOTS = Path(settings.BASE_DIR) / ".artifacts" / "screenshots"
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
         "--disable-component-update", "--disable-sync"]
 # A roomy daily loss too: every buy here pays half the spread and a commission, and the module buys often.
+# The duplicate-order guard is off for this module: its tests place like orders seconds apart.
 ROOMY = {"max_net_delta": 200, "max_order_contracts": 20, "max_leg_contracts": 20, "max_orders_per_minute": 100,
-         "max_daily_loss": 100_000}
+         "max_daily_loss": 100_000, "duplicate_window_seconds": 0.0}
 AXE = Path(settings.BASE_DIR) / "static" / "vendor" / "axe-core-4.14.1.min.js"
 
 
@@ -367,7 +368,10 @@ def test_chat_streams_its_reply_and_an_inline_proposal_is_approved_there(browser
     page.keyboard.press("Tab")
     page.keyboard.press("Enter")  # Send, from the keyboard
     page.wait_for_selector("#chat-log .bubble-user", timeout=5_000)
-    page.wait_for_selector("#chat-log .bubble-agent:not(.streaming) .card.proposal .approve-open", timeout=10_000)
+    try:
+        page.wait_for_selector("#chat-log .bubble-agent:not(.streaming) .card.proposal .approve-open", timeout=10_000)
+    except playwright_api.TimeoutError:
+        raise AssertionError(page.locator("#chat-log").inner_text()[-1500:]) from None
     assert "hedge" in page.locator("#chat-log .bubble-agent").last.inner_text().lower()
     _shot(page, "chat-1280")
     page.locator("#chat-log .approve-open").last.click()
