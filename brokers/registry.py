@@ -13,7 +13,8 @@ from typing import Any
 from django.conf import settings
 from rest_framework import serializers
 
-from brokers.domain import Broker
+from brokers.domain import Broker, BrokerError
+from brokers.endpoints import ENDPOINT_REFUSED
 from brokers.ibkr.broker import IBKRBroker
 from brokers.ibkr.credentials import IBKRCredentialsSerializer
 from brokers.mock import MockBroker, MockCredentialsSerializer
@@ -73,4 +74,16 @@ def broker_build(*, broker: str, credentials: dict[str, Any]) -> Broker:
     if routed_broker(broker) == "mock":
         mock_credentials = credentials if broker == "mock" else {}
         return _mock(credentials_validate(broker="mock", credentials=mock_credentials))
-    return BROKER_KINDS[broker].build(credentials)
+    # Stored credentials are checked again, as when they were written: an allowlist tightened
+    # since (or credentials stored before it existed) must not reach an endpoint it now refuses.
+    try:
+        validated = credentials_validate(broker=broker, credentials=credentials)
+    except serializers.ValidationError as exc:
+        refused = ENDPOINT_REFUSED in str(exc.detail)
+        raise BrokerError(
+            operation="connect", broker=broker, code="endpoint_not_allowed" if refused else "invalid_credentials",
+            message=ENDPOINT_REFUSED if refused else "The stored broker credentials are no longer valid; reconnect "
+                                                     "the broker with new ones.",
+            retryable=False,
+        ) from None
+    return BROKER_KINDS[broker].build(validated)

@@ -39,3 +39,18 @@ def test_loopback_is_allowed_in_tests_and_development_but_not_in_production(sett
     settings.IS_PRODUCTION = True
     assert not broker_endpoint_allowed(host="127.0.0.1", port=7497)
     assert not broker_endpoint_allowed(host="localhost", port=4002)
+
+
+def test_stored_credentials_are_checked_again_when_the_broker_is_built(settings):
+    """An endpoint allowed when it was stored, refused once the allowlist no longer admits it."""
+    from brokers.domain import BrokerError
+    from brokers.registry import broker_build, credentials_validate
+
+    stored = credentials_validate(broker="ibkr", credentials={**IBKR, "host": "127.0.0.1", "port": 7497})
+    settings.USE_MOCK_BROKER = False
+    assert broker_build(broker="ibkr", credentials=stored).name == "ibkr"  # allowed: loopback in tests
+    settings.IS_PRODUCTION = True  # loopback is not allowed in production
+    with pytest.raises(BrokerError) as refused:
+        broker_build(broker="ibkr", credentials=stored)
+    assert refused.value.code == "endpoint_not_allowed" and refused.value.retryable is False
+    assert "allowlist" in refused.value.message
