@@ -19,7 +19,7 @@ from audit.models import AuditEvent
 from audit.rls import audit_read
 from audit.selectors import AuditEventFilter, audit_events_query
 from audit.serializers import AuditEventQuerySerializer
-from desk.views import _page_context
+from desk.views import page_context
 from tenants.resolution import ClientScopedPageView
 
 PAGE_SIZE = 50
@@ -59,7 +59,7 @@ def _page_params(request: HttpRequest, **changes: Any) -> str:
 
 class AuditView(ClientScopedPageView):
     def get(self, request: HttpRequest, client_id: str) -> HttpResponse:
-        context = _page_context(request, self.client_access, timezone.now(), active="audit")
+        context = page_context(request, self.client_access, timezone.now(), active="audit")
         context.update(families=FAMILIES, known_kinds=KNOWN_KINDS, values=request.GET,
                        actor_types=AuditEvent._meta.get_field("actor_type").choices)
         query = _query(request)

@@ -8,14 +8,14 @@ from django.utils import timezone
 
 from agents.chain_api import ChainQuerySerializer, chain_read
 from brokers.domain import BrokerError
-from desk.views import _page_context
+from desk.views import page_context
 from risk.chain import ExpiryNotListed
 from tenants.resolution import ClientScopedPageView
 
 
 class ChainView(ClientScopedPageView):
     def get(self, request: HttpRequest, client_id: str) -> HttpResponse:
-        context = _page_context(request, self.client_access, timezone.now(), active="chain")
+        context = page_context(request, self.client_access, timezone.now(), active="chain")
         query = ChainQuerySerializer(data=request.GET)
         if not query.is_valid():
             context["errors"] = {name: [str(message) for message in messages]

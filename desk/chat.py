@@ -14,7 +14,7 @@ from agents.chat.serializers import MESSAGE_MAX_CHARS
 from agents.chat.services import chat_reply
 from agents.models import Proposal
 from agents.selectors import chat_history
-from desk.views import _card, _page_context
+from desk.views import page_context, proposal_card
 from tenants.models import Membership
 from tenants.resolution import ClientScopedPageView
 
@@ -41,14 +41,14 @@ class ChatPageView(ClientScopedPageView):
 
     def _page(self, request: HttpRequest, *, error: str = "", draft: str = "", status: int = 200) -> HttpResponse:
         now = timezone.now()
-        context = _page_context(request, self.client_access, now, active="chat")
+        context = page_context(request, self.client_access, now, active="chat")
         messages = chat_history(limit=HISTORY_SHOWN)
         proposal_ids = [pk for message in messages for pk in (message.proposal_ids or [])]
         proposals = {str(p.pk): p for p in Proposal.objects.filter(pk__in=proposal_ids)}
         context.update(
             error=error, draft=draft, max_chars=MESSAGE_MAX_CHARS, errors={},
             conversation=[{"message": message,
-                           "cards": [_card(proposals[str(pk)], now) for pk in (message.proposal_ids or [])
+                           "cards": [proposal_card(proposals[str(pk)], now) for pk in (message.proposal_ids or [])
                                      if str(pk) in proposals]}
                           for message in messages],
         )

@@ -19,7 +19,7 @@ from brokers.domain import BrokerError
 from brokers.models import Order
 from brokers.selectors import WORKING_STATES, fills_newest_first, orders_list
 from brokers.serializers import order_legs
-from desk.views import _page_context
+from desk.views import page_context
 from risk import services as risk
 from tenants.models import Membership
 from tenants.resolution import ClientScopedPageView
@@ -46,7 +46,7 @@ def _row(order: Order, *, can_trade: bool) -> dict[str, Any]:
 def orders_page(request: HttpRequest, access, *, error: dict[str, Any] | None = None,
                 status_code: int = 200) -> HttpResponse:
     now = timezone.now()
-    context = _page_context(request, access, now, active="orders")
+    context = page_context(request, access, now, active="orders")
     can_trade = context["can_trade"]
     working = [_row(order, can_trade=can_trade) for order in orders_list(state="working")[:WORKING_SHOWN]]
     recent = [_row(order, can_trade=can_trade) for order in orders_list(state="recent")[:RECENT_SHOWN]]

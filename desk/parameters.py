@@ -16,7 +16,7 @@ from agents.parameters import ParameterError
 from agents.selectors import agent_parameters_described
 from agents.serializers import AgentParametersSerializer
 from brokers.services import broker_connection_test
-from desk.views import _page_context
+from desk.views import page_context
 from risk import services as risk
 from tenants.models import Membership
 from tenants.resolution import ClientScopedPageView
@@ -103,7 +103,7 @@ class BrokerTestView(ClientScopedPageView):
 
 def _page(request: HttpRequest, access, *, errors: dict | None = None, diff: list | None = None,
           submitted: Any = None, status: int = 200) -> HttpResponse:
-    context = _page_context(request, access, timezone.now(), active="parameters")
+    context = page_context(request, access, timezone.now(), active="parameters")
     described = agent_parameters_described()
     errors = errors or {}
     groups = []

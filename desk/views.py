@@ -187,7 +187,7 @@ class BookView(ClientScopedPageView):
 
 def _book_context(request: HttpRequest, access) -> dict[str, Any]:
     now = timezone.now()
-    context = _page_context(request, access, now, active="book")
+    context = page_context(request, access, now, active="book")
     status = context["status"]
     limits = status["limits"]
     usage = status["usage"]
@@ -315,18 +315,19 @@ def _proposals_page(request: HttpRequest, access, *, errors: dict[str, Any] | No
     tab = request.GET.get("status", "pending")
     if tab not in PROPOSAL_TABS:
         tab = "pending"
-    context = _page_context(request, access, now, active="proposals")
+    context = page_context(request, access, now, active="proposals")
     proposals = list(proposals_list(status=None if tab == "all" else tab)[:50])
     # A refusal is shown on the card the trader acted on, whatever tab it now belongs to.
     acted_on = [pk for pk in (_uuid(key) for key in (errors or {})) if pk is not None]
     shown = {proposal.pk for proposal in proposals}
     proposals[:0] = [proposal for proposal in Proposal.objects.filter(pk__in=acted_on) if proposal.pk not in shown]
     context.update(tab=tab, tabs=PROPOSAL_TABS, errors=errors or {},
-                   cards=[_card(proposal, now) for proposal in proposals])
+                   cards=[proposal_card(proposal, now) for proposal in proposals])
     return render(request, "desk/proposals.html", context, status=status_code)
 
 
-def _card(proposal: Proposal, now: datetime) -> dict[str, Any]:
+def proposal_card(proposal: Proposal, now: datetime) -> dict[str, Any]:
+    """A proposal as its card shows it (desk/_proposal_card.html), on the proposals page and in chat."""
     precheck = proposal.precheck or {}
     return {
         "proposal": proposal, "status": proposal_effective_status(proposal, now),
@@ -409,11 +410,13 @@ class FragmentView(ClientScopedPageView):
         template = self.templates.get(name)
         if template is None:
             return render(request, "desk/not_found.html", status=404)
-        context = _page_context(request, self.client_access, timezone.now(), active="")
+        context = page_context(request, self.client_access, timezone.now(), active="")
         return render(request, template, context)
 
 
-def _page_context(request: HttpRequest, access, now: datetime, *, active: str) -> dict[str, Any]:
+def page_context(request: HttpRequest, access, now: datetime, *, active: str) -> dict[str, Any]:
+    """What every client page shows around its own content: the client, the state banner, the
+    pending badge, the next cycle, and what the user may do. The desk's other pages build on it."""
     status = agent_status_get(client=access.client)
     effective = status["effective_state"]
     return {
