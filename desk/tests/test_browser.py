@@ -9,108 +9,37 @@ transactions. Screenshots of every page, at 1280 px and at 390 px, go to `.artif
 from __future__ import annotations
 
 import itertools
-import json
-import os
 import time
-import urllib.request
-from pathlib import Path
 
 import pytest
-from django.conf import settings
 from django_tenants.utils import tenant_context
-from rest_framework_simplejwt.tokens import AccessToken
 
 from agents import services as agent_services
 from agents.models import AgentConfig, Proposal
 from agents.tests.books import buy_futures
+from desk.tests.browsing import (
+    AXE,
+    ROOMY,
+    api_call,
+    committed_client,
+    page_logged_in,
+    shot,
+    wait_changed,
+    wait_live,
+)
 from risk import services as risk
 from tradingplatform.testing import PASSWORD, client_fixture_create
-from tradingplatform.tests.servers import daphne_server, subprocess_env_for_tests
 
 playwright_api = pytest.importorskip("playwright.sync_api", reason="playwright is a test dependency: make install")
-CHROMIUM = os.environ.get("DESK_CHROMIUM", "/usr/bin/chromium")
-SHOTS = Path(settings.BASE_DIR) / ".artifacts" / "screenshots"
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync"]
-# A roomy daily loss too: every buy here pays half the spread and a commission, and the module buys often.
-# The duplicate-order guard is off for this module: its tests place like orders seconds apart.
-ROOMY = {"max_net_delta": 200, "max_order_contracts": 20, "max_leg_contracts": 20, "max_orders_per_minute": 100,
-         "max_daily_loss": 100_000, "duplicate_window_seconds": 0.0}
-AXE = Path(settings.BASE_DIR) / "static" / "vendor" / "axe-core-4.14.1.min.js"
 
 
 @pytest.fixture(scope="module")
 def desk_client(django_db_setup, django_db_blocker):
     """A committed client with a book the agent wants to hedge (and, at the end, dropped)."""
-    from django.db import connection
-
-    with django_db_blocker.unblock():
-        connection.set_schema_to_public()
-        fixture = client_fixture_create("desk")
-        with tenant_context(fixture.client):
-            AgentConfig.objects.update_or_create(singleton=True, defaults={"mode": "confirmation", "parameters": {
-                "risk_limits": ROOMY}})
-        buy_futures(fixture, 6, client_order_id="desk-seed")
-    yield fixture
-    with django_db_blocker.unblock():
-        connection.set_schema_to_public()
-        from django.contrib.auth import get_user_model
-
-        from tenants.models import Client
-
-        for client in Client.objects.filter(client_id__in=["desk", "desk-two"]):
-            client.delete(force_drop=True)
-        get_user_model().objects.filter(username__startswith="desk").delete()
-
-
-@pytest.fixture
-def committed(django_db_blocker):
-    """The test's writes commit at once, so that daphne (another process) sees them."""
-    with django_db_blocker.unblock():
-        yield
-
-
-@pytest.fixture(scope="module")
-def server(desk_client):
-    with daphne_server(subprocess_env_for_tests()) as port:
-        yield f"http://127.0.0.1:{port}"
-
-
-@pytest.fixture(scope="module")
-def browser():
-    if not Path(CHROMIUM).exists():
-        pytest.fail(f"The browser tests need Debian's chromium at {CHROMIUM}: apt-get install chromium "
-                    "(make test installs it when it can).")
-    # Playwright's sync API keeps an event loop running in this thread; the ORM calls these tests
-    # make between browser steps are synchronous and safe (Playwright's documented Django setting).
-    previous = os.environ.get("DJANGO_ALLOW_ASYNC_UNSAFE")
-    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
-    try:
-        with playwright_api.sync_playwright() as playwright:
-            chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-            yield chromium
-            chromium.close()
-    finally:
-        if previous is None:
-            os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
-        else:
-            os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = previous
-
-
-def _page(browser, server, user, *, width=1280, height=900):
-    context = browser.new_context(viewport={"width": width, "height": height}, base_url=server)
-    page = context.new_page()
-    page.goto("/login")
-    page.fill("#username", user.get_username())
-    page.fill("#password", PASSWORD)
-    page.click("button[type=submit]")
-    page.wait_for_load_state("domcontentloaded")
-    return page
-
-
-def _shot(page, name: str) -> None:
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
+    with committed_client("desk", django_db_blocker, dropped=("desk-two",)) as fixture:
+        with django_db_blocker.unblock():
+            buy_futures(fixture, 6, client_order_id="desk-seed")
+        yield fixture
 
 
 # Distinct sizes: the duplicate-order guard refuses the same order twice in 30 s (3 and 6 are the seeds).
@@ -127,39 +56,12 @@ def _pending_hedge(fixture, key: str) -> Proposal:
     return pending
 
 
-def _api(server, method, path, user=None, body=None, headers=None):
-    request = urllib.request.Request(server + path, method=method, data=json.dumps(body).encode() if body else None,
-                                     headers={"content-type": "application/json", **(headers or {})})
-    if user is not None:
-        request.add_header("Authorization", f"Bearer {AccessToken.for_user(user)}")
-    try:
-        with urllib.request.urlopen(request, timeout=15) as response:
-            return response.status, json.load(response)
-    except urllib.error.HTTPError as error:
-        return error.code, json.load(error)
-
-
-def _wait_live(page) -> None:
-    # Selectors, not wait_for_function: the page's CSP (no eval) applies to Playwright's predicates too.
-    page.wait_for_selector("#live-status[data-state=live]", timeout=10_000)
-
-
-def _wait_changed(locator, before: str, timeout: float = 5.0) -> str:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        text = locator.inner_text()
-        if text != before:
-            return text
-        time.sleep(0.05)
-    raise AssertionError(f"unchanged after {timeout} s: {before[:200]}")
-
-
 def test_a_trader_logs_in_sees_the_book_and_it_moves_without_a_reload(browser, server, desk_client, committed):
-    page = _page(browser, server, desk_client.trader)
+    page = page_logged_in(browser, server, desk_client.trader)
     assert page.url.endswith("/desk/desk/")  # one client: straight to its book
     assert page.locator("h1").inner_text() == "Desk Capital: book"
     assert page.locator("#state-banner").inner_text().startswith("● Active")
-    _wait_live(page)
+    wait_live(page)
     before = page.locator("#book-live").inner_text()
     buy_futures(desk_client, 3, client_order_id=f"desk-move-{time.monotonic_ns()}")
     with tenant_context(desk_client.client):
@@ -167,9 +69,9 @@ def test_a_trader_logs_in_sees_the_book_and_it_moves_without_a_reload(browser, s
 
         with broker_session() as broker:
             risk.book_sync(client=desk_client.client, broker=broker)  # publishes the new greeks
-    after = _wait_changed(page.locator("#book-live"), before)
+    after = wait_changed(page.locator("#book-live"), before)
     assert "+9" in page.locator("#positions").inner_text(), after  # the positions moved too
-    _shot(page, "book-1280")
+    shot(page, "book-1280")
     page.context.close()
 
 
@@ -177,8 +79,8 @@ def test_the_day_s_chart_moves_without_a_reload_after_a_trade_and_the_page_does_
         browser, server, desk_client, committed):
     from risk.models import BookHistoryPoint
 
-    page = _page(browser, server, desk_client.trader)
-    _wait_live(page)
+    page = page_logged_in(browser, server, desk_client.trader)
+    wait_live(page)
     history = page.locator("#book-history")
     fills_before = history.locator("path.fill-mark").count()
     table_before = history.inner_text()
@@ -191,7 +93,7 @@ def test_the_day_s_chart_moves_without_a_reload_after_a_trade_and_the_page_does_
     page.locator("#book-history details summary").click()  # the numbers, open: they stay open
     table_before = history.inner_text()
     buy_futures(desk_client, 2, client_order_id=f"desk-chart-{time.monotonic_ns()}")  # syncs, and publishes
-    _wait_changed(history, table_before)
+    wait_changed(history, table_before)
     deadline = time.monotonic() + 5
     while history.locator("path.fill-mark").count() <= fills_before:
         assert time.monotonic() < deadline, page.locator("#history-summary").inner_text()
@@ -199,16 +101,16 @@ def test_the_day_s_chart_moves_without_a_reload_after_a_trade_and_the_page_does_
     assert page.locator("#book-history details").get_attribute("open") is not None
     assert page.evaluate("document.activeElement.tagName") == "SUMMARY"  # and keep the focus
     assert " buy 2 " in page.locator("#book-history details").inner_text()
-    _shot(page, "book-chart-1280")
+    shot(page, "book-chart-1280")
     page.context.close()
 
 
 def test_an_operator_halt_reaches_the_open_page_within_two_seconds_and_disables_approval(
         browser, server, desk_client, committed):
     proposal = _pending_hedge(desk_client, "halt-check")
-    page = _page(browser, server, desk_client.trader)
+    page = page_logged_in(browser, server, desk_client.trader)
     page.goto("/desk/desk/proposals")
-    _wait_live(page)
+    wait_live(page)
     assert page.locator(f"#proposal-{proposal.pk} button.approve-open").is_enabled()
     started = time.monotonic()
     with tenant_context(desk_client.client):
@@ -223,7 +125,7 @@ def test_an_operator_halt_reaches_the_open_page_within_two_seconds_and_disables_
         button = page.locator(f"#proposal-{proposal.pk} .actions button", has_text="Approve")
         assert button.is_disabled()
         assert "compliance check" in page.locator(f"#proposal-{proposal.pk} .halted-note").inner_text()
-        _shot(page, "proposals-halted-1280")
+        shot(page, "proposals-halted-1280")
     finally:
         with tenant_context(desk_client.client):
             risk.client_halt_set(client=desk_client.client, halted=False, reason="", actor=risk.Actor("operator", "o"))
@@ -233,7 +135,7 @@ def test_an_operator_halt_reaches_the_open_page_within_two_seconds_and_disables_
 def test_approve_from_the_keyboard_in_the_dialog_then_the_card_is_executed_with_its_fill(
         browser, server, desk_client, committed):
     proposal = _pending_hedge(desk_client, f"approve-{time.monotonic_ns()}")
-    page = _page(browser, server, desk_client.trader)
+    page = page_logged_in(browser, server, desk_client.trader)
     page.goto("/desk/desk/proposals")
     opener = page.locator(f"#proposal-{proposal.pk} .actions button.approve-open")
     opener.focus()
@@ -245,7 +147,7 @@ def test_approve_from_the_keyboard_in_the_dialog_then_the_card_is_executed_with_
     page.keyboard.press("Tab")
     page.keyboard.press("Tab")
     assert page.evaluate("document.activeElement.closest('dialog') !== null")  # and stays there
-    _shot(page, "approve-dialog-1280")
+    shot(page, "approve-dialog-1280")
     page.keyboard.press("Escape")
     assert page.locator("dialog[open]").count() == 0
     opener.focus()
@@ -270,14 +172,14 @@ def test_a_second_approve_shows_409_where_the_trader_clicked_and_a_refusal_lists
     page.click("button[type=submit]")
     page.goto("/desk/desk/proposals")
     # Someone else approves it through the API while the page is open.
-    status, _ = _api(server, "POST", f"/clients/desk/agent/approve/{proposal.pk}", desk_client.trader)
+    status, _ = api_call(server, "POST", f"/clients/desk/agent/approve/{proposal.pk}", desk_client.trader)
     assert status == 200
     page.locator(f"#proposal-{proposal.pk} details.approve summary").click()
     page.locator(f"#proposal-{proposal.pk} details.approve button[type=submit]").click()
     page.wait_for_selector(f"#refusal-{proposal.pk}")
     assert "(409)" in page.locator(f"#refusal-{proposal.pk}").inner_text()
     context.close()
-    page = _page(browser, server, desk_client.trader)
+    page = page_logged_in(browser, server, desk_client.trader)
 
     # Now one the governor refuses at approval: the limits shrink after it was proposed.
     proposal = _pending_hedge(desk_client, f"refuse-{time.monotonic_ns()}")
@@ -295,7 +197,7 @@ def test_a_second_approve_shows_409_where_the_trader_clicked_and_a_refusal_lists
         refusal.wait_for()
         text = refusal.inner_text()
         assert "(422)" in text and refusal.locator("li").count() >= 2, text
-        _shot(page, "refusal-422-1280")
+        shot(page, "refusal-422-1280")
     finally:
         with tenant_context(desk_client.client):
             config.parameters = {**config.parameters, "risk_limits": ROOMY}
@@ -305,7 +207,7 @@ def test_a_second_approve_shows_409_where_the_trader_clicked_and_a_refusal_lists
 
 def test_a_member_of_another_client_gets_404_on_every_page_and_on_its_websocket(browser, server, desk_client, beta):
     # (Its `beta` fixture also tells pytest-django this module needs the test database.)
-    page = _page(browser, server, beta.trader)
+    page = page_logged_in(browser, server, beta.trader)
     for path in ("/desk/desk/", "/desk/desk/proposals", "/desk/desk/fragments/banner"):
         assert page.goto(path).status == 404, path
     code = page.evaluate("""() => new Promise(resolve => {
@@ -321,12 +223,12 @@ def test_a_member_of_another_client_gets_404_on_every_page_and_on_its_websocket(
 def test_at_phone_width_no_page_scrolls_sideways_and_axe_finds_nothing_serious(browser, server, desk_client, path,
                                                                                committed):
     _pending_hedge(desk_client, f"phone-{time.monotonic_ns()}")
-    page = _page(browser, server, desk_client.trader, width=390, height=844)
+    page = page_logged_in(browser, server, desk_client.trader, width=390, height=844)
     page.goto(path)
     page.wait_for_load_state("load")
     assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth"), path
     name = path.strip("/").replace("/", "-").replace("?", "-").replace("=", "-")
-    _shot(page, f"{name}-390")
+    shot(page, f"{name}-390")
     page.set_viewport_size({"width": 360, "height": 740})  # the narrowest phones a trader carries
     page.wait_for_timeout(100)
     assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth"), f"{path} at 360 px"
@@ -348,22 +250,22 @@ def test_the_login_page_and_my_clients_at_both_widths(browser, server, desk_clie
         context = browser.new_context(viewport={"width": width, "height": 800}, base_url=server)
         page = context.new_page()
         page.goto("/login")
-        _shot(page, f"login-{width}")
+        shot(page, f"login-{width}")
         assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
         context.close()
-        page = _page(browser, server, desk_client.trader, width=width)
+        page = page_logged_in(browser, server, desk_client.trader, width=width)
         assert page.locator("h1").inner_text() == "My clients"
         assert page.locator("tbody tr").count() == 2
         assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
-        _shot(page, f"clients-{width}")
+        shot(page, f"clients-{width}")
         page.context.close()
 
 
 def test_chat_streams_its_reply_and_an_inline_proposal_is_approved_there(browser, server, desk_client, committed):
     buy_futures(desk_client, 15, client_order_id=f"chat-drift-{time.monotonic_ns()}")
-    page = _page(browser, server, desk_client.trader)
+    page = page_logged_in(browser, server, desk_client.trader)
     page.goto("/desk/desk/chat")
-    _wait_live(page)
+    wait_live(page)
     page.fill("#chat-message", "hedge to neutral")
     page.keyboard.press("Tab")
     page.keyboard.press("Enter")  # Send, from the keyboard
@@ -373,7 +275,7 @@ def test_chat_streams_its_reply_and_an_inline_proposal_is_approved_there(browser
     except playwright_api.TimeoutError:
         raise AssertionError(page.locator("#chat-log").inner_text()[-1500:]) from None
     assert "hedge" in page.locator("#chat-log .bubble-agent").last.inner_text().lower()
-    _shot(page, "chat-1280")
+    shot(page, "chat-1280")
     page.locator("#chat-log .approve-open").last.click()
     page.locator("dialog[open] button[type=submit]").click()
     page.wait_for_url("**/desk/desk/chat")
@@ -384,18 +286,18 @@ def test_chat_streams_its_reply_and_an_inline_proposal_is_approved_there(browser
 
 
 def test_an_owners_invalid_parameter_shows_by_its_field_and_nothing_changes(browser, server, desk_client, committed):
-    page = _page(browser, server, desk_client.owner)
+    page = page_logged_in(browser, server, desk_client.owner)
     page.goto("/desk/desk/parameters")
     page.fill("#f-band-width", "-1")
     page.click("text=Review changes")
     error = page.locator("#f-band-width-error")
     error.wait_for()
     assert page.locator("#f-band-width").get_attribute("aria-invalid") == "true"
-    _shot(page, "parameters-error-1280")
+    shot(page, "parameters-error-1280")
     with tenant_context(desk_client.client):
         assert "band" not in AgentConfig.objects.get().parameters
     page.set_viewport_size({"width": 390, "height": 844})
     page.goto("/desk/desk/parameters")
     assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
-    _shot(page, "parameters-390")
+    shot(page, "parameters-390")
     page.context.close()

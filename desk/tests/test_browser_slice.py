@@ -10,47 +10,22 @@ import time
 import pytest
 from django_tenants.utils import tenant_context
 
-from agents.models import AgentConfig
 from agents.tests.books import buy_calls
 from brokers.domain import OrderLeg, OrderRequest
 from brokers.models import Order
 from brokers.services import broker_session
-from desk.tests.test_browser import AXE, ROOMY, _api, _page, _shot, _wait_changed, _wait_live, browser, committed
+from desk.tests.browsing import AXE, api_call, committed_client, page_logged_in, shot, wait_changed, wait_live
 from risk import services as risk
-from tradingplatform.testing import client_fixture_create
-from tradingplatform.tests.servers import daphne_server, subprocess_env_for_tests
 
-__all__ = ["browser", "committed"]  # fixtures shared with test_browser.py
 CLIENT = "desk-ord"
 
 
 @pytest.fixture(scope="module")
 def ord_client(django_db_setup, django_db_blocker):
-    from django.db import connection
-
-    with django_db_blocker.unblock():
-        connection.set_schema_to_public()
-        fixture = client_fixture_create(CLIENT)
-        with tenant_context(fixture.client):
-            AgentConfig.objects.update_or_create(singleton=True, defaults={"mode": "confirmation", "parameters": {
-                "risk_limits": {**ROOMY, "duplicate_window_seconds": 0}}})
-        buy_calls(fixture, 2, client_order_id="ord-seed")
-    yield fixture
-    with django_db_blocker.unblock():
-        connection.set_schema_to_public()
-        from django.contrib.auth import get_user_model
-
-        from tenants.models import Client
-
-        for client in Client.objects.filter(client_id=CLIENT):
-            client.delete(force_drop=True)
-        get_user_model().objects.filter(username__startswith=CLIENT).delete()
-
-
-@pytest.fixture(scope="module")
-def server(ord_client):
-    with daphne_server(subprocess_env_for_tests()) as port:
-        yield f"http://127.0.0.1:{port}"
+    with committed_client(CLIENT, django_db_blocker) as fixture:
+        with django_db_blocker.unblock():
+            buy_calls(fixture, 2, client_order_id="ord-seed")
+        yield fixture
 
 
 def _rest(fixture, client_order_id: str) -> None:
@@ -74,9 +49,9 @@ def _state(fixture, client_order_id: str) -> str:
 def test_a_trader_cancels_a_resting_order_from_the_page_with_a_named_confirmation(browser, server, ord_client,
                                                                                   committed):
     _rest(ord_client, "ord-page-1")
-    page = _page(browser, server, ord_client.trader)
+    page = page_logged_in(browser, server, ord_client.trader)
     page.goto(f"/desk/{CLIENT}/orders")
-    _wait_live(page)
+    wait_live(page)
     row = page.locator("#order-ord-page-1")
     assert "Submitted" in row.inner_text() and "0 of 1" in row.inner_text()
     row.locator("button.cancel-open").click()
@@ -86,7 +61,7 @@ def test_a_trader_cancels_a_resting_order_from_the_page_with_a_named_confirmatio
     assert dialog.locator("button", has_text="Keep the order").count() == 1
     assert page.evaluate("document.activeElement.closest('dialog') !== null")  # focus is in the dialog
     dialog.locator("input[name=reason]").fill("re-pricing")
-    _shot(page, "orders-cancel-dialog-1280")
+    shot(page, "orders-cancel-dialog-1280")
     dialog.locator("button[type=submit]").click()
     page.wait_for_selector(".messages .message")
     assert "Cancelled ord-page-1" in page.locator(".messages").inner_text()
@@ -97,16 +72,16 @@ def test_a_trader_cancels_a_resting_order_from_the_page_with_a_named_confirmatio
 
 def test_the_open_page_follows_a_cancel_made_elsewhere_without_a_reload(browser, server, ord_client, committed):
     _rest(ord_client, "ord-live-1")
-    page = _page(browser, server, ord_client.trader)
+    page = page_logged_in(browser, server, ord_client.trader)
     page.goto(f"/desk/{CLIENT}/orders")
-    _wait_live(page)
+    wait_live(page)
     before = page.locator("#orders-live").inner_text()
     assert "ord-live-1" in before
-    status, body = _api(server, "POST", f"/clients/{CLIENT}/orders/ord-live-1/cancel", ord_client.trader,
+    status, body = api_call(server, "POST", f"/clients/{CLIENT}/orders/ord-live-1/cancel", ord_client.trader,
                         {"reason": "from the API"})
     assert status == 200, body
     started = time.monotonic()
-    _wait_changed(page.locator("#orders-live"), before)
+    wait_changed(page.locator("#orders-live"), before)
     page.wait_for_selector("#order-ord-live-1", state="detached", timeout=3_000)
     assert time.monotonic() - started < 3.0
     assert "ord-live-1" in page.locator("#recent-orders").inner_text()  # now among the finished ones
@@ -118,7 +93,7 @@ def test_each_page_at_both_widths_no_sideways_scroll_and_axe_finds_nothing_serio
                                                                                    committed):
     _rest(ord_client, f"ord-shot-{name}")
     for width, height in ((1280, 900), (390, 844), (360, 740)):
-        page = _page(browser, server, ord_client.trader, width=width, height=height)
+        page = page_logged_in(browser, server, ord_client.trader, width=width, height=height)
         page.goto(f"/desk/{CLIENT}/{name}")
         page.wait_for_load_state("load")
         assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth"), (name, width)
@@ -126,7 +101,7 @@ def test_each_page_at_both_widths_no_sideways_scroll_and_axe_finds_nothing_serio
             assert "● +2 held" in page.locator("#chain").inner_text() or page.locator(".held-tag").count() >= 1
             scroller = page.locator(".table-scroll")
             assert scroller.get_attribute("role") == "region" and scroller.get_attribute("tabindex") == "0"
-        _shot(page, f"{name}-{width}")
+        shot(page, f"{name}-{width}")
         page.add_script_tag(url=f"/static/vendor/{AXE.name}")
         result = page.evaluate("() => axe.run(document, {runOnly: ['wcag2a', 'wcag2aa', 'wcag21aa', 'wcag22aa']})")
         serious = [(v["id"], v["impact"], [n["target"] for n in v["nodes"]][:3]) for v in result["violations"]
@@ -137,7 +112,7 @@ def test_each_page_at_both_widths_no_sideways_scroll_and_axe_finds_nothing_serio
 
 def test_a_member_of_another_client_gets_404_on_these_pages(browser, server, ord_client, beta):
     # (Its `beta` fixture also tells pytest-django this module needs the test database.)
-    page = _page(browser, server, beta.trader)
+    page = page_logged_in(browser, server, beta.trader)
     for path in ("orders", "chain", "audit", "audit.csv"):
         assert page.goto(f"/desk/{CLIENT}/{path}").status == 404, path
     page.context.close()
