@@ -49,17 +49,16 @@ def hedge_future_select(futures: list[Instrument], *, today: date, chosen_expiry
     if front.symbol not in PRODUCTS:
         return HedgeChoice(future=front, note="")
     product = PRODUCTS[front.symbol]
-    for index, future in enumerate(futures):
-        rolls_on = roll_date(product, future.expiry)
-        if today < rolls_on or index == len(futures) - 1:
-            if index == 0:
-                return HedgeChoice(future=future, note="")
-            previous = futures[index - 1]
-            return HedgeChoice(future=future, note=(
-                f"Hedging with {future.key}: {previous.key} rolled on "
-                f"{roll_date(product, previous.expiry).isoformat()}, ahead of its expiry on "
-                f"{previous.expiry.isoformat()}."))
-    raise AssertionError("unreachable")  # the loop returns at its last future
+    # The first future not yet at its roll date (the last listed one when all are).
+    index = next((i for i, future in enumerate(futures) if today < roll_date(product, future.expiry)),
+                 len(futures) - 1)
+    future = futures[index]
+    if index == 0:
+        return HedgeChoice(future=future, note="")
+    previous = futures[index - 1]
+    return HedgeChoice(future=future, note=(
+        f"Hedging with {future.key}: {previous.key} rolled on {roll_date(product, previous.expiry).isoformat()}, "
+        f"ahead of its expiry on {previous.expiry.isoformat()}."))
 
 
 def option_underlyings(futures: list[Instrument], *, hedge: Instrument, today: date, dte_max: int) -> list[Instrument]:
