@@ -23,6 +23,12 @@ Fridays without an employment report for equity; the Friday after Thanksgiving 2
 2027 for energy and metals). The simulated market reads these same tables
 (`brokers.simulator.market`), so it is closed exactly when the governor says so.
 
+Calendars with a daily pause inside the session (CBOT grains: 07:45-08:30 CT between the night
+and the day session) keep it as the session's break: closed during it, yet the same trading day.
+
+Which calendar each product uses is `brokers.products.Product.calendar`; docs/brokers/products.md
+lists them with the holiday hours checked here.
+
 Intervals are half-open, [open, close): at 16:00:00 CT the market is closed, at 17:00:00 open.
 """
 from __future__ import annotations
@@ -34,6 +40,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
+import pandas as pd
 import pandas_market_calendars as mcal
 
 _DEFAULT_YEARS_BACK = 1
@@ -52,13 +59,15 @@ class SessionOverride:
     """The exchange's published hours for one trade date, replacing the library's.
 
     `close_local` is the close in the calendar's time zone; None means no session that trade date.
-    The open of an overridden session stays the library's (17:00 the evening before).
+    `open_local`, when given, opens the session on the trade date itself at that time (no night
+    session before it, and no break); otherwise the open stays the library's (the evening before).
     """
 
     calendar: str
     trade_date: date
     close_local: time | None
     why: str
+    open_local: time | None = None
 
 
 _GOOD_FRIDAY_CLOSED = (
@@ -83,6 +92,16 @@ _LABOR_DAY_ENERGY_METALS = (
     "(its recurring USLaborDayFrom2027 rule, the equity halt)."
 )
 
+_FRIDAY_AFTER_THANKSGIVING_GRAINS = (
+    "Friday after Thanksgiving: CBOT grains have no night session on Thanksgiving evening and "
+    "open at 08:30 CT (CME holiday calendar); the library opens them at 19:00 CT on Thursday. Its "
+    "12:00 CT close is kept: CME's is 12:05, and the earlier is the fail-safe answer."
+)
+_JUNETEENTH_LIVESTOCK = (
+    "Juneteenth: CME's agricultural markets (grains and livestock) are closed; the library's "
+    "livestock calendar has a full session (its grains calendar is closed)."
+)
+
 SESSION_OVERRIDES: tuple[SessionOverride, ...] = (
     SessionOverride("CME Globex Equity", date(2024, 3, 29), None, _GOOD_FRIDAY_CLOSED),
     SessionOverride("CME Globex Equity", date(2025, 4, 18), None, _GOOD_FRIDAY_CLOSED),
@@ -98,6 +117,15 @@ SESSION_OVERRIDES: tuple[SessionOverride, ...] = (
             (date(2027, 9, 6), time(13, 30), _LABOR_DAY_ENERGY_METALS),
         )
     ),
+    *(
+        SessionOverride("CBOT_Agriculture", trade_date, time(12, 0), _FRIDAY_AFTER_THANKSGIVING_GRAINS,
+                        open_local=time(8, 30))
+        for trade_date in (date(2025, 11, 28), date(2026, 11, 27), date(2027, 11, 26), date(2028, 11, 24))
+    ),
+    *(
+        SessionOverride("CMEGlobex_Livestock", trade_date, None, _JUNETEENTH_LIVESTOCK)
+        for trade_date in (date(2025, 6, 19), date(2026, 6, 19), date(2027, 6, 18), date(2028, 6, 19))
+    ),
 )
 
 
@@ -110,6 +138,9 @@ class SessionTable:
     closes: tuple[float, ...]
     first_trade_date: date
     last_trade_date: date
+    # Per session, its daily break [start, end) inside it; start == end == close when it has none.
+    break_starts: tuple[float, ...] = ()
+    break_ends: tuple[float, ...] = ()
 
     def covers(self, epoch: float) -> bool:
         # Before the first open or after the last close the table cannot tell a break from a
@@ -122,7 +153,9 @@ class SessionTable:
 
     def is_open(self, epoch: float) -> bool:
         i = bisect.bisect_right(self.opens, epoch) - 1
-        return i >= 0 and epoch < self.closes[i]
+        if i < 0 or epoch >= self.closes[i]:
+            return False
+        return not (self.break_starts and self.break_starts[i] <= epoch < self.break_ends[i])
 
 
 def build_session_table(calendar: str, first_trade_date: date, last_trade_date: date) -> SessionTable:
@@ -135,30 +168,37 @@ def build_session_table(calendar: str, first_trade_date: date, last_trade_date: 
     zone = ZoneInfo(str(exchange.tz))
     overrides = {o.trade_date: o for o in SESSION_OVERRIDES if o.calendar == calendar}
 
-    intervals: list[tuple[float, float]] = []
-    for trade_day, market_open, market_close in zip(
-        schedule.index, schedule["market_open"], schedule["market_close"], strict=True
-    ):
-        trade_date = trade_day.date()
+    has_breaks = "break_start" in schedule.columns
+    sessions: list[tuple[float, float, float, float]] = []  # open, close, break start, break end
+    for row in schedule.itertuples():
+        trade_date = row.Index.date()
+        open_epoch, close_epoch = row.market_open.timestamp(), row.market_close.timestamp()
+        break_start = break_end = close_epoch
+        if has_breaks and not (pd.isna(row.break_start) or pd.isna(row.break_end)):
+            break_start, break_end = row.break_start.timestamp(), row.break_end.timestamp()
         override = overrides.get(trade_date)
         if override is not None:
             if override.close_local is None:
                 continue
             close_epoch = datetime.combine(trade_date, override.close_local, zone).timestamp()
-        else:
-            close_epoch = market_close.timestamp()
-        intervals.append((market_open.timestamp(), close_epoch))
+            if override.open_local is not None:
+                open_epoch = datetime.combine(trade_date, override.open_local, zone).timestamp()
+            if override.open_local is not None or break_start >= close_epoch:
+                break_start = break_end = close_epoch
+        sessions.append((open_epoch, close_epoch, min(break_start, close_epoch), min(break_end, close_epoch)))
 
-    intervals.sort()
-    for (_, previous_close), (next_open, _) in itertools.pairwise(intervals):
-        if next_open < previous_close:
-            raise ValueError(f"calendar {calendar!r} has overlapping sessions near {next_open}")
+    sessions.sort()
+    for previous, following in itertools.pairwise(sessions):
+        if following[0] < previous[1]:
+            raise ValueError(f"calendar {calendar!r} has overlapping sessions near {following[0]}")
     return SessionTable(
         calendar=calendar,
-        opens=tuple(o for o, _ in intervals),
-        closes=tuple(c for _, c in intervals),
+        opens=tuple(s[0] for s in sessions),
+        closes=tuple(s[1] for s in sessions),
         first_trade_date=first_trade_date,
         last_trade_date=last_trade_date,
+        break_starts=tuple(s[2] for s in sessions) if has_breaks else (),
+        break_ends=tuple(s[3] for s in sessions) if has_breaks else (),
     )
 
 

@@ -21,7 +21,7 @@ from audit import kinds
 from audit import services as audit
 from brokers.codec import instrument_from_json, instrument_to_json
 from brokers.domain import Instrument, OrderLeg, OrderRequest
-from brokers.products import PRODUCTS
+from brokers.products import PRODUCTS, price_add_ticks, price_kind, price_round
 from risk import selectors as risk_selectors
 from risk import services as risk
 from tenants.models import Client
@@ -127,19 +127,25 @@ def proposal_order(proposal: Proposal) -> OrderRequest:
 
 
 def _tick(instrument: Instrument) -> float:
+    """The smallest tick of a leg (the grid of a combo's net price)."""
     product = PRODUCTS[instrument.symbol]
     return product.option_tick if instrument.is_option else product.future_tick
 
 
 def protected_limit_price(trade: policy.ProposedTrade) -> Decimal:
     """The policy's far-touch price widened by LIMIT_PROTECTION_TICKS per leg against us: higher
-    for what we pay, lower for what we receive; on the tick grid of the product."""
+    for what we pay, lower for what we receive. A single leg moves along its product's real grid
+    (`brokers.products.price_add_ticks`: ES options 4.95 + 4 ticks = 5.75, past the 5.00 tier)
+    and is rounded away from the touch so it stays marketable; a combo's net price is on the
+    smallest tick of its legs."""
     if len(trade.legs) == 1:
         leg = trade.legs[0]
-        tick = _tick(leg.instrument)
-        step = LIMIT_PROTECTION_TICKS * tick * (1 if leg.side == "BUY" else -1)
-        price = max(trade.limit_price + step, tick)
-        return Decimal(str(round(round(price / tick) * tick, 10)))
+        product = PRODUCTS[leg.instrument.symbol]
+        kind = price_kind(leg.instrument.is_option)
+        marketable = price_round(product, trade.limit_price, kind=kind, side=leg.side)
+        moved = price_add_ticks(product, marketable, LIMIT_PROTECTION_TICKS * (1 if leg.side == "BUY" else -1),
+                                kind=kind)
+        return Decimal(repr(price_round(product, moved, kind=kind, side=leg.side)))
     widening = sum(LIMIT_PROTECTION_TICKS * _tick(leg.instrument) for leg in trade.legs)
     tick = min(_tick(leg.instrument) for leg in trade.legs)
     return Decimal(str(round(round((trade.limit_price + widening) / tick) * tick, 10)))

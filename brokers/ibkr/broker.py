@@ -40,6 +40,7 @@ from brokers.ibkr.contracts import (
     ContractSettings,
     combo_for,
     contract_for,
+    details_disagreements,
     greeks_from_ib,
     ib_order_for,
     instrument_from_details,
@@ -377,6 +378,10 @@ class IBKRBroker(Broker):
         under = await self._expiry_of(details.underConId) if details.contract.secType == "FOP" \
             else None
         instrument = instrument_from_details(details, underlying_expiry=under)
+        if details.contract.conId not in self._instruments:  # once per contract and connection
+            for problem in details_disagreements(details):
+                logger.warning("IBKR contract %s disagrees with the product table: %s",
+                               details.contract.conId, problem)
         self._instruments[details.contract.conId] = instrument
         if details.contract.secType == "FUT":
             self._expiries[details.contract.conId] = instrument.expiry

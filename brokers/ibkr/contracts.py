@@ -23,7 +23,7 @@ from ib_async.objects import OptionComputation
 from ib_async.order import Order
 
 from brokers.domain import Greeks, Instrument, OrderLeg, OrderRequest, OrderState
-from brokers.products import PRODUCTS
+from brokers.products import PRODUCTS, contract_disagreements
 
 ALLOWED_EXCHANGES = frozenset({"CME", "CBOT", "NYMEX", "COMEX"})
 _DAYS_PER_YEAR = 365.0
@@ -155,6 +155,21 @@ def instrument_from_details(details: ContractDetails, *,
     assert details.contract is not None
     return instrument_from_contract(details.contract, underlying_expiry=underlying_expiry,
                                     real_expiry=details.realExpirationDate)
+
+
+def details_disagreements(details: ContractDetails) -> list[str]:
+    """Where TWS's own contract details disagree with the product table (exchange, currency,
+    multiplier and price magnifier, minimum tick, trading class), one sentence each; empty for a
+    product the table does not know or when all agree. See `brokers.products.contract_disagreements`."""
+    contract = details.contract
+    product = PRODUCTS.get(contract.symbol) if contract is not None else None
+    if contract is None or product is None:
+        return []
+    return contract_disagreements(
+        product, option=contract.secType == "FOP", exchange=contract.exchange or None,
+        multiplier=contract.multiplier or None, min_tick=details.minTick or None,
+        trading_class=contract.tradingClass or None, currency=contract.currency or None,
+        price_magnifier=details.priceMagnifier or None)
 
 
 def greeks_from_ib(comp: OptionComputation | None, *, expiry: date,

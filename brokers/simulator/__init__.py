@@ -17,20 +17,23 @@ The market
 - Price shocks (`shock`) multiply the index and/or shift the at-the-money vol from the step that
   holds their time onwards; they are part of the state, so history is never rewritten (a shock
   may not be dated before the last moment the account was brought up to date).
-- Futures: the next `LISTED_FUTURES` quarterly contracts of the product's listed months, expiring
-  on the third Friday (holidays are ignored) at the product's last trading time
-  (`brokers.products.future_last_trade`: 08:30 CT for the E-minis). Bid/ask one tick wide around
+- Futures: the next `LISTED_FUTURES` contracts of the product's listing cycle (quarterly for the
+  equity indices, Treasuries and currencies, monthly for crude and gas, gold's even months, ...),
+  each stopping on its real last trading day at its product's time (`brokers.products`:
+  `future_expiry`, `future_last_trade`; 08:30 CT on the third Friday for the E-minis, three
+  business days before the 25th of the month before for crude oil). Bid/ask one tick wide around
   the fair price, times the spread multiplier.
-- Options on each listed future: the quarterly expiry (same day and time as the future) and the
-  serial months before it (up to `SERIAL_OPTION_MONTHS`; CME's January and February ES options
-  deliver the March future), which stop at the product's serial time (15:00 CT for the
-  E-minis). Every strike on the product's grid exists; the chain shows `strikes_each_side`
-  strikes either side of the money. Vol smile:
+- Options on each listed future: those of its own month and, where CME lists them, the serial
+  months before it (up to `SERIAL_OPTION_MONTHS`; CME's January and February ES options deliver
+  the March future), each stopping on its product's option expiry day and time
+  (`brokers.products.option_expiry`, `option_last_trade`: 08:30 CT for quarterly E-mini options,
+  15:00 CT for serial ones). Every strike on the product's grid exists; the chain shows
+  `strikes_each_side` strikes either side of the money. Vol smile:
   `max(floor, atm + skew * k + curvature * k^2)` with `k = ln(K / F)`. Prices are Black-76 from
   `risk.greeks` (the products are American-style; the simulated market prices them as European,
   which for options on futures is within a few ticks), bid/ask `max(1 tick, 0.25% of value)`
-  either side of it times the spread multiplier, rounded outwards to the option tick; a bid below
-  one tick is no bid.
+  either side of it times the spread multiplier, rounded outwards to the product's option grid
+  (tiered: ES options in 0.05 up to 5.00 and 0.25 above); a bid below one tick is no bid.
 - Quotes carry the model greeks with `source="broker"` (as Interactive Brokers does) unless
   `SimConfig.broker_greeks` is false, in which case `Quote.greeks` is None and the platform
   computes its own.
@@ -79,6 +82,7 @@ from `brokers.simulator`):
   summary, margin, injected faults, `to_state()` / `from_state()`.
 """
 
+from brokers.products import third_friday
 from brokers.simulator.account import (
     INITIAL_MARGIN_FACTOR,
     MATCH_CHUNK_STEPS,
@@ -109,7 +113,6 @@ from brokers.simulator.market import (
     Shock,
     SimConfig,
     SimulationError,
-    third_friday,
 )
 from brokers.simulator.paths import DAYS_PER_CHUNK, STEP, STEPS_PER_DAY, index_log_levels
 from brokers.simulator.state import (

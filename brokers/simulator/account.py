@@ -28,7 +28,7 @@ from brokers.domain import (
     Position,
     Side,
 )
-from brokers.products import PRODUCTS, expiry_moment
+from brokers.products import PRODUCTS, TickRule, expiry_moment, on_price_grid, price_kind
 from brokers.simulator.clock import SimClock, _utc
 from brokers.simulator.market import (
     MARKET_PARAMS,
@@ -39,7 +39,7 @@ from brokers.simulator.market import (
     SimulationError,
     _next_day_end,
 )
-from brokers.simulator.paths import _EPS, STEP, _on_grid, _price, _tick_decimals, _ticks_round
+from brokers.simulator.paths import _EPS, STEP, _price, _tick_decimals, _ticks_round
 from brokers.simulator.state import (
     TERMINAL_STATES,
     _Faults,
@@ -226,9 +226,10 @@ class SimulatedMarket(MarketSide):
                 raise invalid("a limit order needs a finite limit price")
             if len(legs) == 1:
                 product = PRODUCTS[legs[0].instrument.symbol]
-                tick = product.option_tick if legs[0].instrument.is_option else product.future_tick
-                if not _on_grid(limit, tick):
-                    raise invalid(f"the limit price must be a positive multiple of the tick {tick:g}")
+                kind = price_kind(legs[0].instrument.is_option)
+                if not (limit > 0 and on_price_grid(product, limit, kind=kind)):
+                    raise invalid(f"the limit price must be a positive price on the {product.symbol} {kind} "
+                                  f"tick grid ({product.tick_rule(kind).describe()})")
         else:
             raise invalid(f"unknown order type {request.order_type!r}")
         if request.time_in_force not in ("DAY", "GTC", "IOC"):
@@ -243,15 +244,13 @@ class SimulatedMarket(MarketSide):
         """Per leg, the price each step would fill at (touch + slippage), NaN when it cannot."""
         prices = []
         for leg in request.legs:
-            product = PRODUCTS[leg.instrument.symbol]
-            tick = product.option_tick if leg.instrument.is_option else product.future_tick
+            grid = PRODUCTS[leg.instrument.symbol].tick_rule(price_kind(leg.instrument.is_option))
             snapshot = self._snapshot(leg.instrument, steps, for_execution=True)
-            slip = self.config.slippage_ticks * tick
-            decimals = _tick_decimals(tick)
+            slip = self.config.slippage_ticks
             if leg.side == "BUY":
-                prices.append(np.round(snapshot.ask + slip, decimals))
+                prices.append(_slipped(grid, snapshot.ask, slip))
             else:
-                prices.append(np.round(np.maximum(snapshot.bid - slip, tick), decimals))
+                prices.append(np.maximum(_slipped(grid, snapshot.bid, -slip), grid.minimum))
         return prices
 
     def _unit_cost(self, request: OrderRequest, prices: list[float] | list[np.ndarray]):
@@ -569,6 +568,11 @@ class SimulatedMarket(MarketSide):
             self.sync()
             self.config = config
             self._changed_market()
+
+
+def _slipped(grid: TickRule, prices: np.ndarray, ticks: int) -> np.ndarray:
+    """Touch prices moved `ticks` steps along the product's grid (negative: down); NaN stays NaN."""
+    return prices if ticks == 0 else np.asarray(grid.step(prices, ticks), dtype=float)
 
 
 def _fingerprint(request: OrderRequest) -> tuple:

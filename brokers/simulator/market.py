@@ -19,15 +19,27 @@ from typing import Any, Literal
 import numpy as np
 
 from brokers.domain import Greeks, Instrument, Quote, Right, SecType
-from brokers.products import PRODUCTS, Product, expiry_moment, future_last_trade, option_last_trade
+from brokers.products import (
+    PRODUCTS,
+    Product,
+    expiry_moment,
+    future_contract_month,
+    future_expiry,
+    future_last_trade,
+    future_months_from,
+    option_exercise_style,
+    option_expiries,
+    option_future_month,
+    option_last_trade,
+    option_trading_class,
+    price_kind,
+)
 from brokers.simulator.clock import UTC, SimClock, _utc
 from brokers.simulator.paths import (
     STEP,
     _on_grid,
     _price,
-    _ticks_ceil,
     _ticks_floor,
-    _ticks_round,
     index_log_levels,
 )
 from risk.greeks import Black76, black76
@@ -36,7 +48,7 @@ from risk.sessions import MarketHours, SessionTable, shared_market_hours
 SECONDS_PER_YEAR = 365.0 * 86400.0
 DAY_END_UTC = time(21, 0)  # DAY orders end at 21:00 UTC; contracts expire by their product's rules
 LISTED_FUTURES = 4
-SERIAL_OPTION_MONTHS = 2
+SERIAL_OPTION_MONTHS = 2  # the most serial option months a product lists before a futures month
 MIN_TIME_TO_EXPIRY = 60.0 / SECONDS_PER_YEAR  # keeps Black-76 finite in the last minute
 OPTION_HALF_SPREAD_FRACTION = 0.0025
 FUTURE_QUOTE_SIZE = 50
@@ -79,11 +91,33 @@ class MarketParams:
     vol_scan: float  # SPAN-like vol scan range, in vol (0.04 = 4 points)
 
 
+# One per product of `brokers.products.PRODUCTS` (a test fails when one is missing). Strike steps
+# are the exchange's usual near-the-money intervals, in the product's quoted unit (cents for grains
+# and livestock, points of par for Treasuries); skews are negative for equity indices, mildly
+# positive for metals, grains and gas (calls bid).
 MARKET_PARAMS: dict[str, MarketParams] = {
     "ES": MarketParams(0.010, 25.0, 20, -0.60, 1.00, 0.05, 0.06, 0.04),
+    "MES": MarketParams(0.010, 25.0, 20, -0.60, 1.00, 0.05, 0.06, 0.04),
     "NQ": MarketParams(0.010, 100.0, 20, -0.50, 1.00, 0.06, 0.07, 0.04),
+    "MNQ": MarketParams(0.010, 100.0, 20, -0.50, 1.00, 0.06, 0.07, 0.04),
+    "YM": MarketParams(0.010, 100.0, 20, -0.60, 1.00, 0.05, 0.06, 0.04),
+    "RTY": MarketParams(0.010, 10.0, 20, -0.50, 1.00, 0.07, 0.08, 0.05),
     "CL": MarketParams(-0.020, 1.0, 15, -0.15, 1.20, 0.10, 0.10, 0.06),
+    "NG": MarketParams(0.050, 0.05, 20, 0.20, 1.00, 0.20, 0.15, 0.10),
     "GC": MarketParams(0.035, 25.0, 20, 0.08, 0.80, 0.06, 0.06, 0.03),
+    "SI": MarketParams(0.035, 0.25, 20, 0.10, 0.80, 0.10, 0.08, 0.04),
+    "HG": MarketParams(0.020, 0.05, 20, 0.05, 0.80, 0.08, 0.07, 0.04),
+    "ZN": MarketParams(-0.005, 0.5, 20, 0.05, 0.50, 0.02, 0.04, 0.02),
+    "ZB": MarketParams(-0.005, 1.0, 20, 0.05, 0.50, 0.03, 0.06, 0.03),
+    "ZF": MarketParams(-0.005, 0.25, 20, 0.05, 0.50, 0.015, 0.03, 0.015),
+    "ZT": MarketParams(-0.002, 0.125, 20, 0.05, 0.50, 0.008, 0.015, 0.01),
+    "ZC": MarketParams(0.030, 10.0, 20, 0.20, 1.00, 0.10, 0.08, 0.05),
+    "ZS": MarketParams(0.020, 20.0, 20, 0.15, 1.00, 0.08, 0.07, 0.05),
+    "ZW": MarketParams(0.040, 10.0, 20, 0.20, 1.00, 0.12, 0.09, 0.06),
+    "6E": MarketParams(0.015, 0.005, 20, 0.00, 0.80, 0.03, 0.04, 0.02),
+    "6J": MarketParams(0.030, 0.00005, 20, 0.10, 0.80, 0.04, 0.05, 0.03),
+    "LE": MarketParams(0.000, 2.0, 15, 0.00, 0.80, 0.06, 0.05, 0.03),
+    "HE": MarketParams(0.000, 2.0, 15, 0.10, 0.80, 0.10, 0.08, 0.05),
 }
 
 
@@ -129,16 +163,6 @@ class SimConfig:
         return cls(**{**state, "anchor": datetime.fromisoformat(state["anchor"])})
 
 
-def third_friday(year: int, month: int) -> date:
-    first = date(year, month, 1)
-    return first + timedelta(days=(4 - first.weekday()) % 7 + 14)
-
-
-def _add_months(year: int, month: int, months: int) -> tuple[int, int]:
-    index = year * 12 + (month - 1) + months
-    return index // 12, index % 12 + 1
-
-
 def _next_day_end(moment: datetime) -> datetime:
     end = datetime.combine(moment.date(), DAY_END_UTC, tzinfo=UTC)
     return end if end > moment else end + timedelta(days=1)
@@ -158,13 +182,16 @@ class _Sessions:
         self._table: SessionTable | None = None
         self._opens = np.empty(0)
         self._closes = np.empty(0)
+        self._break_starts = np.empty(0)
+        self._break_ends = np.empty(0)
 
     def open_mask(self, epoch_seconds: np.ndarray) -> np.ndarray:
         self._cover(float(epoch_seconds.min()), float(epoch_seconds.max()))
         index = np.searchsorted(self._opens, epoch_seconds, side="right") - 1
         valid = index >= 0
-        closes = self._closes[np.clip(index, 0, None)]
-        return valid & (epoch_seconds < closes)
+        at = np.clip(index, 0, None)
+        in_break = (self._break_starts[at] <= epoch_seconds) & (epoch_seconds < self._break_ends[at])
+        return valid & (epoch_seconds < self._closes[at]) & ~in_break
 
     def _cover(self, first: float, last: float) -> None:
         hours = self._hours or shared_market_hours()
@@ -175,6 +202,9 @@ class _Sessions:
             self._table = table
             self._opens = np.asarray(table.opens, dtype=np.float64)
             self._closes = np.asarray(table.closes, dtype=np.float64)
+            # No breaks: an empty break at each close.
+            self._break_starts = np.asarray(table.break_starts or table.closes, dtype=np.float64)
+            self._break_ends = np.asarray(table.break_ends or table.closes, dtype=np.float64)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -351,43 +381,38 @@ class MarketSide:
         instrument = Instrument(
             symbol=product.symbol, sec_type="FOP", expiry=expiry, exchange=product.exchange,
             multiplier=product.multiplier, strike=strike, right=right,
-            trading_class=product.option_trading_class, exercise_style=product.exercise_style,
+            trading_class=option_trading_class(product, expiry, future_expiry),
+            exercise_style=option_exercise_style(product, expiry, future_expiry),
             underlying_expiry=future_expiry,
         )
         return replace(instrument, broker_ref=f"SIM:{instrument.key}")
 
     @staticmethod
     def _is_future_expiry(product: Product, expiry: date) -> bool:
-        return expiry.month in product.futures_months and expiry == third_friday(expiry.year, expiry.month)
+        return future_contract_month(product, expiry) is not None
 
     @staticmethod
     def _listed_future_expiries(product: Product, now: datetime) -> list[date]:
-        expiries: list[date] = []
-        year, month = now.year, now.month
-        while len(expiries) < LISTED_FUTURES:
-            if month in product.futures_months:
-                expiry = third_friday(year, month)
-                if future_last_trade(product, expiry) > now:
-                    expiries.append(expiry)
-            year, month = _add_months(year, month, 1)
-        return expiries
+        """The next `LISTED_FUTURES` futures of the product's cycle still trading at `now`."""
+        months = future_months_from(product, (now.year, now.month), LISTED_FUTURES + 1)
+        live = [future_expiry(product, *month) for month in months]
+        return [expiry for expiry in live if future_last_trade(product, expiry) > now][:LISTED_FUTURES]
 
     @staticmethod
     def _option_expiries(product: Product, future_expiry: date) -> list[date]:
-        expiries = []
-        for back in range(SERIAL_OPTION_MONTHS, 0, -1):
-            year, month = _add_months(future_expiry.year, future_expiry.month, -back)
-            if month not in product.futures_months:
-                expiries.append(third_friday(year, month))
-        return [*expiries, future_expiry]
+        """The expiries of the options on a future, the serial months' first (at most
+        `SERIAL_OPTION_MONTHS` of them, the nearest to the future)."""
+        month = future_contract_month(product, future_expiry)
+        if month is None:
+            return []
+        return option_expiries(product, month)[-(SERIAL_OPTION_MONTHS + 1):]
 
     def _future_expiry_for_option(self, product: Product, expiry: date) -> date | None:
-        for ahead in range(SERIAL_OPTION_MONTHS + 1):
-            year, month = _add_months(expiry.year, expiry.month, ahead)
-            if month in product.futures_months:
-                future_expiry = third_friday(year, month)
-                return future_expiry if expiry in self._option_expiries(product, future_expiry) else None
-        return None
+        month = option_future_month(product, expiry)
+        if month is None:
+            return None
+        underlying = future_expiry(product, *month)
+        return underlying if expiry in self._option_expiries(product, underlying) else None
 
     def _require_tradable(self, instrument: Instrument) -> None:
         now = self.now()
@@ -470,12 +495,11 @@ class MarketSide:
         if instrument.is_option:
             forward, years, vol = self._option_inputs(instrument, steps)
             fair = self._black76(instrument, forward, years, vol).price
-            tick = product.option_tick
-            half = multiplier * np.maximum(tick, OPTION_HALF_SPREAD_FRACTION * fair)
-            bid_ticks = _ticks_floor(fair - half, tick)
-            ask_ticks = np.maximum(_ticks_ceil(fair + half, tick), 1.0)
-            bid = np.where(bid_ticks >= 1.0, _price(bid_ticks, tick), np.nan)
-            ask = _price(ask_ticks, tick)
+            grid = product.option_tick_rule
+            half = multiplier * np.maximum(grid.minimum, OPTION_HALF_SPREAD_FRACTION * fair)
+            below = np.asarray(grid.floor(fair - half))
+            bid = np.where(below >= grid.minimum * (1 - 1e-9), below, np.nan)
+            ask = np.maximum(np.asarray(grid.ceil(fair + half)), grid.minimum)
         else:
             fair = self._future_fair(instrument, steps)
             tick = product.future_tick
@@ -519,7 +543,7 @@ class MarketSide:
         steps = np.array([self._step_of(quote_time)])
         snapshot = self._snapshot(instrument, steps, for_execution=False)
         product = PRODUCTS[instrument.symbol]
-        tick = product.option_tick if instrument.is_option else product.future_tick
+        grid = product.tick_rule(price_kind(instrument.is_option))
         bid, ask = _optional(snapshot.bid[0]), _optional(snapshot.ask[0])
         size = OPTION_QUOTE_SIZE if instrument.is_option else FUTURE_QUOTE_SIZE
         underlying_price = greeks = None
@@ -538,7 +562,7 @@ class MarketSide:
             instrument=instrument,
             bid=bid,
             ask=ask,
-            last=float(_price(_ticks_round(snapshot.fair, tick), tick)[0]),
+            last=float(np.asarray(grid.nearest(snapshot.fair))[0]),
             bid_size=size if bid is not None else 0,
             ask_size=size if ask is not None else 0,
             time=quote_time,
