@@ -394,7 +394,8 @@ class MarketSide:
     @staticmethod
     def _listed_future_expiries(product: Product, now: datetime) -> list[date]:
         """The next `LISTED_FUTURES` futures of the product's cycle still trading at `now`."""
-        months = future_months_from(product, (now.year, now.month), LISTED_FUTURES + 1)
+        # A monthly contract stops in the month before its own (crude): skip up to two gone ones.
+        months = future_months_from(product, (now.year, now.month), LISTED_FUTURES + 3)
         live = [future_expiry(product, *month) for month in months]
         return [expiry for expiry in live if future_last_trade(product, expiry) > now][:LISTED_FUTURES]
 

@@ -35,8 +35,13 @@ def test_an_unknown_product_keeps_the_2100_utc_convention():
 def test_roll_dates():
     assert roll_date(ES, date(2026, 12, 18)) == date(2026, 12, 10)  # Thursday, eight days before
     assert roll_date(ES, date(2027, 3, 19)).weekday() == 3
-    assert roll_date(PRODUCTS["CL"], date(2027, 3, 19)) == date(2027, 3, 12)  # five business days
-    assert roll_date(PRODUCTS["GC"], date(2027, 3, 19)) == date(2027, 3, 5)  # ten business days
+    # Crude: five business days before the last trading day (April 2027 stops on 2027-03-22).
+    assert roll_date(PRODUCTS["CL"], date(2027, 3, 22)) == date(2027, 3, 15)
+    # Gold, delivered: five business days before the first notice day, the last business day of
+    # March for April 2027 (2027-03-31); Good Friday 2027-03-26 is not a business day.
+    assert roll_date(PRODUCTS["GC"], date(2027, 4, 28)) == date(2027, 3, 23)
+    # A date that is no gold contract counts back from itself.
+    assert roll_date(PRODUCTS["GC"], date(2027, 3, 19)) == date(2027, 3, 12)
 
 
 def test_the_simulator_lists_serial_months_on_the_next_quarterly_future():

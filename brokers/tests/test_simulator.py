@@ -110,13 +110,15 @@ def test_wall_clock_follows_time_and_cannot_be_moved():
 def test_listed_futures_are_quarterly_third_fridays():
     market = make_market()
     futures = market.listed_futures("ES")
-    assert [f.expiry for f in futures] == [third_friday(2026, m) for m in (3, 6, 9, 12)]
-    assert all(f.expiry.weekday() == 4 and 15 <= f.expiry.day <= 21 for f in futures)
+    # June 2026's third Friday is Juneteenth, an exchange holiday: trading ends the Thursday before.
+    assert [f.expiry for f in futures] == [third_friday(2026, 3), date(2026, 6, 18), third_friday(2026, 9),
+                                           third_friday(2026, 12)]
+    assert all(f.expiry.weekday() in (3, 4) and 15 <= f.expiry.day <= 21 for f in futures)
     assert futures[0].multiplier == 50.0 and futures[0].exchange == "CME"
     assert front(market, "CL").multiplier == 1000.0 and front(market, "GC").multiplier == 100.0
     assert front(market, "NQ").multiplier == 20.0
     market.clock.jump(expiry_moment(futures[0]))
-    assert front(market).expiry == third_friday(2026, 6)
+    assert front(market).expiry == date(2026, 6, 18)
     assert [f.expiry for f in market.listed_futures("ES")][-1] == third_friday(2027, 3)
 
 
@@ -270,7 +272,9 @@ def test_option_chain_has_expiries_strikes_around_the_money_and_a_smile():
     assert strikes[0] < forward < strikes[-1]
     assert len(strikes) == 41 and all(s % 25 == 0 for s in strikes)
     assert abs(strikes[20] - forward) <= 12.5 + 0.25
-    assert all(o.exercise_style == "american" and o.trading_class == "ES" for o in chain)
+    # Quarterly options are American (class ES); the serial (Week-3) ones European (class EW3).
+    assert all((o.exercise_style, o.trading_class) == ("american", "ES") for o in chain if o.expiry == es.expiry)
+    assert all((o.exercise_style, o.trading_class) == ("european", "EW3") for o in chain if o.expiry != es.expiry)
 
     atm = strikes[20]
     quotes = {(q.instrument.strike, q.instrument.right): q for q in market.quotes(
@@ -311,7 +315,7 @@ def test_lookup_refuses_what_is_not_listed():
     with pytest.raises(SimulationError):
         option(market, es, es.expiry, 6012.5, "C")  # off the 25-point grid
     april = option(market, es, third_friday(2026, 4), 6000, "C")
-    assert april.underlying_expiry == third_friday(2026, 6)
+    assert april.underlying_expiry == date(2026, 6, 18)
     with pytest.raises(SimulationError):
         market.resolve(Instrument("ES", "FOP", third_friday(2026, 4), "CME", 50.0, strike=6000.0, right="C",
                                   underlying_expiry=es.expiry))
@@ -451,9 +455,10 @@ def test_combo_fills_every_leg_at_its_touch_atomically():
     status = market.place_order(order("v", (long_call, "BUY", 10), (short_call, "SELL", 10)))
     assert (status.state, status.filled_quantity) == ("filled", 10)
     fills = market.fills_since(START)
+    # One tick of slippage on the tiered grid: 0.25 above a 5.00 premium, 0.05 at or below it.
     assert [(f.instrument.key, f.side, f.quantity, f.price) for f in fills] == [
-        (long_call.key, "BUY", 10, round(q_long.ask + 0.05, 2)),
-        (short_call.key, "SELL", 10, round(q_short.bid - 0.05, 2)),
+        (long_call.key, "BUY", 10, round(q_long.ask + (0.25 if q_long.ask >= 5.0 else 0.05), 2)),
+        (short_call.key, "SELL", 10, round(q_short.bid - (0.25 if q_short.bid > 5.0 else 0.05), 2)),
     ]
     assert status.average_fill_price == pytest.approx(fills[0].price - fills[1].price)
 
