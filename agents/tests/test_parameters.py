@@ -17,6 +17,7 @@ from agents.parameters import (
     parameters_to_json,
 )
 from agents.serializers import AgentParametersSerializer
+from brokers.products import PRODUCTS
 from tradingplatform.serialization import json_ready
 
 
@@ -84,7 +85,7 @@ def test_unknown_keys_are_errors_at_every_level_and_all_are_reported_at_once():
         "band.widht": ["Unknown parameter."],
         "exits.trail": ["Unknown parameter."],
         "leverage": ["Unknown parameter."],
-        "underlying": ["Must be one of: CL, ES, GC, NQ."],
+        "underlying": [f"Must be one of: {', '.join(sorted(PRODUCTS))}."],
     }
 
 
@@ -193,7 +194,7 @@ def test_every_default_value_passes_the_serializer():
         ({"structure": {"strikes": 3}}, ("structure", "strikes")),
         ({"exits": {"trailing": 1}}, ("exits", "trailing")),
         ({"risk_limits": {"max_delta": 5}}, ("risk_limits", "max_delta")),
-        ({"underlying": "ZN"}, ("underlying",)),
+        ({"underlying": "ZZ"}, ("underlying",)),
         ({"hedge_future_expiry": "soon"}, ("hedge_future_expiry",)),
         ({"target_delta": 1000.01}, ("target_delta",)),
         ({"target_delta": "nan"}, ("target_delta",)),
@@ -234,6 +235,12 @@ def test_serializer_and_parser_share_bounds_messages():
 
 def test_an_empty_update_has_nothing_to_change():
     assert _serializer_errors({})["non_field_errors"] == ["Nothing to change."]
+
+
+@pytest.mark.parametrize("symbol", sorted(PRODUCTS))
+def test_every_product_of_the_table_is_an_underlying(symbol):
+    assert parameters_from_json({"underlying": symbol}).underlying == symbol
+    assert _validated({"underlying": symbol})["underlying"] == symbol
 
 
 def test_the_band_cost_defaults_to_the_products_and_may_be_set():

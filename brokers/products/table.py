@@ -57,13 +57,12 @@ _GRAINS = dict(
 )
 # Currency options (EUU, JPU): European, stop at 09:00 CT on the second Friday before the third
 # Wednesday, monthly and quarterly alike; the futures stop at 09:16 CT two business days before it.
-# Sessions: CME FX keeps the interest-rate products' Globex holiday hours (12:00 CT halts on US
-# holidays, 12:15 CT closes on the Friday after Thanksgiving and Christmas Eve); the library's own
-# CMEGlobex_FX calendar trades straight through every US holiday, so it is not used.
+# Sessions: CME FX trades through Monday holidays to its regular 16:00 CT halt (CME's 2026
+# schedule for Martin Luther King Jr. Day), as the library's CMEGlobex_FX calendar has it.
 _FX = dict(
     exchange="CME", futures_months=EQUITY_QUARTERLY, future_last_trade_rule="fx", future_last_trade_time=time(9, 16),
     option_expiry_rule="fx", quarterly_option_last_trade_time=time(9, 0), serial_options=True,
-    exercise_style="european", settlement="physical", calendar="CBOT_InterestRate",
+    exercise_style="european", settlement="physical", calendar="CMEGlobex_FX",
     roll_rule="business_days_before", roll_business_days=5,
 )
 _LIVESTOCK = dict(

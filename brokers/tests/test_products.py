@@ -353,3 +353,15 @@ def test_option_times_of_day_are_data():
     assert PRODUCTS["ES"].quarterly_option_last_trade_time == time(8, 30)
     assert PRODUCTS["ES"].serial_time() == time(15, 0)
     assert PRODUCTS["CL"].serial_time() == PRODUCTS["CL"].quarterly_option_last_trade_time == time(13, 30)
+
+
+def test_the_simulator_keeps_each_product_to_its_sessions():
+    # Closed-market simulation: corn pauses 07:45-08:30 CT between its night and day sessions,
+    # live cattle trades only 08:30-13:05 CT, crude nearly around the clock.
+    market = SimulatedMarket(SimConfig(anchor=datetime(2026, 1, 1, tzinfo=UTC), always_open=False),
+                             clock=SimClock.manual(datetime(2026, 11, 24, 14, 0, tzinfo=UTC)))  # 08:00 CT
+    assert not market.is_open("ZC") and not market.is_open("LE") and market.is_open("CL")
+    market.clock.jump(datetime(2026, 11, 24, 15, 0, tzinfo=UTC))  # 09:00 CT
+    assert market.is_open("ZC") and market.is_open("LE") and market.is_open("CL")
+    market.clock.jump(datetime(2026, 11, 25, 2, 0, tzinfo=UTC))  # 20:00 CT
+    assert market.is_open("ZC") and not market.is_open("LE") and market.is_open("CL")

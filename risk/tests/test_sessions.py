@@ -218,3 +218,87 @@ def test_products_on_energy_and_metals_calendars_have_the_overrides() -> None:
     for product in PRODUCTS.values():
         if product.exchange in ("NYMEX", "COMEX"):
             assert product.calendar in overridden, product.symbol
+
+
+GRAINS = "CBOT_Agriculture"
+LIVESTOCK = "CMEGlobex_Livestock"
+
+
+@pytest.mark.parametrize(
+    ("at", "expected"),
+    [
+        ("2026-11-23 19:00:00", True),  # Monday evening: Tuesday's night session
+        ("2026-11-24 07:44:00", True),
+        ("2026-11-24 07:45:00", False),  # the daily pause between night and day sessions
+        ("2026-11-24 08:29:00", False),
+        ("2026-11-24 08:30:00", True),
+        ("2026-11-24 13:19:00", True),
+        ("2026-11-24 13:20:00", False),  # day session close
+        ("2026-11-24 18:59:00", False),
+    ],
+)
+def test_grains_pause_between_their_night_and_day_sessions(hours: MarketHours, at: str, expected: bool) -> None:
+    assert hours.is_open(GRAINS, ct(at)) is expected
+
+
+def test_the_grain_pause_is_inside_one_trading_day(hours: MarketHours) -> None:
+    assert hours.trading_day_start(GRAINS, ct("2026-11-24 08:00")) == ct("2026-11-23 19:00")
+    assert hours.trading_day_start(GRAINS, ct("2026-11-24 10:00")) == ct("2026-11-23 19:00")
+
+
+# CME's Thanksgiving schedule for grains: closed Thursday, no night session that evening, Friday
+# 08:30 to about noon (CME: 12:05; the earlier 12:00 of the library is kept). Livestock closes at
+# 12:05 that Friday (the library agrees) and is closed on Juneteenth (the library has a session).
+@pytest.mark.parametrize(
+    ("calendar", "at", "expected"),
+    [
+        (GRAINS, "2026-11-25 13:19:00", True),
+        (GRAINS, "2026-11-26 10:00:00", False),  # Thanksgiving
+        (GRAINS, "2026-11-26 19:30:00", False),  # no night session (the library: open)
+        (GRAINS, "2026-11-27 08:00:00", False),
+        (GRAINS, "2026-11-27 08:30:00", True),
+        (GRAINS, "2026-11-27 11:59:00", True),
+        (GRAINS, "2026-11-27 12:00:00", False),
+        (GRAINS, "2026-11-29 19:00:00", True),  # Sunday night as usual
+        (GRAINS, "2027-09-06 10:00:00", False),  # Labor Day
+        (GRAINS, "2027-09-06 19:00:00", True),
+        (LIVESTOCK, "2026-11-27 12:04:00", True),
+        (LIVESTOCK, "2026-11-27 12:05:00", False),
+        (LIVESTOCK, "2027-06-17 10:00:00", True),
+        (LIVESTOCK, "2027-06-18 10:00:00", False),  # Juneteenth (override)
+        (LIVESTOCK, "2027-09-06 10:00:00", False),  # Labor Day
+    ],
+)
+def test_agricultural_holiday_hours_follow_cme(calendar: str, at: str, expected: bool) -> None:
+    hours = MarketHours(today=date(2027, 1, 1))
+    assert hours.is_open(calendar, ct(at)) is expected
+
+
+def test_the_library_still_opens_grains_on_thanksgiving_evening_and_livestock_on_juneteenth() -> None:
+    # When an upgrade of the library fixes these, this fails: drop the overrides then.
+    schedule = mcal.get_calendar(GRAINS).schedule("2026-11-27", "2026-11-27")
+    assert schedule["market_open"].iloc[0].tz_convert(CT).strftime("%m-%d %H:%M") == "11-26 19:00"
+    assert len(mcal.get_calendar(LIVESTOCK).schedule("2027-06-18", "2027-06-18")) == 1
+
+
+@pytest.mark.parametrize(
+    ("calendar", "at", "expected"),
+    [
+        ("CBOT_InterestRate", "2027-01-18 11:59:00", True),  # Treasuries: Monday holiday halt at 12:00
+        ("CBOT_InterestRate", "2027-01-18 12:00:00", False),
+        ("CBOT_InterestRate", "2026-11-27 12:15:00", False),  # Friday after Thanksgiving: 12:15
+        ("CMEGlobex_FX", "2027-01-18 15:59:00", True),  # FX trades through MLK day to 16:00
+        ("CMEGlobex_FX", "2026-11-27 12:15:00", False),
+    ],
+)
+def test_rates_and_fx_holiday_hours(calendar: str, at: str, expected: bool) -> None:
+    hours = MarketHours(today=date(2027, 1, 1))
+    assert hours.is_open(calendar, ct(at)) is expected
+
+
+def test_every_product_calendar_is_one_risk_sessions_builds() -> None:
+    hours = MarketHours(today=date(2026, 11, 24), years_back=0, years_ahead=0)
+    for calendar in sorted({product.calendar for product in PRODUCTS.values()}):
+        table = hours.table(calendar)
+        assert table.opens and len(table.opens) == len(table.closes), calendar
+        assert not table.break_starts or len(table.break_starts) == len(table.opens), calendar
