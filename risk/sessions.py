@@ -20,7 +20,9 @@ What the library returns for CME Globex (checked against pandas_market_calendars
 
 Where the library disagrees with the exchange, the exchange wins: see `SESSION_OVERRIDES` (Good
 Fridays without an employment report for equity; the Friday after Thanksgiving 2026 and Labor Day
-2027 for energy and metals). The simulated market reads these same tables
+2027 for energy and metals, which covers every product on those calendars: CL, NG, GC, SI, HG;
+the Friday after Thanksgiving for CBOT grains, which has no night session before it; Juneteenth
+for livestock). The simulated market reads these same tables
 (`brokers.simulator.market`), so it is closed exactly when the governor says so.
 
 Calendars with a daily pause inside the session (CBOT grains: 07:45-08:30 CT between the night
