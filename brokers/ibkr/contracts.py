@@ -23,7 +23,7 @@ from ib_async.objects import OptionComputation
 from ib_async.order import Order
 
 from brokers.domain import Greeks, Instrument, OrderLeg, OrderRequest, OrderState
-from brokers.products import PRODUCTS, contract_disagreements
+from brokers.products import PRODUCTS, contract_disagreements, option_exercise_style
 
 ALLOWED_EXCHANGES = frozenset({"CME", "CBOT", "NYMEX", "COMEX"})
 _DAYS_PER_YEAR = 365.0
@@ -48,7 +48,7 @@ class ContractSettings:
     def multiplier_for(self, symbol: str) -> float:
         if symbol == self.product and self.multiplier is not None:
             return self.multiplier
-        return PRODUCTS[symbol].multiplier
+        return PRODUCTS[symbol].broker_multiplier  # IB's: x100 for products quoted in cents
 
     def option_trading_class_for(self, symbol: str) -> str:
         if symbol == self.product and self.trading_class:
@@ -73,7 +73,9 @@ def contract_for(instrument: Instrument, settings: ContractSettings) -> Contract
     """The IB contract of one future or futures option; conId set when we already know it."""
     con_id = int(instrument.broker_ref) if instrument.broker_ref else 0
     exchange = settings.exchange_for(instrument.symbol)
-    multiplier = format_multiplier(instrument.multiplier)
+    product = PRODUCTS.get(instrument.symbol)
+    # Ours is USD per quoted unit; IB's is that times its price magnifier (corn: 50 -> 5000).
+    multiplier = format_multiplier(instrument.multiplier * (product.price_magnifier if product else 1))
     if instrument.is_option:
         return FuturesOption(
             conId=con_id, symbol=instrument.symbol,
@@ -134,17 +136,18 @@ def instrument_from_contract(
 ) -> Instrument:
     product = PRODUCTS[contract.symbol]
     is_option = contract.secType == "FOP"
+    expiry = parse_ib_expiry(real_expiry or contract.lastTradeDateOrContractMonth)
     return Instrument(
         symbol=contract.symbol,
         sec_type="FOP" if is_option else "FUT",
-        expiry=parse_ib_expiry(real_expiry or contract.lastTradeDateOrContractMonth),
+        expiry=expiry,
         exchange=contract.exchange or product.exchange,
-        multiplier=float(contract.multiplier) if contract.multiplier else product.multiplier,
+        multiplier=float(contract.multiplier) / product.price_magnifier if contract.multiplier else product.multiplier,
         currency=contract.currency or "USD",
         strike=float(contract.strike) if is_option else None,
         right=contract.right[:1] if is_option else None,  # type: ignore[arg-type]
         trading_class=contract.tradingClass,
-        exercise_style=product.exercise_style if is_option else None,
+        exercise_style=option_exercise_style(product, expiry, underlying_expiry) if is_option else None,
         underlying_expiry=underlying_expiry if is_option else None,
         broker_ref=str(contract.conId) if contract.conId else "",
     )
