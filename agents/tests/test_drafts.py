@@ -13,6 +13,7 @@ from agents.tests.books import buy_futures, configure, hedge_future
 from agents.trade_requests import LegSpec, RequestKind, TradeRequest
 from brokers import contracts
 from brokers.models import Order
+from brokers.products import PRODUCTS, price_add_ticks
 from brokers.services import broker_session
 from conftest import audit_events
 from risk import services as risk
@@ -62,7 +63,9 @@ def test_a_sold_call_is_a_pending_proposal_priced_at_the_bid_less_protection_and
     assert proposal.legs[0]["instrument"]["strike"] == call.strike
     assert proposal.precheck["accepted"] is True
     bid = proposal.rationale["bid"]
-    assert float(proposal.limit_price) == pytest.approx(max(bid - 4 * 0.05, 0.05), abs=0.026)  # bid less protection
+    # The bid less 4 ticks of ES options' tiered grid (0.25 above a 5.00 premium, 0.05 at or below).
+    assert float(proposal.limit_price) == pytest.approx(
+        price_add_ticks(PRODUCTS["ES"], bid, -4, kind="option"), abs=1e-9)
     assert proposal.content_hash and proposal.expires_at > timezone.now()
     assert outcome.decision.outcome == AgentDecision.Outcome.PROPOSED
     assert "alpha-trader asked to sell 1 ES" in outcome.decision.reason
