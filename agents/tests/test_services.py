@@ -401,13 +401,9 @@ def _net_positions(fixture):
 
 def _next_future_expiries(fixture):
     """The second listed ES future's expiry and its first two option expiries still to come."""
-    from brokers.simulator import third_friday
-
     with tenant_context(fixture.client), broker_session() as broker:
-        front = broker.lookup_instrument(symbol="ES", sec_type="FUT")
-        month = front.expiry.month + 3
-        year = front.expiry.year + (month - 1) // 12
-        future = broker.lookup_instrument(symbol="ES", sec_type="FUT", expiry=third_friday(year, (month - 1) % 12 + 1))
+        # Not always a third Friday: June 2027's falls on the observed Juneteenth holiday.
+        future = broker.listed_futures("ES")[1]
         today = timezone.now().date()
         expiries = sorted({o.expiry for o in broker.option_chain(future) if o.expiry > today})
     return future.expiry, [(expiry - today).days for expiry in expiries[:2]]
