@@ -230,6 +230,7 @@ def option_future_month(product: Product, expiry: date) -> Month | None:
     return None
 
 
+@functools.lru_cache(maxsize=65536)
 def option_is_serial(product: Product, expiry: date, underlying_expiry: date | None) -> bool:
     """Whether an option is of a serial month (not of its future's own month)."""
     if underlying_expiry is None or underlying_expiry == expiry:
@@ -260,11 +261,13 @@ def _at(product: Product, day: date, moment: time) -> datetime:
     return datetime.combine(day, moment, ZoneInfo(product.zone)).astimezone(UTC)
 
 
+@functools.lru_cache(maxsize=8192)
 def future_last_trade(product: Product, expiry: date) -> datetime:
     """When trading in the future expiring on `expiry` ends (UTC)."""
     return _at(product, expiry, product.future_last_trade_time)
 
 
+@functools.lru_cache(maxsize=65536)
 def option_last_trade(product: Product, expiry: date, underlying_expiry: date | None) -> datetime:
     """When trading in an option expiring on `expiry` ends (UTC): the quarterly time for options
     of a futures month, the serial time for the others."""

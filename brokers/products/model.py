@@ -182,6 +182,9 @@ class Product:
     future_spread_ticks: float = 1.0
     commission_per_contract: float = 2.25
 
+    def __hash__(self) -> int:  # the symbol identifies a product; cheap for the calendar's caches
+        return hash(self.symbol)
+
     @property
     def option_tick(self) -> float:
         """The smallest option increment (IB's `minTick` of the options)."""
