@@ -505,3 +505,28 @@ def test_a_halt_landing_between_the_claim_and_the_send_leaves_the_approval_pendi
                                      actor=risk.Actor("operator", "ops"))
         # approvable again once the halt is lifted
         assert _approve(fixture, proposal, user="halt-race-trader").status == Proposal.Status.EXECUTED
+
+
+@pytest.mark.parametrize(
+    ("symbol", "sec_type", "side", "far_touch", "limit"),
+    [
+        ("ES", "FOP", "BUY", 4.95, "5.75"),  # 5.00, then three 0.25 ticks above the 5.00 tier
+        ("ES", "FOP", "SELL", 5.25, "4.85"),  # 5.00, then three 0.05 ticks below it
+        ("ES", "FOP", "SELL", 0.10, "0.05"),  # never below the smallest tick
+        ("ES", "FOP", "BUY", 4.97, "6.00"),  # off the grid: first rounded up to 5.00 (away from the touch)
+        ("ZN", "FUT", "BUY", 110.5, "110.5625"),  # four halves of a 32nd
+        ("6E", "FOP", "BUY", 0.00045, "0.0008"),  # 0.0005 (a half tick), then whole ticks above it
+    ],
+)
+def test_a_single_leg_limit_is_protected_along_the_products_real_grid(symbol, sec_type, side, far_touch, limit):
+    from datetime import date
+    from decimal import Decimal
+
+    from agents.policy import ProposedTrade
+    from brokers.domain import Instrument, OrderLeg
+
+    instrument = Instrument(symbol, sec_type, date(2027, 3, 19), "CME", 1.0,
+                            strike=100.0 if sec_type == "FOP" else None, right="C" if sec_type == "FOP" else None)
+    trade = ProposedTrade(action="trade", legs=(OrderLeg(instrument, side, 1),), limit_price=far_touch,
+                          rationale={}, summary="")
+    assert services.protected_limit_price(trade) == Decimal(limit)
