@@ -45,13 +45,12 @@ from brokers.domain import Greeks, Instrument, Quote  # noqa: E402
 from brokers.products import PRODUCTS, hedge_cost_per_contract  # noqa: E402
 from brokers.simulator import SimConfig, SimulatedMarket  # noqa: E402
 from brokers.simulator.clock import SimClock  # noqa: E402
-from brokers.simulator.market import PricePath, true_delta  # noqa: E402
+from brokers.simulator.market import MARKET_PARAMS, PricePath, true_delta  # noqa: E402
 from risk.book import instruments_risk  # noqa: E402
 from risk.delta_models import (  # noqa: E402
     DeltaModel,
     EstimateFailure,
     HedgeObservation,
-    MinimumVarianceCoefficients,
     estimate_minimum_variance,
 )
 from risk.greeks import black76, implied_vol  # noqa: E402
@@ -133,7 +132,7 @@ def _books(market: SimulatedMarket, future: Instrument, when: datetime) -> tuple
     }
     # The chain quoted for the smile fit: strikes around the money of each held expiry.
     held = {leg.instrument.expiry for legs in books.values() for leg in legs}
-    step = min(abs(a.strike - b.strike) for a, b in zip(chain, chain[2:]) if a.strike != b.strike)
+    step = MARKET_PARAMS[SYMBOL].strike_step
     smile = [o for o in chain if o.expiry in held and abs(o.strike - forward) <= SMILE_STRIKES_EACH_SIDE * step]
     return books, smile
 
