@@ -108,6 +108,15 @@ class BookValuation:
         return {leg.risk.instrument.key: leg.quantity for leg in self.legs if leg.quantity}
 
 
+def book_delta_model(valuation: BookValuation) -> str:
+    """The delta model(s) a book's net delta is counted in: one name, or "ES: x, NQ: y" when its
+    underlyings differ (sticky-strike for an empty book)."""
+    models = {entry.symbol: entry.delta_model for entry in valuation.net}
+    if len(set(models.values())) <= 1:
+        return next(iter(models.values()), "sticky_strike")
+    return ", ".join(f"{symbol}: {name}" for symbol, name in sorted(models.items()))
+
+
 def years_to_expiry(instrument: Instrument, now: datetime) -> float:
     """ACT/365 years from `now` to the instrument's last trading moment (negative once past)."""
     return (expiry_moment(instrument) - now).total_seconds() / SECONDS_PER_YEAR
@@ -139,13 +148,26 @@ DeltaModels = DeltaModel | Mapping[str, DeltaModel] | None
 
 
 def delta_model_for(models: DeltaModels, symbol: str) -> DeltaModel:
-    """The model for one underlying: one for all, a mapping by symbol (sticky-strike for a symbol
-    it does not name), or None (sticky-strike, plain Black-76)."""
+    """The model for one underlying: one for all, a mapping by symbol (the platform's default
+    model, `risk.delta_models.DEFAULT_DELTA_MODEL`, for a symbol it does not name), or None
+    (sticky-strike, plain Black-76: what a caller that chose nothing has always had)."""
     if models is None:
         return STICKY_STRIKE
     if isinstance(models, DeltaModel):
         return models
-    return models.get(symbol, STICKY_STRIKE)
+    return models.get(symbol) or DeltaModel()
+
+
+def smile_chain(
+    held: Sequence[Instrument], chain: Sequence[Instrument], forward: float, *, each_side: int = 8
+) -> list[Instrument]:
+    """The options of `chain` to quote for the smile of the held options' expiries: the
+    `each_side` strikes either side of `forward`, calls and puts."""
+    expiries = {option.expiry for option in held if option.is_option}
+    candidates = [option for option in chain if option.is_option and option.expiry in expiries]
+    strikes = sorted({option.strike for option in candidates}, key=lambda strike: abs(strike - forward))
+    near = set(strikes[: 2 * each_side + 1])
+    return [option for option in candidates if option.strike in near]
 
 
 def expiry_smiles(
