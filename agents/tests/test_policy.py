@@ -112,7 +112,8 @@ def test_within_the_band_nothing_is_traded_and_the_reason_gives_the_numbers():
     # /4: net delta is counted in the chosen delta model, which the metrics name.
     assert decision.policy_version == POLICY_VERSION == "delta-neutral/4"
     assert decision.metrics == {
-        "underlying": "ES", "delta_model": "sticky_moneyness", "net_delta": 2.0, "net_gamma": 0.0, "target_delta": 1.5, "band_method": "fixed",
+        "underlying": "ES", "delta_model": "sticky_moneyness",
+        "net_delta": 2.0, "net_gamma": 0.0, "target_delta": 1.5, "band_method": "fixed",
         "band_half_width": 1.0, "hedge_instrument": "ES FUT 20261218", "underlying_price": 6000.0,
     }
 
