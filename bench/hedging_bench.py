@@ -21,7 +21,7 @@ Reported per book and strategy (pooled over seeds): the per-minute P&L standard 
 ratio to `market_delta`'s, the share of minutes the market's own net delta is inside the band after
 the minute's hedge, hedge trades and contracts per day and their cost per day.
 
-    .venv/bin/python -m bench.hedging_bench            # about 2 minutes
+    .venv/bin/python -m bench.hedging_bench            # about 10 minutes on a shared 2-core host
     .venv/bin/python -m bench.hedging_bench --quick    # one seed, one day
 """
 from __future__ import annotations
