@@ -6,7 +6,9 @@ iterated in a sorted order, so the same inputs give the same decision and `input
 One decision, in this order:
 Net delta is the book's, in the delta model chosen for the underlying (`parameters.delta_model`,
 `risk.delta_models`; the book is valued in it by `risk.book`); the decision's metrics and a
-hedge's rationale name the model the book's delta was counted in (`delta_model`).
+hedge's rationale name the model the book's delta was counted in (`delta_model`). Structure
+strikes are chosen by the chain's deltas as the caller values them (the cycle: the quoted,
+sticky-strike Black-76 delta, the market's convention for "a 20-delta strangle").
 
 1. Fail closed: an unknown net delta for the underlying (a leg without greeks) or no two-sided
    quote for the hedge future gives no trade at all, with the reason.

@@ -47,9 +47,10 @@ from tradingplatform.locks import advisory_lock_attempt
 logger = logging.getLogger(__name__)
 
 def _quoted(instruments: list[Instrument], quotes: dict, now: datetime,
-            parameters: AgentParameters) -> tuple[policy.QuotedInstrument, ...]:
+            delta_models=None) -> tuple[policy.QuotedInstrument, ...]:
+    """Instruments with their risk and touch; deltas in `delta_models` (None: sticky-strike)."""
     risks = instruments_risk(instruments, quotes, now=now, rate=settings.RISK_FREE_RATE,
-                             delta_models=parameters.delta_models)
+                             delta_models=delta_models)
     return tuple(
         policy.QuotedInstrument(risk=risk, bid=quotes[i.key].bid if i.key in quotes else None,
                                 ask=quotes[i.key].ask if i.key in quotes else None)
@@ -100,13 +101,15 @@ def _policy_inputs(*, broker: Broker, snapshot, parameters: AgentParameters, str
     chain: tuple[policy.QuotedInstrument, ...] = ()
     if options:
         quotes.update(broker_services.quotes_for(broker=broker, instruments=list(options.values())))
-        chain = _quoted(list(options.values()), quotes, now, parameters)
-    (hedge,) = _quoted([hedge_future], quotes, now, parameters)
+        # Strikes are chosen by their quoted (Black-76, sticky-strike) delta, the market's
+        # convention for "a 20-delta strangle"; the book is hedged on the chosen delta model.
+        chain = _quoted(list(options.values()), quotes, now)
+    (hedge,) = _quoted([hedge_future], quotes, now)
     inputs = policy.PolicyInputs(
         now=now, parameters=parameters, limits=risk_selectors.risk_limits_get(), book=snapshot.valuation,
         hedge=hedge if hedge.bid is not None or hedge.ask is not None else None,
         chain=chain, structure=structure, rate=settings.RISK_FREE_RATE,
-        expiring_futures=_quoted(expiring, quotes, now, parameters) if expiring else (),
+        expiring_futures=_quoted(expiring, quotes, now) if expiring else (),
     )
     return inputs, quotes, choice.note
 
