@@ -45,8 +45,8 @@ from brokers.domain import Greeks, Instrument, Quote  # noqa: E402
 from brokers.products import PRODUCTS, hedge_cost_per_contract  # noqa: E402
 from brokers.simulator import SimConfig, SimulatedMarket  # noqa: E402
 from brokers.simulator.clock import SimClock  # noqa: E402
-from brokers.simulator.market import MARKET_PARAMS, PricePath, true_delta  # noqa: E402
-from risk.book import instruments_risk  # noqa: E402
+from brokers.simulator.market import PricePath, true_delta  # noqa: E402
+from risk.book import instruments_risk, smile_chain  # noqa: E402
 from risk.delta_models import (  # noqa: E402
     DeltaModel,
     EstimateFailure,
@@ -60,7 +60,6 @@ RATE = 0.04
 START = datetime(2025, 2, 3, tzinfo=UTC)  # a Monday; the simulator's anchor is 2025-01-01
 DAYS = 2
 SEEDS = (1, 2, 3, 4, 5)
-SMILE_STRIKES_EACH_SIDE = 8  # chain strikes quoted either side of the money for the smile fit
 WARMUP_DAYS = 5
 WARMUP_STEP_MINUTES = 30
 BAND = Band()  # the agent's default: fixed, 1 contract either side
@@ -130,10 +129,8 @@ def _books(market: SimulatedMarket, future: Instrument, when: datetime) -> tuple
         "mixed (2 expiries)": [Leg(_pick(at(near), deltas, "P", 0.25), -30), Leg(_pick(at(far), deltas, "C", 0.30), 20),
                                Leg(_pick(at(near), deltas, "C", 0.10), -10)],
     }
-    # The chain quoted for the smile fit: strikes around the money of each held expiry.
-    held = {leg.instrument.expiry for legs in books.values() for leg in legs}
-    step = MARKET_PARAMS[SYMBOL].strike_step
-    smile = [o for o in chain if o.expiry in held and abs(o.strike - forward) <= SMILE_STRIKES_EACH_SIDE * step]
+    # The chain quoted for the smile fit, as the book sync chooses it (`risk.book.smile_chain`).
+    smile = smile_chain([leg.instrument for legs in books.values() for leg in legs], chain, forward)
     return books, smile
 
 

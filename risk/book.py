@@ -28,6 +28,7 @@ Conventions:
 """
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -158,16 +159,34 @@ def delta_model_for(models: DeltaModels, symbol: str) -> DeltaModel:
     return models.get(symbol) or DeltaModel()
 
 
+SMILE_POINTS = 13  # strikes quoted per held expiry for its smile
+SMILE_MIN_RANGE = 0.03  # |ln(K/F)| the quoted strikes reach at least
+
+
 def smile_chain(
-    held: Sequence[Instrument], chain: Sequence[Instrument], forward: float, *, each_side: int = 8
+    held: Sequence[Instrument], chain: Sequence[Instrument], forward: float, *, points: int = SMILE_POINTS
 ) -> list[Instrument]:
-    """The options of `chain` to quote for the smile of the held options' expiries: the
-    `each_side` strikes either side of `forward`, calls and puts."""
-    expiries = {option.expiry for option in held if option.is_option}
-    candidates = [option for option in chain if option.is_option and option.expiry in expiries]
-    strikes = sorted({option.strike for option in candidates}, key=lambda strike: abs(strike - forward))
-    near = set(strikes[: 2 * each_side + 1])
-    return [option for option in candidates if option.strike in near]
+    """The options of `chain` to quote for the smile of each held option's expiry: per expiry,
+    up to `points` strikes spread evenly in log-moneyness over the range the held strikes span
+    (widened by a fifth, and at least +-`SMILE_MIN_RANGE`), each its out-of-the-money side (a
+    call at or above `forward`, a put below), whatever the listing's strike step. One request's
+    worth of quotes per expiry, however fine the strike grid."""
+    chosen: list[Instrument] = []
+    for expiry in sorted({option.expiry for option in held if option.is_option}):
+        reach = max([SMILE_MIN_RANGE, *(1.2 * abs(math.log(o.strike / forward)) for o in held
+                                        if o.is_option and o.expiry == expiry and o.strike > 0)])
+        candidates = [o for o in chain if o.is_option and o.expiry == expiry and o.strike > 0
+                      and (o.right == "C") == (o.strike >= forward)]
+        strikes = sorted({o.strike for o in candidates})
+        if not strikes:
+            continue
+        logs = [math.log(strike / forward) for strike in strikes]
+        wanted = set()
+        for i in range(points):
+            target = -reach + 2.0 * reach * i / (points - 1)
+            wanted.add(strikes[min(range(len(strikes)), key=lambda j, target=target: abs(logs[j] - target))])
+        chosen.extend(o for o in candidates if o.strike in wanted)
+    return chosen
 
 
 def expiry_smiles(
