@@ -9,6 +9,7 @@ from brokers.simulator import SimConfig, SimulatedMarket
 from brokers.simulator.clock import SimClock
 from brokers.simulator.market import MARKET_PARAMS, smile_vol, true_delta
 from risk.book import instruments_risk, smile_chain, value_book
+from risk.book import years_to_expiry as risk_years
 from risk.delta_models import (
     DEFAULT_DELTA_MODEL,
     DeltaModel,
@@ -175,3 +176,35 @@ def test_no_model_chosen_is_sticky_strike_and_an_unnamed_underlying_gets_the_def
     assert value_book(positions, quotes, now=now, rate=0.04).net[0].delta_model == "sticky_strike"
     assert value_book(positions, quotes, now=now, rate=0.04, delta_models={"NQ": DeltaModel("sticky_strike")}
                       ).net[0].delta_model == DEFAULT_DELTA_MODEL == "sticky_moneyness"
+
+
+def test_the_minimum_variance_model_adjusts_broker_greeks_and_says_so():
+    positions, quotes, now, _ = _simulated_book(1)
+    coefficients = MinimumVarianceCoefficients(a=-0.25, b=0.5, c=-0.5, observations=0)
+    legs = [p.instrument for p in positions]
+    risks = instruments_risk(legs, quotes, now=now, rate=0.04,
+                             delta_models={"ES": DeltaModel("minimum_variance", coefficients)})
+    for option, risk in zip(legs, risks, strict=True):
+        broker = quotes[option.key].greeks
+        expected = model_deltas(DeltaModel("minimum_variance", coefficients), delta=broker.delta,
+                                vega=broker.vega, forward=quotes[option.key].underlying_price,
+                                strike=option.strike, years=risk_years(option, now), rate=0.04,
+                                is_call=option.right == "C").delta
+        assert risk.greeks_source == "broker+mv" and risk.delta_model == "minimum_variance"
+        assert risk.delta == pytest.approx(float(expected), abs=1e-12)
+    (unset,) = instruments_risk(legs[:1], quotes, now=now, rate=0.04,
+                                delta_models={"ES": DeltaModel("minimum_variance")})
+    assert unset.greeks_source == "broker" and "no minimum-variance coefficients" in unset.delta_note
+
+
+def test_the_smile_chain_spans_the_held_strikes_out_of_the_money_whatever_the_grid():
+    positions, quotes, now, _ = _simulated_book(1)
+    held = [p.instrument for p in positions]
+    forward = quotes[held[0].key].underlying_price
+    chain = [q.instrument for q in quotes.values()]
+    chosen = smile_chain(held, chain, forward)
+    assert 5 <= len(chosen) <= 13
+    assert all((o.right == "C") == (o.strike >= forward) for o in chosen)
+    furthest = max(abs(np.log(o.strike / forward)) for o in held)
+    assert min(np.log(o.strike / forward) for o in chosen) <= -min(furthest, 0.03)
+    assert max(np.log(o.strike / forward) for o in chosen) >= min(furthest, 0.03)
