@@ -219,7 +219,7 @@ def smile_quotes_add(*, broker: Broker, positions, quotes: dict[str, Quote], del
     held = [p.instrument for p in positions if p.quantity and p.instrument.is_option
             and delta_model_for(delta_models, p.instrument.symbol).name == "sticky_moneyness"]
     wanted: dict[str, Instrument] = {}
-    for future in {option.underlying_future() for option in held}:
+    for future in sorted({option.underlying_future() for option in held}, key=lambda future: future.key):
         forward = next((quotes[o.key].underlying_price for o in held if o.underlying_future() == future
                         and o.key in quotes and quotes[o.key].underlying_price is not None), None)
         if forward is None:
