@@ -18,6 +18,7 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(VENV)/bin/python -m bench.greeks_bench
 	$(VENV)/bin/python -m bench.governor_bench
+	$(VENV)/bin/python -m bench.hedging_bench
 	$(VENV)/bin/python -m tradingplatform.devstack exec -- $(VENV)/bin/python -m bench.pretrade_bench
 	$(VENV)/bin/python -m tradingplatform.devstack exec -- $(VENV)/bin/python -m bench.onboarding_bench
 	$(VENV)/bin/python -m bench.agent_cycle_bench

@@ -8,7 +8,9 @@ class AgentsConfig(AppConfig):
     def ready(self) -> None:
         # The risk limits are stored in the agent's parameters; risk reads them through this
         # function so that it never imports the agents app (see risk.selectors).
-        from agents.selectors import agent_risk_limits_stored
-        from risk.selectors import risk_limits_source_register
+        from agents.selectors import agent_delta_models, agent_risk_limits_stored
+        from risk.selectors import delta_models_source_register, risk_limits_source_register
 
         risk_limits_source_register(agent_risk_limits_stored)
+        # Likewise the delta model chosen for the agent's underlying (agents.parameters.delta_model).
+        delta_models_source_register(agent_delta_models)

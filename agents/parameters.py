@@ -21,6 +21,7 @@ from datetime import date, datetime
 from typing import Any, Literal
 
 from brokers.products import PRODUCTS
+from risk.delta_models import DEFAULT_DELTA_MODEL, DELTA_MODELS, DeltaModel, MinimumVarianceCoefficients
 
 BandMethod = Literal["fixed", "whalley_wilmott"]
 StructureKind = Literal[
@@ -62,6 +63,7 @@ OPTION_DELTA = Bounds(0.0, 0.5, low_inclusive=False)  # |delta| of a chosen stri
 DAYS_TO_EXPIRY = Bounds(0, 400)
 STRUCTURE_QUANTITY = Bounds(1, 100)
 EXIT_PERCENT = Bounds(0.0, 10_000.0, low_inclusive=False)  # % of the entry premium
+MV_COEFFICIENT = Bounds(-10.0, 10.0)  # Hull & White's a, b, c (the paper's are well inside)
 
 
 class ParameterError(ValueError):
@@ -263,14 +265,52 @@ class Exits:
             raise ParameterError(errors)
 
 
+_MV_RULES: dict[str, Rule] = {
+    "a": _number(MV_COEFFICIENT, nullable=True),
+    "b": _number(MV_COEFFICIENT, nullable=True),
+    "c": _number(MV_COEFFICIENT, nullable=True),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class MinimumVariance:
+    """Hull & White's (2017) coefficients for the `minimum_variance` delta model:
+    delta = delta_BS + dV/dsigma / (F sqrt(T)) x (a + b delta_C + c delta_C^2).
+
+    Estimate them from observed option and future moves (`risk.delta_models.
+    estimate_minimum_variance`; `bench/hedging_bench.py` does so over its warm-up days). All three
+    or none: none (the default) leaves the model without coefficients, so its legs keep their
+    sticky-strike delta and say so."""
+
+    a: float | None = None
+    b: float | None = None
+    c: float | None = None
+
+    def __post_init__(self) -> None:
+        errors = _validate(self, _MV_RULES)
+        if not errors and len({value is None for value in (self.a, self.b, self.c)}) > 1:
+            errors["a"] = ["Set a, b and c together, or none of them."]
+        if errors:
+            raise ParameterError(errors)
+
+    @property
+    def coefficients(self) -> MinimumVarianceCoefficients | None:
+        if self.a is None or self.b is None or self.c is None:
+            return None
+        return MinimumVarianceCoefficients(a=self.a, b=self.b, c=self.c, observations=0)
+
+
 _AGENT_RULES: dict[str, Rule] = {
     "underlying": _underlying,
     "hedge_future_expiry": _optional_date,
     "target_delta": _number(TARGET_DELTA),
+    "delta_model": _choice(DELTA_MODELS),
     "cycle_interval_seconds": _number(CYCLE_INTERVAL_SECONDS, whole=True),
     "proposal_ttl_seconds": _number(PROPOSAL_TTL_SECONDS, whole=True),
 }
-_GROUPS: dict[str, type] = {"band": Band, "structure": StructureRules, "exits": Exits}
+_GROUPS: dict[str, type] = {
+    "band": Band, "structure": StructureRules, "exits": Exits, "minimum_variance": MinimumVariance,
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -278,7 +318,10 @@ class AgentParameters:
     """Everything the policy needs besides the risk limits.
 
     `underlying` is the product whose net delta the agent keeps at `target_delta` by trading the
-    future expiring on `hedge_future_expiry` (None: the front listed future).
+    future expiring on `hedge_future_expiry` (None: the front listed future). `delta_model` is the
+    delta that net delta is counted in for that underlying (`risk.delta_models`): positions,
+    status, the policy and the governor all use it; `minimum_variance` holds that model's
+    coefficients.
     """
 
     underlying: str = "ES"
@@ -289,6 +332,14 @@ class AgentParameters:
     proposal_ttl_seconds: int = 300
     structure: StructureRules = field(default_factory=StructureRules)
     exits: Exits = field(default_factory=Exits)
+    delta_model: str = DEFAULT_DELTA_MODEL
+    minimum_variance: MinimumVariance = field(default_factory=MinimumVariance)
+
+    @property
+    def delta_models(self) -> dict[str, DeltaModel]:
+        """The delta model of the agent's underlying, as `risk.book` takes it (other underlyings
+        get the platform's default)."""
+        return {self.underlying: DeltaModel(self.delta_model, self.minimum_variance.coefficients)}
 
     def __post_init__(self) -> None:
         errors = _validate(self, _AGENT_RULES)
@@ -374,6 +425,8 @@ UNITS: dict[str, str] = {
 # What an empty (null) value means, where it is not "off".
 EMPTY_MEANS: dict[str, str] = {
     "band.cost_per_contract": "uses the product's own (half its typical spread plus commission; ES 8.50)",
+    **{f"minimum_variance.{name}": "not estimated: the minimum_variance model keeps the sticky-strike delta"
+       for name in "abc"},
 }
 
 
@@ -384,7 +437,8 @@ def parameters_describe(parameters: AgentParameters) -> list[dict[str, Any]]:
     described = []
     groups = [("", _AGENT_RULES, current, defaults)] + [
         (f"{name}.", rules, current[name], defaults[name])
-        for name, rules in (("band", _BAND_RULES), ("structure", _STRUCTURE_RULES), ("exits", _EXITS_RULES))
+        for name, rules in (("band", _BAND_RULES), ("structure", _STRUCTURE_RULES), ("exits", _EXITS_RULES),
+                            ("minimum_variance", _MV_RULES))
     ]
     for prefix, rules, values, default_values in groups:
         for name, rule in rules.items():

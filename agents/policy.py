@@ -4,6 +4,12 @@ Pure and deterministic: no clock (the caller passes `now`), no randomness, every
 iterated in a sorted order, so the same inputs give the same decision and `inputs_digest`.
 
 One decision, in this order:
+Net delta is the book's, in the delta model chosen for the underlying (`parameters.delta_model`,
+`risk.delta_models`; the book is valued in it by `risk.book`); the decision's metrics and a
+hedge's rationale name the model the book's delta was counted in (`delta_model`). Structure
+strikes are chosen by the chain's deltas as the caller values them (the cycle: the quoted,
+sticky-strike Black-76 delta, the market's convention for "a 20-delta strangle").
+
 1. Fail closed: an unknown net delta for the underlying (a leg without greeks) or no two-sided
    quote for the hedge future gives no trade at all, with the reason.
 2. The option structure (`parameters.structure`): with none open, open one; with one open, close
@@ -38,7 +44,7 @@ from risk.book import BookValuation, InstrumentRisk, years_to_expiry
 from risk.governor import FLOAT_TOLERANCE, RiskLimits
 from risk.greeks import NetGreeks
 
-POLICY_VERSION = "delta-neutral/3"  # bump when decisions change
+POLICY_VERSION = "delta-neutral/4"  # bump when decisions change (4: net delta in the chosen delta model)
 
 TradeAction = Literal["hedge", "roll_hedge", "open_structure", "close_structure"]
 
@@ -197,6 +203,7 @@ def decide(inputs: PolicyInputs) -> PolicyDecision:
     hedge = inputs.hedge
     metrics: dict[str, Any] = {
         "underlying": underlying,
+        "delta_model": underlying_delta_model(inputs.book, underlying, parameters.delta_model),
         "net_delta": _number(net.delta),
         "net_gamma": _number(net.gamma),
         "target_delta": parameters.target_delta,
@@ -240,6 +247,12 @@ def decide(inputs: PolicyInputs) -> PolicyDecision:
     return decision(trades, [*structure_reasons, *roll_reasons, hedge_reason])
 
 
+def underlying_delta_model(book: BookValuation, symbol: str, default: str) -> str:
+    """The delta model the book's net delta of `symbol` is counted in (`default` when the book
+    holds nothing of it)."""
+    return next((entry.delta_model for entry in book.net if entry.symbol == symbol), default)
+
+
 def _underlying_net(book: BookValuation, symbol: str) -> NetGreeks:
     for entry in book.net:
         if entry.symbol == symbol:
@@ -271,6 +284,7 @@ def _hedge(
     instrument = hedge.risk.instrument
     rationale: dict[str, Any] = {
         "net_delta": net_delta,
+        "delta_model": underlying_delta_model(inputs.book, underlying, inputs.parameters.delta_model),
         "target_delta": target,
         "band_half_width": half_width,
         "band_method": inputs.parameters.band.method,
@@ -665,7 +679,8 @@ def _inputs_digest(inputs: PolicyInputs) -> str:
         "parameters": parameters_to_json(inputs.parameters),
         "limits": {"max_order_contracts": inputs.limits.max_order_contracts,
                    "max_leg_contracts": inputs.limits.max_leg_contracts},
-        "net": [{"symbol": entry.symbol, "delta": entry.greeks.delta, "gamma": entry.greeks.gamma}
+        "net": [{"symbol": entry.symbol, "delta": entry.greeks.delta, "gamma": entry.greeks.gamma,
+                 "delta_model": entry.delta_model}
                 for entry in inputs.book.net if entry.symbol == underlying],
         "legs": sorted(
             ({"instrument": leg.risk.instrument.key, "quantity": leg.quantity, "mark": leg.risk.mark}

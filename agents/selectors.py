@@ -18,6 +18,7 @@ from agents.parameters import (
     parameters_describe,
     parameters_from_json,
 )
+from risk.delta_models import DeltaModel
 from tenants.models import Client
 
 
@@ -29,6 +30,15 @@ def agent_config_get() -> AgentConfig:
 def agent_parameters_get() -> AgentParameters:
     """The strategy parameters in force (the risk limits are read by risk.selectors)."""
     return parameters_from_json(agent_config_get().parameters)
+
+
+def agent_delta_models() -> dict[str, DeltaModel]:
+    """The delta model of the agent's underlying (registered with risk.selectors at start-up, as
+    the limits are). Parameters stored before a bound tightened: the platform's default."""
+    try:
+        return agent_parameters_get().delta_models
+    except ParameterError:
+        return {}
 
 
 def agent_risk_limits_stored() -> dict[str, Any]:
@@ -64,9 +74,10 @@ def agent_status_get(*, client: Client) -> dict[str, Any]:
     greeks = live_state_get(client_id=client.client_id, name="greeks")
     runtime = agent_runtime_get()
     try:
-        interval = timedelta(seconds=parameters_from_json(config.parameters).cycle_interval_seconds)
+        parameters = parameters_from_json(config.parameters)
+        interval, delta_model = timedelta(seconds=parameters.cycle_interval_seconds), parameters.delta_model
     except ParameterError:
-        interval = None
+        interval, delta_model = None, None
     next_cycle = None
     if interval is not None and client.status == Client.Status.ACTIVE:
         next_cycle = runtime.last_cycle_at + interval if runtime.last_cycle_at else timezone.now()
@@ -99,6 +110,7 @@ def agent_status_get(*, client: Client) -> dict[str, Any]:
         "limits": _json_limits(limits),
         "usage": {
             "net_delta": greeks.get("net_delta") if greeks else None,
+            "delta_model": delta_model,  # the agent's underlying's; net_greeks names each underlying's
             "max_net_delta": limits.max_net_delta,
             "open_legs": greeks.get("open_legs") if greeks else None,
             "max_open_legs": limits.max_open_legs,

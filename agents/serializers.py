@@ -10,6 +10,7 @@ from agents.parameters import (
     CYCLE_INTERVAL_SECONDS,
     DAYS_TO_EXPIRY,
     EXIT_PERCENT,
+    MV_COEFFICIENT,
     OPTION_DELTA,
     PROPOSAL_TTL_SECONDS,
     RISK_AVERSION,
@@ -20,6 +21,7 @@ from agents.parameters import (
 )
 from agents.selectors import proposal_effective_status
 from brokers.products import PRODUCTS
+from risk.delta_models import DELTA_MODELS
 from risk.serializers import RiskLimitsSerializer
 from tradingplatform.api import RejectsUnknownKeysSerializer
 
@@ -78,6 +80,12 @@ class ExitsSerializer(_PartialParameterGroupSerializer):
                         allow_null=True)
 
 
+class MinimumVarianceSerializer(_PartialParameterGroupSerializer):
+    a = _float(MV_COEFFICIENT, "Hull & White's a; null (with b and c): not estimated.", allow_null=True)
+    b = _float(MV_COEFFICIENT, "Hull & White's b; null (with a and c): not estimated.", allow_null=True)
+    c = _float(MV_COEFFICIENT, "Hull & White's c; null (with a and b): not estimated.", allow_null=True)
+
+
 class AgentParametersSerializer(_PartialParameterGroupSerializer):
     """A partial update of the agent's parameters; cross-field rules are checked on the merged
     result by agents.parameters.parameters_from_json."""
@@ -92,6 +100,12 @@ class AgentParametersSerializer(_PartialParameterGroupSerializer):
     proposal_ttl_seconds = _integer(PROPOSAL_TTL_SECONDS)
     structure = StructureRulesSerializer(required=False)
     exits = ExitsSerializer(required=False)
+    delta_model = serializers.ChoiceField(
+        required=False, choices=DELTA_MODELS,
+        help_text="The delta net delta is counted in for the underlying: sticky_strike (plain Black-76), "
+                  "sticky_moneyness (the fitted smile moves with the future; the default) or minimum_variance "
+                  "(Hull & White 2017, with minimum_variance.a/b/c).")
+    minimum_variance = MinimumVarianceSerializer(required=False)
     risk_limits = RiskLimitsSerializer(required=False)
 
     def validate_hedge_future_expiry(self, value):

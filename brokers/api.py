@@ -65,6 +65,8 @@ def _leg_json(leg) -> dict:
             "rho": finite_or_none(risk.rho),
             "implied_vol": finite_or_none(risk.implied_vol),
             "source": risk.greeks_source,
+            "delta_model": risk.delta_model,
+            "delta_note": risk.delta_note,
             "delta_contracts": finite_or_none(leg.delta_equivalent),
         },
     }

@@ -56,7 +56,12 @@ class LegGreeksSerializer(serializers.Serializer):
     theta = serializers.FloatField(allow_null=True, help_text="Price change per calendar day.")
     rho = serializers.FloatField(allow_null=True, help_text="Price change per 1% rate move.")
     implied_vol = serializers.FloatField(allow_null=True)
-    source = serializers.ChoiceField(choices=["broker", "model", "none"])
+    source = serializers.ChoiceField(
+        choices=["broker", "model", "broker+smile", "model+smile", "broker+mv", "model+mv", "expired", "none"],
+        help_text="Where the greeks came from; +smile / +mv: delta adjusted by the sticky-moneyness or "
+                  "minimum-variance delta model.")
+    delta_model = serializers.CharField(help_text="The delta model this leg's delta follows.")
+    delta_note = serializers.CharField(allow_null=True, help_text="Why the chosen delta model could not apply.")
     delta_contracts = serializers.FloatField(
         allow_null=True, help_text="The leg's delta in underlying futures contracts (quantity included)."
     )
@@ -78,6 +83,7 @@ class NetGreeksSerializer(serializers.Serializer):
     gamma = serializers.FloatField(allow_null=True, help_text="Contracts per 1 point of the future.")
     vega = serializers.FloatField(allow_null=True, help_text="USD per vol point.")
     theta = serializers.FloatField(allow_null=True, help_text="USD per calendar day.")
+    delta_model = serializers.CharField(help_text="The delta model the net delta is counted in.")
 
 
 class PositionsSerializer(serializers.Serializer):

@@ -18,7 +18,17 @@ from django.utils import timezone
 from audit import kinds
 from audit import services as audit
 from brokers.codec import instrument_to_json
-from brokers.domain import Broker, BrokerError, BrokerHealth, Fill, OrderRequest, OrderStatus, Position
+from brokers.domain import (
+    Broker,
+    BrokerError,
+    BrokerHealth,
+    Fill,
+    Instrument,
+    OrderRequest,
+    OrderStatus,
+    Position,
+    Quote,
+)
 from brokers.models import BrokerConnection
 from brokers.models import Fill as FillRow
 from brokers.models import Order as OrderRow
@@ -199,11 +209,44 @@ def quotes_for(*, broker: Broker, instruments: list) -> dict[str, Any]:
     return {quote.instrument.key: quote for quote in quotes}
 
 
+def smile_quotes_add(*, broker: Broker, positions, quotes: dict[str, Quote], delta_models) -> dict[str, Quote]:
+    """`quotes` plus those of the chain strikes around the money of each held option expiry whose
+    underlying hedges on the sticky-moneyness delta (its smile is fitted to them: `risk.smile`).
+    A broker that cannot list or quote them leaves `quotes` as they are: those legs keep their
+    sticky-strike delta and say why (`InstrumentRisk.delta_note`)."""
+    from risk.book import delta_model_for, smile_chain
+
+    held = [p.instrument for p in positions if p.quantity and p.instrument.is_option
+            and delta_model_for(delta_models, p.instrument.symbol).name == "sticky_moneyness"]
+    wanted: dict[str, Instrument] = {}
+    for future in sorted({option.underlying_future() for option in held}, key=lambda future: future.key):
+        forward = next((quotes[o.key].underlying_price for o in held if o.underlying_future() == future
+                        and o.key in quotes and quotes[o.key].underlying_price is not None), None)
+        if forward is None:
+            continue
+        options = [o for o in held if o.underlying_future() == future]
+        try:
+            chain = broker.option_chain(future)
+        except BrokerError as exc:
+            logger.warning("smile chain of %s not listed: %s", future.key, exc.code)
+            continue
+        wanted.update({o.key: o for o in smile_chain(options, chain, forward) if o.key not in quotes})
+    if not wanted:
+        return quotes
+    try:
+        extra = broker.quotes(list(wanted.values()))
+    except BrokerError as exc:
+        logger.warning("smile chain not quoted: %s", exc.code)
+        return quotes
+    return {**quotes, **{quote.instrument.key: quote for quote in extra}}
+
+
 def book_refresh(*, broker: Broker) -> BookSnapshot:
     """Sync positions and fills from the broker, quote the book and value it."""
     from django.conf import settings
 
     from risk.book import value_book
+    from risk.selectors import delta_models_get
 
     now = timezone.now()
     health = broker.health()
@@ -211,7 +254,9 @@ def book_refresh(*, broker: Broker) -> BookSnapshot:
     new_fills = fills_record(fills=broker.fills_since(_last_fill_time()))
     positions_sync(positions=positions, now=now)
     quotes = quotes_for(broker=broker, instruments=[position.instrument for position in positions])
-    valuation = value_book(positions, quotes, now=now, rate=settings.RISK_FREE_RATE)
+    models = delta_models_get()
+    quotes = smile_quotes_add(broker=broker, positions=positions, quotes=quotes, delta_models=models)
+    valuation = value_book(positions, quotes, now=now, rate=settings.RISK_FREE_RATE, delta_models=models)
     return BookSnapshot(valuation=valuation, quotes=quotes, health=health, new_fills=new_fills)
 
 

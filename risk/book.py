@@ -14,6 +14,13 @@ Conventions:
   against its future, and its delta is what exercise leaves. A serial option exercises into its
   (still trading) future, so an in-the-money one has delta +-1; a quarterly one settles in cash
   with its future, delta 0. Its other greeks are 0 and its greeks' source is "expired";
+- delta follows the underlying's chosen delta model (`risk.delta_models`: sticky-strike, the
+  default sticky-moneyness, or Hull & White's minimum variance): the broker's or the local
+  Black-76 delta is adjusted by the model, and the leg's `greeks_source` gains "+smile" or "+mv"
+  when it was (a leg the model could not adjust, e.g. no smile fitted for its expiry, keeps its
+  sticky-strike delta, its source unsuffixed and `delta_note` saying why). The smile of each
+  expiry is fitted (`risk.smile`) to every option quote of that expiry in `quotes`, so a caller
+  passes the chain's quotes along with the legs' own;
 - greeks per contract are in the units of risk/greeks.py; `delta_equivalent` converts a leg to
   underlying futures contracts: quantity x delta x multiplier / future multiplier (a future: its
   quantity). A leg whose greeks cannot be computed has NaN greeks, and every net figure it takes
@@ -21,6 +28,7 @@ Conventions:
 """
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -29,7 +37,9 @@ import numpy as np
 
 from brokers.domain import Instrument, Position, Quote
 from brokers.products import PRODUCTS, expiry_moment
+from risk.delta_models import ADJUSTED_SUFFIX, STICKY_STRIKE, DeltaModel, model_deltas
 from risk.greeks import NetGreeks, black76, book_net_greeks, implied_vol, select_leg_greeks
+from risk.smile import SmileFailure, SmileFit, SmileQuote, fit_smile
 
 SECONDS_PER_YEAR = 365.0 * 24 * 3600
 DEFAULT_BROKER_GREEKS_MAX_AGE = timedelta(seconds=30)
@@ -49,7 +59,9 @@ class InstrumentRisk:
     vega: float
     theta: float
     rho: float
-    greeks_source: str  # "broker", "model", "expired" (past its last trade) or "none" (no usable quote)
+    greeks_source: str  # "broker", "model" (+"+smile"/"+mv": delta model applied), "expired" or "none"
+    delta_model: str = "sticky_strike"  # the delta model this leg's delta follows
+    delta_note: str | None = None  # why the chosen model could not be applied to this leg
 
     @property
     def delta_per_contract(self) -> float:
@@ -77,6 +89,7 @@ class LegValuation:
 class UnderlyingNet:
     symbol: str
     greeks: NetGreeks
+    delta_model: str = "sticky_strike"  # the delta model chosen for this underlying
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,6 +107,15 @@ class BookValuation:
 
     def position_quantities(self) -> dict[str, int]:
         return {leg.risk.instrument.key: leg.quantity for leg in self.legs if leg.quantity}
+
+
+def book_delta_model(valuation: BookValuation) -> str:
+    """The delta model(s) a book's net delta is counted in: one name, or "ES: x, NQ: y" when its
+    underlyings differ (sticky-strike for an empty book)."""
+    models = {entry.symbol: entry.delta_model for entry in valuation.net}
+    if len(set(models.values())) <= 1:
+        return next(iter(models.values()), "sticky_strike")
+    return ", ".join(f"{symbol}: {name}" for symbol, name in sorted(models.items()))
 
 
 def years_to_expiry(instrument: Instrument, now: datetime) -> float:
@@ -123,6 +145,78 @@ def _mark(quote: Quote | None) -> float | None:
     return quote.last
 
 
+DeltaModels = DeltaModel | Mapping[str, DeltaModel] | None
+
+
+def delta_model_for(models: DeltaModels, symbol: str) -> DeltaModel:
+    """The model for one underlying: one for all, a mapping by symbol (the platform's default
+    model, `risk.delta_models.DEFAULT_DELTA_MODEL`, for a symbol it does not name), or None
+    (sticky-strike, plain Black-76: what a caller that chose nothing has always had)."""
+    if models is None:
+        return STICKY_STRIKE
+    if isinstance(models, DeltaModel):
+        return models
+    return models.get(symbol) or DeltaModel()
+
+
+SMILE_POINTS = 13  # strikes quoted per held expiry for its smile
+SMILE_MIN_RANGE = 0.03  # |ln(K/F)| the quoted strikes reach at least
+
+
+def smile_chain(
+    held: Sequence[Instrument], chain: Sequence[Instrument], forward: float, *, points: int = SMILE_POINTS
+) -> list[Instrument]:
+    """The options of `chain` to quote for the smile of each held option's expiry: per expiry,
+    up to `points` strikes spread evenly in log-moneyness over the range the held strikes span
+    (widened by a fifth, and at least +-`SMILE_MIN_RANGE`), each its out-of-the-money side (a
+    call at or above `forward`, a put below), whatever the listing's strike step. One request's
+    worth of quotes per expiry, however fine the strike grid."""
+    chosen: list[Instrument] = []
+    for expiry in sorted({option.expiry for option in held if option.is_option}):
+        reach = max([SMILE_MIN_RANGE, *(1.2 * abs(math.log(o.strike / forward)) for o in held
+                                        if o.is_option and o.expiry == expiry and o.strike > 0)])
+        candidates = [o for o in chain if o.is_option and o.expiry == expiry and o.strike > 0
+                      and (o.right == "C") == (o.strike >= forward)]
+        strikes = sorted({o.strike for o in candidates})
+        if not strikes:
+            continue
+        logs = [math.log(strike / forward) for strike in strikes]
+        wanted = set()
+        for i in range(points):
+            target = -reach + 2.0 * reach * i / (points - 1)
+            wanted.add(strikes[min(range(len(strikes)), key=lambda j, target=target: abs(logs[j] - target))])
+        chosen.extend(o for o in candidates if o.strike in wanted)
+    return chosen
+
+
+def expiry_smiles(
+    options: Sequence[Instrument], quotes: Mapping[str, Quote], *, now: datetime, rate: float
+) -> dict[tuple[str, object, object], SmileFit | SmileFailure]:
+    """The fitted smile of each (symbol, expiry, underlying expiry) among `options`, from every
+    option quote of that expiry in `quotes`."""
+    wanted = {(o.symbol, o.expiry, o.underlying_expiry): o for o in options}
+    grouped: dict[tuple[str, object, object], list[Quote]] = {key: [] for key in wanted}
+    for quote in quotes.values():
+        instrument = quote.instrument
+        if instrument.is_option:
+            key = (instrument.symbol, instrument.expiry, instrument.underlying_expiry)
+            if key in grouped:
+                grouped[key].append(quote)
+    smiles: dict[tuple[str, object, object], SmileFit | SmileFailure] = {}
+    for key, group in grouped.items():
+        option = wanted[key]
+        forward = next((q.underlying_price for q in group if q.underlying_price is not None), None)
+        if forward is None:
+            forward = _mark(quotes.get(option.underlying_future().key))
+        smiles[key] = fit_smile(
+            [SmileQuote(strike=q.instrument.strike, is_call=q.instrument.right == "C", bid=q.bid, ask=q.ask)
+             for q in group],
+            forward=forward if forward is not None else float("nan"),
+            years=years_to_expiry(option, now), rate=rate,
+        )
+    return smiles
+
+
 def instruments_risk(
     instruments: Sequence[Instrument],
     quotes: Mapping[str, Quote],
@@ -130,8 +224,10 @@ def instruments_risk(
     now: datetime,
     rate: float,
     broker_greeks_max_age: timedelta = DEFAULT_BROKER_GREEKS_MAX_AGE,
+    delta_models: DeltaModels = None,
 ) -> list[InstrumentRisk]:
-    """Per-contract mark and greeks of each instrument, from quotes keyed by `Instrument.key`."""
+    """Per-contract mark and greeks of each instrument, from quotes keyed by `Instrument.key`;
+    each option's delta by its underlying's model in `delta_models` (see `delta_model_for`)."""
     marks = [_mark(quotes.get(instrument.key)) for instrument in instruments]
     option_rows = [i for i, instrument in enumerate(instruments) if instrument.is_option]
     results: list[InstrumentRisk | None] = [None] * len(instruments)
@@ -167,18 +263,48 @@ def instruments_risk(
             broker=[quote.greeks if quote is not None else None for quote in option_quotes],
             model=model, now=now, max_age=broker_greeks_max_age,
         )
+        leg_models = [delta_model_for(delta_models, option.symbol) for option in options]
+        smile_options = [o for o, m in zip(options, leg_models, strict=True) if m.name == "sticky_moneyness"]
+        smiles = expiry_smiles(smile_options, quotes, now=now, rate=rate) if smile_options else {}
+        deltas = np.array(chosen.delta, dtype=np.float64)
+        adjusted = np.zeros(len(options), dtype=bool)
+        notes: list[str | None] = [None] * len(options)
+        for chosen_model in dict.fromkeys(m for m in leg_models if m.name != "sticky_strike"):
+            name = chosen_model.name
+            rows = [row for row, m in enumerate(leg_models) if m == chosen_model]
+            leg_smiles = [smiles.get((options[row].symbol, options[row].expiry, options[row].underlying_expiry))
+                          for row in rows]
+            result = model_deltas(
+                chosen_model,
+                delta=chosen.delta[rows], vega=chosen.vega[rows], forward=forwards[rows], strike=strikes[rows],
+                years=years[rows], rate=rate, is_call=is_call[rows],
+                smiles=[smile if isinstance(smile, SmileFit) else None for smile in leg_smiles],
+            )
+            deltas[rows] = result.delta
+            adjusted[rows] = result.adjusted
+            for j, row in enumerate(rows):
+                if not result.adjusted[j] and np.isfinite(chosen.delta[row]):
+                    smile = leg_smiles[j]
+                    notes[row] = (f"no smile fitted for this expiry ({smile.reason}): sticky-strike delta"
+                                  if isinstance(smile, SmileFailure) else
+                                  "no minimum-variance coefficients estimated: sticky-strike delta"
+                                  if name == "minimum_variance" else "sticky-strike delta")
         for row, (i, option, quote) in enumerate(zip(option_rows, options, option_quotes, strict=True)):
             if years[row] <= 0.0:
                 results[i] = _expired_option_risk(option, quote, forwards[row])
                 continue
             source = chosen.source[row] if np.isfinite(chosen.delta[row]) else "none"
+            if adjusted[row] and source != "none":
+                source += ADJUSTED_SUFFIX[leg_models[row].name]
             results[i] = InstrumentRisk(
                 instrument=option, mark=marks[i], quote_time=quote.time if quote else None,
                 forward=float(forwards[row]) if np.isfinite(forwards[row]) else None,
                 implied_vol=float(vols[row]) if np.isfinite(vols[row]) else None,
-                delta=float(chosen.delta[row]), gamma=float(chosen.gamma[row]),
+                delta=float(deltas[row]), gamma=float(chosen.gamma[row]),
                 vega=float(chosen.vega[row]), theta=float(chosen.theta[row]), rho=float(chosen.rho[row]),
                 greeks_source=source,
+                delta_model=leg_models[row].name if adjusted[row] else "sticky_strike",
+                delta_note=notes[row],
             )
     return [result for result in results if result is not None]
 
@@ -190,13 +316,14 @@ def value_book(
     now: datetime,
     rate: float,
     broker_greeks_max_age: timedelta = DEFAULT_BROKER_GREEKS_MAX_AGE,
+    delta_models: DeltaModels = None,
 ) -> BookValuation:
     held = _held(positions)
     risks = instruments_risk(
         [position.instrument for position in held], quotes, now=now, rate=rate,
-        broker_greeks_max_age=broker_greeks_max_age,
+        broker_greeks_max_age=broker_greeks_max_age, delta_models=delta_models,
     )
-    return _book_valuation(held, risks, now)
+    return _book_valuation(held, risks, now, delta_models)
 
 
 def value_books(
@@ -206,6 +333,7 @@ def value_books(
     now: datetime,
     rate: float,
     broker_greeks_max_age: timedelta = DEFAULT_BROKER_GREEKS_MAX_AGE,
+    delta_models: DeltaModels = None,
 ) -> dict[str, BookValuation]:
     """`value_book` for many books (by any name) at once: one `instruments_risk` pass over the
     distinct instruments of all of them, so a contract many clients hold is valued once and the
@@ -217,11 +345,12 @@ def value_books(
     ))
     risks = dict(zip(
         distinct,
-        instruments_risk(distinct, quotes, now=now, rate=rate, broker_greeks_max_age=broker_greeks_max_age),
+        instruments_risk(distinct, quotes, now=now, rate=rate, broker_greeks_max_age=broker_greeks_max_age,
+                         delta_models=delta_models),
         strict=True,
     ))
     return {
-        name: _book_valuation(positions, [risks[position.instrument] for position in positions], now)
+        name: _book_valuation(positions, [risks[position.instrument] for position in positions], now, delta_models)
         for name, positions in held.items()
     }
 
@@ -231,7 +360,7 @@ def _held(positions: Sequence[Position]) -> list[Position]:
 
 
 def _book_valuation(
-    held: Sequence[Position], risks: Sequence[InstrumentRisk], now: datetime
+    held: Sequence[Position], risks: Sequence[InstrumentRisk], now: datetime, delta_models: DeltaModels = None
 ) -> BookValuation:
     """Legs, P&L and net greeks per underlying of `held` (no flat positions), each position
     with its instrument's risk."""
@@ -255,6 +384,7 @@ def _book_valuation(
         net.append(
             UnderlyingNet(
                 symbol=symbol,
+                delta_model=delta_model_for(delta_models, symbol).name,
                 greeks=book_net_greeks(
                     quantity=np.array([leg.quantity for leg in group], dtype=np.float64),
                     delta=np.array([leg.risk.delta for leg in group]),

@@ -123,6 +123,7 @@ class Book:
     realized_pnl_today: Decimal  # since the exchange trading day began
     unrealized_pnl: Decimal
     broker_connected: bool
+    delta_model: str = "sticky_strike"  # the delta model(s) net_delta is counted in (risk.delta_models)
 
 
 @dataclass(frozen=True, slots=True)
@@ -199,6 +200,7 @@ class Decision:
     transition: StateTransition | None
     fingerprint: str
     evaluated_at: datetime
+    delta_model: str = "sticky_strike"  # the book's, which the net deltas above are counted in
     codes: tuple[ReasonCode, ...] = field(init=False)
 
     def __post_init__(self) -> None:
@@ -211,6 +213,7 @@ class Decision:
             "violations": [v.as_dict() for v in self.violations],
             "pre_net_delta": self.pre_net_delta,
             "post_net_delta": self.post_net_delta,
+            "delta_model": self.delta_model,
             "risk_reducing": self.risk_reducing,
             "transition": self.transition.as_dict() if self.transition else None,
             "fingerprint": self.fingerprint,
@@ -531,7 +534,7 @@ def evaluate_order(
             Violation(
                 ReasonCode.MAX_NET_DELTA,
                 f"net delta would go from {pre_delta:+.2f} to {post_delta:+.2f}; "
-                f"the limit is {limits.max_net_delta:g}",
+                f"the limit is {limits.max_net_delta:g} ({book.delta_model} delta)",
                 limit=limits.max_net_delta,
                 value=post_delta,
             )
@@ -588,6 +591,7 @@ def evaluate_order(
         transition=transition,
         fingerprint=fingerprint,
         evaluated_at=now,
+        delta_model=book.delta_model,
     )
 
 

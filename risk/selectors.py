@@ -29,6 +29,7 @@ from django.utils import timezone
 
 from brokers.models import Fill as FillRow
 from risk import governor
+from risk.delta_models import DeltaModel
 from risk.limits import LIMIT_BOUNDS, Number, RiskLimits, ceiling_errors, risk_limits_from_json
 from risk.models import BookHistoryPoint, RiskDecisionRecord, RiskStateRecord
 from risk.sessions import MarketHours
@@ -41,6 +42,21 @@ _market_hours: dict[bool, MarketHours] = {}
 
 StoredLimitsSource = Callable[[], Mapping[str, Any]]
 _stored_limits_source: StoredLimitsSource | None = None
+DeltaModelsSource = Callable[[], Mapping[str, DeltaModel]]
+_delta_models_source: DeltaModelsSource | None = None
+
+
+def delta_models_source_register(source: DeltaModelsSource) -> None:
+    """Name the function that returns the current client's chosen delta model by underlying (the
+    agent's parameters hold it; registered at start-up like the limits' source)."""
+    global _delta_models_source
+    _delta_models_source = source
+
+
+def delta_models_get() -> dict[str, DeltaModel]:
+    """The delta model chosen per underlying for the current client; an underlying it does not
+    name gets the platform's default (`risk.book.delta_model_for`)."""
+    return dict(_delta_models_source()) if _delta_models_source is not None else {}
 
 
 def risk_limits_source_register(source: StoredLimitsSource) -> None:
@@ -159,7 +175,7 @@ def net_greeks_json(valuation) -> dict:
         "by_underlying": [
             {"underlying": entry.symbol, "delta": finite_or_none(entry.greeks.delta),
              "gamma": finite_or_none(entry.greeks.gamma), "vega": finite_or_none(entry.greeks.vega),
-             "theta": finite_or_none(entry.greeks.theta)}
+             "theta": finite_or_none(entry.greeks.theta), "delta_model": entry.delta_model}
             for entry in valuation.net
         ],
     }
@@ -263,5 +279,9 @@ def book_value_stored(*, broker):
 
     positions = [Position(instrument_from_json(row.instrument), row.quantity, float(row.average_price))
                  for row in PositionRow.objects.order_by("instrument_key")]
+    from brokers.services import smile_quotes_add
+
     quotes = quotes_for(broker=broker, instruments=[position.instrument for position in positions])
-    return value_book(positions, quotes, now=timezone.now(), rate=settings.RISK_FREE_RATE)
+    models = delta_models_get()
+    quotes = smile_quotes_add(broker=broker, positions=positions, quotes=quotes, delta_models=models)
+    return value_book(positions, quotes, now=timezone.now(), rate=settings.RISK_FREE_RATE, delta_models=models)

@@ -29,7 +29,7 @@ from brokers.models import Order as OrderRow
 from brokers.products import PRODUCTS
 from brokers.selectors import WORKING_STATES, working_orders
 from risk import governor
-from risk.book import instruments_risk
+from risk.book import book_delta_model, instruments_risk
 from risk.models import BookHistoryPoint, RiskDecisionRecord, RiskStateRecord
 from risk.selectors import (
     book_history_keep_ids,
@@ -121,7 +121,10 @@ def _daily_pnl(record: RiskStateRecord, unrealized: float | None, now: datetime)
 
 
 def _proposed_order(order: OrderRequest, quotes: dict, now: datetime) -> governor.ProposedOrder:
-    risks = instruments_risk([leg.instrument for leg in order.legs], quotes, now=now, rate=settings.RISK_FREE_RATE)
+    from risk.selectors import delta_models_get
+
+    risks = instruments_risk([leg.instrument for leg in order.legs], quotes, now=now, rate=settings.RISK_FREE_RATE,
+                             delta_models=delta_models_get())
     legs = []
     for leg, risk in zip(order.legs, risks, strict=True):
         quote = quotes.get(leg.instrument.key)
@@ -310,6 +313,7 @@ def _evaluate(*, order: OrderRequest, snapshot, quotes: dict, record: RiskStateR
         realized_pnl_today=realized_today,
         unrealized_pnl=unrealized_today,
         broker_connected=snapshot.health.connected,
+        delta_model=book_delta_model(snapshot.valuation),
     )
     return governor.evaluate_order(
         _proposed_order(order, quotes, now), book, limits, _governor_state(record, control, limits, now),

@@ -46,8 +46,11 @@ from tradingplatform.locks import advisory_lock_attempt
 
 logger = logging.getLogger(__name__)
 
-def _quoted(instruments: list[Instrument], quotes: dict, now: datetime) -> tuple[policy.QuotedInstrument, ...]:
-    risks = instruments_risk(instruments, quotes, now=now, rate=settings.RISK_FREE_RATE)
+def _quoted(instruments: list[Instrument], quotes: dict, now: datetime,
+            delta_models=None) -> tuple[policy.QuotedInstrument, ...]:
+    """Instruments with their risk and touch; deltas in `delta_models` (None: sticky-strike)."""
+    risks = instruments_risk(instruments, quotes, now=now, rate=settings.RISK_FREE_RATE,
+                             delta_models=delta_models)
     return tuple(
         policy.QuotedInstrument(risk=risk, bid=quotes[i.key].bid if i.key in quotes else None,
                                 ask=quotes[i.key].ask if i.key in quotes else None)
@@ -98,6 +101,8 @@ def _policy_inputs(*, broker: Broker, snapshot, parameters: AgentParameters, str
     chain: tuple[policy.QuotedInstrument, ...] = ()
     if options:
         quotes.update(broker_services.quotes_for(broker=broker, instruments=list(options.values())))
+        # Strikes are chosen by their quoted (Black-76, sticky-strike) delta, the market's
+        # convention for "a 20-delta strangle"; the book is hedged on the chosen delta model.
         chain = _quoted(list(options.values()), quotes, now)
     (hedge,) = _quoted([hedge_future], quotes, now)
     inputs = policy.PolicyInputs(

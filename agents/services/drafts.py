@@ -217,7 +217,7 @@ def _trades_for(*, broker: Broker, snapshot, request: TradeRequest, parameters: 
         instruments = [instrument for _, instrument in resolved]
         quotes = dict(snapshot.quotes)
         quotes.update(broker_services.quotes_for(broker=broker, instruments=instruments))
-        quoted = list(_quoted(instruments, quotes, now))
+        quoted = list(_quoted(instruments, quotes, now, parameters.delta_models))
         return [_legs_trade(quoted=quoted, specs=[spec for spec, _ in resolved], actor=actor)], quotes, notes
 
     if request.kind == RequestKind.OPEN_STRUCTURE:
@@ -273,7 +273,8 @@ def _trades_for(*, broker: Broker, snapshot, request: TradeRequest, parameters: 
                   key=lambda item: item[0].key)
     if rest:
         quotes.update(broker_services.quotes_for(broker=broker, instruments=[i for i, _ in rest]))
-        for (instrument, quantity), quoted in zip(rest, _quoted([i for i, _ in rest], quotes, now), strict=True):
+        quoted_rest = _quoted([i for i, _ in rest], quotes, now, parameters.delta_models)
+        for (instrument, quantity), quoted in zip(rest, quoted_rest, strict=True):
             trades.append(_single_trade(
                 action="close_position", quoted=quoted, side="SELL" if quantity > 0 else "BUY",
                 quantity=abs(quantity), headline=f"Close {quantity:+d} {instrument.key} ({why})",

@@ -1,4 +1,6 @@
 """Mode, parameters and status of the agent, through HTTP."""
+import json
+
 import pytest
 from django.db import connection
 from django.test import override_settings
@@ -102,9 +104,21 @@ def test_parameters_are_merged_validated_and_audited_with_before_and_after(api, 
     assert event.payload["after"]["risk_limits"]["max_daily_loss"] == "750.50"
 
 
+def test_the_delta_model_is_a_parameter_and_status_names_it(api, alpha):
+    post = lambda body: api.post("/clients/alpha/agent/parameters", body, format="json", **bearer(alpha.owner))  # noqa: E731
+    status = lambda: api.get("/clients/alpha/agent/status", **bearer(alpha.owner)).json()  # noqa: E731
+    assert status()["usage"]["delta_model"] == "sticky_moneyness"  # the default
+    assert post({"delta_model": "sticky_strike"}).status_code == 200
+    assert status()["usage"]["delta_model"] == "sticky_strike"
+    response = post({"delta_model": "minimum_variance", "minimum_variance": {"a": -0.25}})
+    assert response.status_code == 400 and "minimum_variance" in json.dumps(response.json()["errors"])
+    assert status()["parameters"] == {"delta_model": "sticky_strike"}
+
+
 @pytest.mark.parametrize(
     ("body", "error_path"),
     [
+        ({"delta_model": "vanna_volga"}, ("delta_model",)),
         ({"risk_limits": {"max_net_delta": -1}}, ("risk_limits", "max_net_delta")),
         ({"risk_limits": {"max_order_contracts": 0}}, ("risk_limits", "max_order_contracts")),
         ({"risk_limits": {"max_delta": 5}}, ("risk_limits", "max_delta")),

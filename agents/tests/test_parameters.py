@@ -250,3 +250,38 @@ def test_the_band_cost_defaults_to_the_products_and_may_be_set():
     # Stored before the default moved: an explicit number stays that number.
     assert parameters_from_json({"band": {"cost_per_contract": 5.0}}).band.cost_per_contract == 5.0
     assert parameters_from_json({"band": {"cost_per_contract": None}}).band.cost_per_contract is None
+
+
+# ---------------------------------------------------------------------------------------------
+# The delta model (risk.delta_models)
+
+
+def test_the_delta_model_defaults_to_sticky_moneyness_and_is_validated():
+    parameters = parameters_from_json({})
+    assert parameters.delta_model == "sticky_moneyness"
+    assert parameters.minimum_variance.coefficients is None
+    (model,) = parameters.delta_models.values()
+    assert parameters.delta_models.keys() == {"ES"} and model.name == "sticky_moneyness"
+    assert _errors({"delta_model": "vanna_volga"}) == {
+        "delta_model": ["Must be one of: sticky_strike, sticky_moneyness, minimum_variance."]}
+
+
+def test_minimum_variance_coefficients_are_set_together():
+    assert _errors({"minimum_variance": {"a": -0.25}}) == {
+        "minimum_variance.a": ["Set a, b and c together, or none of them."]}
+    assert "minimum_variance.b" in _errors({"minimum_variance": {"a": 0.0, "b": 11.0, "c": 0.0}})
+    parameters = parameters_from_json({"underlying": "NQ", "delta_model": "minimum_variance",
+                                       "minimum_variance": {"a": -0.25, "b": 0.5, "c": -0.5}})
+    model = parameters.delta_models["NQ"]
+    assert model.name == "minimum_variance"
+    assert (model.coefficients.a, model.coefficients.b, model.coefficients.c) == (-0.25, 0.5, -0.5)
+
+
+def test_the_delta_model_is_described_with_its_choices():
+    from agents.parameters import parameters_describe
+
+    described = {row["path"]: row for row in parameters_describe(parameters_from_json({}))}
+    assert described["delta_model"]["choices"] == ["sticky_strike", "sticky_moneyness", "minimum_variance"]
+    assert described["delta_model"]["value"] == described["delta_model"]["default"] == "sticky_moneyness"
+    assert described["minimum_variance.a"]["nullable"] and "sticky-strike" in described["minimum_variance.a"][
+        "empty_means"]

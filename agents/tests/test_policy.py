@@ -75,9 +75,12 @@ def _inputs(
     structure: OpenStructure | None = None,
     quotes=QUOTES,
 ) -> PolicyInputs:
+    parameters = parameters or AgentParameters()
     return PolicyInputs(
-        now=NOW, parameters=parameters or AgentParameters(), limits=limits or RiskLimits(),
-        book=value_book(list(positions), quotes, now=NOW, rate=RATE), hedge=hedge, chain=chain,
+        now=NOW, parameters=parameters, limits=limits or RiskLimits(),
+        # Valued in the parameters' delta model, as the platform's book sync does.
+        book=value_book(list(positions), quotes, now=NOW, rate=RATE, delta_models=parameters.delta_models),
+        hedge=hedge, chain=chain,
         structure=structure, rate=RATE,
     )
 
@@ -106,9 +109,11 @@ def test_within_the_band_nothing_is_traded_and_the_reason_gives_the_numbers():
     decision = decide(_inputs([_futures(2)], parameters=AgentParameters(target_delta=1.5)))
     assert decision.trades == ()
     assert decision.reason == "net ES delta +2.00 within 1.50 ± 1.00"
-    assert decision.policy_version == POLICY_VERSION == "delta-neutral/3"
+    # /4: net delta is counted in the chosen delta model, which the metrics name.
+    assert decision.policy_version == POLICY_VERSION == "delta-neutral/4"
     assert decision.metrics == {
-        "underlying": "ES", "net_delta": 2.0, "net_gamma": 0.0, "target_delta": 1.5, "band_method": "fixed",
+        "underlying": "ES", "delta_model": "sticky_moneyness",
+        "net_delta": 2.0, "net_gamma": 0.0, "target_delta": 1.5, "band_method": "fixed",
         "band_half_width": 1.0, "hedge_instrument": "ES FUT 20261218", "underlying_price": 6000.0,
     }
 
@@ -121,6 +126,40 @@ def test_outside_the_band_the_hedge_sells_back_to_the_target_at_the_bid():
     assert trade.summary == ("Net ES delta +5.00 is outside 0.00 ± 1.00: sell 5 ES FUT 20261218 at 5999.75 "
                              "to bring it to +0.00.")
     assert trade.rationale["hedge_quantity"] == -5 and "capped_by" not in trade.rationale
+
+
+def _skewed_quote(option: Instrument) -> Quote:
+    """The market's smile: 18 % at the money, -0.6 skew and +1.0 curvature in ln(K/F)."""
+    m = math.log(option.strike / FORWARD)
+    fair = float(black76(FORWARD, option.strike, years_to_expiry(option, NOW), RATE, VOL - 0.6 * m + m * m,
+                         option.right == "C").price)
+    return Quote(option, bid=round(fair - 0.05, 2), ask=round(fair + 0.05, 2), last=None, bid_size=10,
+                 ask_size=10, time=NOW, underlying_price=FORWARD)
+
+
+@pytest.mark.parametrize(("model", "source"), [("sticky_strike", "model"), ("sticky_moneyness", "model+smile")])
+def test_the_hedge_is_counted_in_the_chosen_delta_model(model, source):
+    skewed = {**QUOTES, **{o.key: _skewed_quote(o) for o in OPTIONS if o.expiry == JAN}}
+    short_calls = Position(_option(JAN, 6300, "C"), quantity=-50, average_price=40.0)
+    short_puts = Position(_option(JAN, 5700, "P"), quantity=-50, average_price=60.0)
+    inputs = _inputs([short_calls, short_puts], parameters=AgentParameters(delta_model=model), quotes=skewed)
+    assert {leg.risk.greeks_source for leg in inputs.book.legs} == {source}
+    decision = decide(inputs)
+    assert decision.metrics["delta_model"] == model
+    (trade,) = decision.trades
+    assert trade.rationale["delta_model"] == model
+    assert trade.rationale["net_delta"] == pytest.approx(inputs.book.net_delta)
+
+
+def test_sticky_moneyness_and_sticky_strike_disagree_on_a_skewed_strangle():
+    skewed = {**QUOTES, **{o.key: _skewed_quote(o) for o in OPTIONS if o.expiry == JAN}}
+    legs = [Position(_option(JAN, 6300, "C"), quantity=-50, average_price=40.0),
+            Position(_option(JAN, 5700, "P"), quantity=-50, average_price=60.0)]
+    deltas = {model: _inputs(legs, parameters=AgentParameters(delta_model=model), quotes=skewed).book.net_delta
+              for model in ("sticky_strike", "sticky_moneyness")}
+    # A negative skew raises each strike's vol when the future rises: the smile-adjusted delta
+    # of a short strangle is shorter by whole contracts.
+    assert deltas["sticky_moneyness"] < deltas["sticky_strike"] - 1.0
 
 
 def test_an_option_book_is_hedged_to_the_nearest_whole_contract_at_the_ask():

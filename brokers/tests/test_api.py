@@ -113,12 +113,15 @@ def test_positions_show_legs_greeks_and_net_delta(api, alpha):
     legs = {leg["instrument"]["key"]: leg for leg in body["legs"]}
     assert legs[call.key]["quantity"] == 2 and legs[future.key]["quantity"] == -1
     option_greeks = legs[call.key]["greeks"]
-    assert option_greeks["source"] in {"broker", "model"}
+    # The default delta model, sticky-moneyness: the broker's delta plus vega x dsigma/dF from the
+    # smile the book sync fitted to the chain's quotes around the money.
+    assert option_greeks["source"] == "broker+smile"
+    assert option_greeks["delta_model"] == "sticky_moneyness" and option_greeks["delta_note"] is None
     assert 0.3 < option_greeks["delta"] < 0.7
     assert option_greeks["implied_vol"] > 0
     expected = 2 * option_greeks["delta"] - 1
     (es,) = body["net_greeks"]
-    assert es["underlying"] == "ES"
+    assert es["underlying"] == "ES" and es["delta_model"] == "sticky_moneyness"
     assert es["delta"] == pytest.approx(expected, abs=1e-9)
     assert legs[call.key]["greeks"]["delta_contracts"] == pytest.approx(2 * option_greeks["delta"])
     assert legs[call.key]["quote_time"] is not None

@@ -118,6 +118,15 @@ def test_a_plain_order_passes() -> None:
 # --- max net delta -------------------------------------------------------------------------
 
 
+def test_the_net_delta_limit_names_the_delta_model_it_is_counted_in() -> None:
+    held = replace(book(net_delta=9.0), delta_model="sticky_moneyness")
+    decision = evaluate(order(fut(2)), held)
+    assert decision.delta_model == "sticky_moneyness" and decision.as_dict()["delta_model"] == "sticky_moneyness"
+    (violation,) = decision.violations
+    assert violation.code is ReasonCode.MAX_NET_DELTA
+    assert violation.message.endswith("(sticky_moneyness delta)")
+
+
 @pytest.mark.parametrize(
     ("pre", "legs", "accepted"),
     [
