@@ -12,3 +12,9 @@ class AgentsConfig(AppConfig):
         from risk.selectors import risk_limits_source_register
 
         risk_limits_source_register(agent_risk_limits_stored)
+        # A proposal shows its order as the broker reports it: every book sync that finds an
+        # order changed (a resting hedge filled) tells the proposals, without risk importing agents.
+        from agents.services.execution import proposals_follow_orders
+        from risk.services import order_listener_register
+
+        order_listener_register(proposals_follow_orders)

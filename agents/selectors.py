@@ -62,6 +62,7 @@ def agent_status_get(*, client: Client) -> dict[str, Any]:
     limits = risk_limits_get()
     connection = broker_connection_get()
     greeks = live_state_get(client_id=client.client_id, name="greeks")
+    working = (greeks or {}).get("working_orders") or {}
     runtime = agent_runtime_get()
     try:
         interval = timedelta(seconds=parameters_from_json(config.parameters).cycle_interval_seconds)
@@ -99,6 +100,9 @@ def agent_status_get(*, client: Client) -> dict[str, Any]:
         "limits": _json_limits(limits),
         "usage": {
             "net_delta": greeks.get("net_delta") if greeks else None,
+            # The remaining quantities of working orders, apart: the governor counts them too.
+            "working_delta": working.get("net_delta"),
+            "working_orders": working.get("orders"),
             "max_net_delta": limits.max_net_delta,
             "open_legs": greeks.get("open_legs") if greeks else None,
             "max_open_legs": limits.max_open_legs,

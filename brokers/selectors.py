@@ -23,6 +23,12 @@ def working_orders() -> QuerySet[Order]:
     return Order.objects.filter(state__in=WORKING_STATES)
 
 
+def working_orders_to_refresh() -> QuerySet[Order]:
+    """The working orders whose state is asked of the broker at every book sync: all but those
+    still on their way (`pending_submit`: whoever sends one asks about it)."""
+    return working_orders().exclude(state=Order.State.PENDING_SUBMIT).order_by("created_at", "id")
+
+
 def orders_list(*, state: OrderListState) -> QuerySet[Order]:
     """Working orders (oldest first: the one waiting longest on top), or recent finished ones
     (newest first: the last thing that happened on top)."""

@@ -40,6 +40,7 @@ from brokers.domain import Broker, BrokerError, Instrument
 from risk import selectors as risk_selectors
 from risk import services as risk
 from risk.book import instruments_risk
+from risk.working import NO_WORKING_ORDERS
 from tenants.models import Client
 from tradingplatform.events import publish_event
 from tradingplatform.locks import advisory_lock_attempt
@@ -105,6 +106,7 @@ def _policy_inputs(*, broker: Broker, snapshot, parameters: AgentParameters, str
         hedge=hedge if hedge.bid is not None or hedge.ask is not None else None,
         chain=chain, structure=structure, rate=settings.RISK_FREE_RATE,
         expiring_futures=_quoted(expiring, quotes, now) if expiring else (),
+        working=snapshot.working or NO_WORKING_ORDERS,
     )
     return inputs, quotes, choice.note
 
