@@ -125,8 +125,8 @@ def test_a_resting_hedge_is_not_hedged_again_and_its_fill_reaches_the_proposal(a
     events = recent_events(client_id="alpha", limit=200)
     assert any(e["type"] == "order" and e["data"]["state"] == "filled" for e in events)
     assert any(e["type"] == "trade" and e["data"]["client_order_id"] == proposal.client_order_id for e in events)
-    assert any(e["type"] == "proposal" and e["data"]["proposal"]["id"] == str(proposal.pk)
-               and e["data"]["proposal"]["execution"]["filled_quantity"] == 5 for e in events)
+    assert any(e["type"] == "proposal" and e["data"]["proposal"]["trade_id"] == str(proposal.pk)
+               and (e["data"]["proposal"]["execution"] or {}).get("filled_quantity") == 5 for e in events)
     # Filled, it is a position now, and no longer working: the book is flat, nothing to do.
     outcome = _cycle(alpha, "k-3")
     assert outcome.decision.outcome == AgentDecision.Outcome.NO_ACTION
