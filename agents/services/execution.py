@@ -240,13 +240,15 @@ def proposals_follow_orders(client: Client, rows: list[OrderRow]) -> list[Propos
 
 
 def _structure_orders_refresh(*, client: Client) -> bool:
-    """Bring every order still working up to date from the broker (one book sync: the proposals
-    follow through proposals_follow_orders). Returns whether a structure order is still working:
-    the structure it will leave is not known yet."""
-    if not _working_proposals().exists():
+    """Whether a structure order is still working (the structure it will leave is not known yet),
+    asked of the broker first: one book sync, which brings every working order up to date (the
+    proposals follow through proposals_follow_orders). Without a structure order working nothing
+    is asked here: the cycle's own book sync brings the other orders up to date."""
+    working_structures = _working_proposals().filter(action__in=STRUCTURE_ACTIONS)
+    if not working_structures.exists():
         return False
     risk.orders_sync(client=client)
-    return _working_proposals().filter(action__in=STRUCTURE_ACTIONS).exists()
+    return working_structures.exists()
 
 
 def _execution_failed(*, client: Client, proposal: Proposal, error: BrokerError) -> Proposal:

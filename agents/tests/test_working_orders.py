@@ -8,6 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 from django.test import override_settings
+from django.utils import timezone
 from django_tenants.utils import tenant_context
 
 from agents import services
@@ -227,3 +228,23 @@ def test_through_ib_async_a_resting_hedge_is_not_hedged_again_and_its_fill_reach
     outcome = _cycle(ibkr_alpha, "k-3")
     assert outcome.decision.outcome == AgentDecision.Outcome.NO_ACTION
     assert outcome.decision.metrics["net_delta"] == 0.0
+
+
+def test_a_structure_close_filling_in_parts_takes_off_each_part_once(alpha):
+    from agents.models import AgentRuntime
+    from agents.parameters import AgentParameters
+    from agents.services.execution import _structure_after_fill
+
+    held = {"kind": "short_strangle", "legs": [["ES FOP 20270319 5800 P", -4], ["ES FOP 20270319 6200 C", -4]],
+            "entry_price": -40.0, "quantity": 4, "expiry": "2027-03-19", "opened_at": "2027-02-10T15:00:00+00:00"}
+    close = Proposal(action="close_structure", legs=[])
+    with tenant_context(alpha.client):
+        AgentRuntime.objects.update_or_create(singleton=True, defaults={"open_structure": held})
+        now = timezone.now()
+        # The close fills 1 unit, then 2 in all (the same order seen again), then all 4.
+        for filled, previously, left in [(1, 0, 3), (2, 1, 2), (2, 2, 2), (4, 2, None)]:
+            _structure_after_fill(proposal=close, filled_units=filled, previously_filled=previously,
+                                  average_price=None, parameters=AgentParameters(), now=now)
+            remembered = AgentRuntime.objects.get().open_structure
+            assert (remembered["quantity"] if remembered else None) == left
+        assert remembered is None
