@@ -14,6 +14,8 @@ from django_tenants.utils import tenant_context
 from agents import services
 from agents.models import AgentCycle, AgentDecision, Proposal
 from agents.tests.books import ROOMY_LIMITS, buy_futures, configure
+from brokers.codec import instrument_from_json
+from brokers.domain import OrderLeg, OrderRequest
 from brokers.models import BrokerConnection, Order
 from brokers.services import broker_session
 from brokers.simulator import SimClock
@@ -205,7 +207,7 @@ def ibkr_alpha(alpha, tws):
 
 
 def test_through_ib_async_a_resting_hedge_is_not_hedged_again_and_its_fill_reaches_the_proposal(ibkr_alpha, tws):
-    configure(ibkr_alpha, band=BAND, risk_limits=LIMITS)
+    configure(ibkr_alpha, band=BAND, risk_limits={**LIMITS, "max_leg_contracts": 8})
     proposal = _pending_sell(ibkr_alpha, 5)
     assert proposal.legs[0]["instrument_key"] == "ES FUT 20270319"
     tws.script_next_order(Rest())
@@ -216,6 +218,13 @@ def test_through_ib_async_a_resting_hedge_is_not_hedged_again_and_its_fill_reach
 
     outcome = _assert_not_hedged_again(ibkr_alpha, "k-2", -5.0)
     assert outcome.decision.metrics["position_delta"] == 5.0
+    # A trader's SELL 5 beside it would be ten contracts working: over the leg limit of 8.
+    with tenant_context(ibkr_alpha.client):
+        refused = risk.order_submit(client=ibkr_alpha.client, actor=risk.Actor("user", "alpha-trader"),
+                                    order=OrderRequest(client_order_id="trader-sell", order_type="MKT", legs=(
+                                        OrderLeg(instrument_from_json(proposal.legs[0]["instrument"]), "SELL", 5),)))
+    assert not refused.accepted and [code.value for code in refused.decision.codes] == ["max_leg_size"]
+    assert refused.decision.pre_net_delta == 0.0 and refused.decision.working_delta == -5.0
     assert len([o for o in tws.orders if o.action == "SELL"]) == 1  # nothing more reached TWS
 
     tws.fill_resting_order(proposal.client_order_id, 5999.75)
