@@ -256,3 +256,22 @@ def test_a_resting_order_filled_at_the_broker_is_brought_up_to_date_by_the_next_
     # Nothing changed since: the next sync reports nothing again.
     assert services.client_book_sync(client=alpha.client)
     assert len(audit_events(client_id="alpha", kind="order.updated")) == 1
+
+
+def test_a_stale_pending_order_is_asked_of_the_broker_and_a_fresh_one_left_to_its_sender(alpha):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    _rest(alpha, "w-1")
+    with tenant_context(alpha.client):
+        # As if the sender died between writing the row and hearing the broker's answer.
+        Order.objects.filter(client_order_id="w-1").update(state="pending_submit",
+                                                           updated_at=timezone.now() - timedelta(seconds=30))
+    assert services.client_book_sync(client=alpha.client)
+    with tenant_context(alpha.client):
+        assert Order.objects.get(client_order_id="w-1").state == "pending_submit"  # maybe still being sent
+        Order.objects.filter(client_order_id="w-1").update(updated_at=timezone.now() - timedelta(seconds=90))
+    assert services.client_book_sync(client=alpha.client)
+    with tenant_context(alpha.client):
+        assert Order.objects.get(client_order_id="w-1").state == "submitted"
