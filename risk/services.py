@@ -201,6 +201,8 @@ def book_sync(*, client: Client, broker: Broker):
     orders' remaining quantities; publish the net greeks (live state `client:{id}:greeks` and a
     `greeks` event) and an `order` event per order that changed."""
     changed = broker_services.orders_refresh(broker=broker)
+    # The working legs are quoted with the book (one quotes call), then read again once the new
+    # fills are recorded: a fill the order's status has not caught up with is not counted twice.
     working_instruments = [leg.instrument for leg in working_order_legs()]
     snapshot = broker_services.book_refresh(broker=broker, also_quote=working_instruments)
     working = value_working(working_order_legs(), snapshot.quotes, now=snapshot.valuation.as_of,
