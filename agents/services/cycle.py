@@ -30,6 +30,7 @@ from agents.services.proposals import (
     DraftOutcome,
     _decision_record,
     _propose,
+    _stale_hedges_supersede,
     _trading_blocked_reason,
 )
 from audit import kinds
@@ -145,6 +146,7 @@ def _decide(*, client: Client, cycle: AgentCycle | None, trigger: str, parameter
         decided = policy.decide(inputs)
         if contract_note:
             notes.insert(0, contract_note)
+        notes.extend(_stale_hedges_supersede(client=client, decided=decided))
         proposals: list[Proposal] = []
         blocked = _trading_blocked_reason(client) if decided.trades else None
         if not decided.trades:

@@ -164,6 +164,26 @@ def test_a_partly_filled_hedge_counts_its_filled_part_as_position_and_the_rest_a
     assert _working_state(alpha)["orders"] == 0 and _status(alpha)["usage"]["net_delta"] == 0.0
 
 
+def test_a_pending_hedge_a_working_order_made_needless_is_superseded_not_left_to_approve(alpha):
+    from agents.services.proposals import ProposalConflict
+
+    configure(alpha, band=BAND, risk_limits=LIMITS)
+    future = buy_futures(alpha, 5)
+    proposal = _pending_sell(alpha, 5)
+    with tenant_context(alpha.client):  # meanwhile a trader sells 5 themselves, resting above the market
+        with broker_session() as broker:
+            ask = broker.quote(future).ask
+        resting = risk.order_submit(client=alpha.client, actor=risk.Actor("user", "alpha-trader"), order=OrderRequest(
+            client_order_id="trader-sell", legs=(OrderLeg(future, "SELL", 5),), order_type="LMT",
+            limit_price=round((ask + 40.0) * 4) / 4, time_in_force="GTC"))
+    assert resting.accepted and resting.status.state == "submitted"
+    outcome = _assert_not_hedged_again(alpha, "k-2", -5.0)
+    assert f"Pending hedge {proposal.pk} superseded" in outcome.decision.reason
+    assert _reload(alpha, proposal).status == Proposal.Status.SUPERSEDED
+    with pytest.raises(ProposalConflict):
+        _approve(alpha, proposal)
+
+
 @override_settings(AUTONOMOUS_ENABLED=True)
 def test_autonomous_mode_does_not_send_a_second_hedge_beside_a_resting_one(alpha):
     configure(alpha, mode="autonomous", band=BAND, risk_limits=LIMITS)
