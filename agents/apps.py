@@ -14,3 +14,9 @@ class AgentsConfig(AppConfig):
         risk_limits_source_register(agent_risk_limits_stored)
         # Likewise the delta model chosen for the agent's underlying (agents.parameters.delta_model).
         delta_models_source_register(agent_delta_models)
+        # A proposal shows its order as the broker reports it: every book sync that finds an
+        # order changed (a resting hedge filled) tells the proposals, without risk importing agents.
+        from agents.services.execution import proposals_follow_orders
+        from risk.services import order_listener_register
+
+        order_listener_register(proposals_follow_orders)

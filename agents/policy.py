@@ -22,6 +22,11 @@ sticky-strike Black-76 delta, the market's convention for "a 20-delta strangle")
    The hedge is computed on the book as it is now, not as the structure trades above would leave
    it; the next cycle hedges whatever delta a filled structure trade added.
 
+Working orders (`PolicyInputs.working`: sent, not finished) count as if filled: their remaining
+quantities' delta is in the net delta hedged (a resting SELL 5 is not sold again), contracts
+already working on the hedge's side use up the size limits with it, and futures already being
+rolled are not rolled again. The journal says how much of the net delta is in working orders.
+
 Prices are marketable limits at the far touch (a buy at the ask, a sell at the bid). A combo's
 limit is its net price per unit (positive: a debit), rounded up to the option tick, the direction
 that keeps it marketable (pay a little more, or receive a little less).
@@ -41,8 +46,9 @@ from agents.parameters import AgentParameters, Band, parameters_to_json
 from brokers.domain import Instrument, OrderLeg
 from brokers.products import PRODUCTS, Product, hedge_cost_per_contract
 from risk.book import BookValuation, InstrumentRisk, years_to_expiry
-from risk.governor import FLOAT_TOLERANCE, RiskLimits
+from risk.governor import FLOAT_TOLERANCE, RiskLimits, working_same_side
 from risk.greeks import NetGreeks
+from risk.working import NO_WORKING_ORDERS, WorkingExposure
 
 POLICY_VERSION = "delta-neutral/4"  # bump when decisions change (4: net delta in the chosen delta model)
 
@@ -96,6 +102,8 @@ class PolicyInputs:
     # Futures of the underlying held in a contract expiring before the hedge future (it rolled):
     # moved into the hedge future as one calendar spread.
     expiring_futures: tuple[QuotedInstrument, ...] = ()
+    # The orders sent and not finished, their remaining quantities valued: counted as if filled.
+    working: WorkingExposure = NO_WORKING_ORDERS
 
     def __post_init__(self) -> None:
         if self.now.tzinfo is None:
@@ -200,11 +208,13 @@ def decide(inputs: PolicyInputs) -> PolicyDecision:
     parameters = inputs.parameters
     underlying = parameters.underlying
     net = _underlying_net(inputs.book, underlying)
+    working = inputs.working.for_symbol(underlying)
+    net_delta = net.delta + working.delta  # the working orders' remaining quantities as if filled
     hedge = inputs.hedge
     metrics: dict[str, Any] = {
         "underlying": underlying,
         "delta_model": underlying_delta_model(inputs.book, underlying, parameters.delta_model),
-        "net_delta": _number(net.delta),
+        "net_delta": _number(net_delta),
         "net_gamma": _number(net.gamma),
         "target_delta": parameters.target_delta,
         "band_method": parameters.band.method,
@@ -212,6 +222,9 @@ def decide(inputs: PolicyInputs) -> PolicyDecision:
         "hedge_instrument": hedge.risk.instrument.key if hedge is not None else None,
         "underlying_price": _number(hedge.risk.mark) if hedge is not None else None,
     }
+    if working.legs:  # of which in working orders (while there are some)
+        metrics.update(position_delta=_number(net.delta), working_delta=_number(working.delta),
+                       working_orders=list(working.order_ids))
     digest = _inputs_digest(inputs)
 
     def decision(trades: Sequence[ProposedTrade], reasons: Iterable[str]) -> PolicyDecision:
@@ -222,6 +235,9 @@ def decide(inputs: PolicyInputs) -> PolicyDecision:
 
     if not math.isfinite(net.delta):
         return decision((), [f"net {underlying} delta unknown (a leg has no greeks): no action"])
+    if not math.isfinite(working.delta):
+        return decision((), [f"the {underlying} delta of the working orders is unknown (a working leg has no "
+                             "greeks): no action"])
     if hedge is None or not hedge.two_sided:
         return decision((), [f"no two-sided quote for the {underlying} hedge future: no action"])
     hedge_instrument = hedge.risk.instrument
@@ -242,7 +258,7 @@ def decide(inputs: PolicyInputs) -> PolicyDecision:
 
     structure_trades, structure_reasons = _structure_step(inputs, metrics)
     roll_trades, roll_reasons = _hedge_rolls(inputs, hedge)
-    hedge_trade, hedge_reason = _hedge(inputs, hedge, net.delta, half_width)
+    hedge_trade, hedge_reason = _hedge(inputs, hedge, net_delta, half_width, working)
     trades = [*structure_trades, *roll_trades, *([hedge_trade] if hedge_trade else [])]
     return decision(trades, [*structure_reasons, *roll_reasons, hedge_reason])
 
@@ -260,31 +276,49 @@ def _underlying_net(book: BookValuation, symbol: str) -> NetGreeks:
     return NetGreeks(delta=0.0, gamma=0.0, vega=0.0, theta=0.0)
 
 
+def _delta_phrase(net_delta: float, working: WorkingExposure) -> str:
+    """"+0.40", or "+0.40 (of which -5.00 in working orders)" while orders work."""
+    if not working.legs:
+        return f"{net_delta:+.2f}"
+    return f"{net_delta:+.2f} (of which {working.delta:+.2f} in working orders)"
+
+
 def _hedge(
-    inputs: PolicyInputs, hedge: QuotedInstrument, net_delta: float, half_width: float
+    inputs: PolicyInputs, hedge: QuotedInstrument, net_delta: float, half_width: float,
+    working: WorkingExposure = NO_WORKING_ORDERS,
 ) -> tuple[ProposedTrade | None, str]:
     underlying = inputs.parameters.underlying
     target = inputs.parameters.target_delta
     band_text = f"{target:.2f} ± {half_width:.2f}"
+    delta_text = _delta_phrase(net_delta, working)
     deviation = net_delta - target
     if abs(deviation) <= half_width + FLOAT_TOLERANCE:
-        return None, f"net {underlying} delta {net_delta:+.2f} within {band_text}"
+        return None, f"net {underlying} delta {delta_text} within {band_text}"
     wanted = round(target - net_delta)  # half to even: deterministic, and never overshoots by more than 0.5
     if wanted == 0:
-        return None, (f"net {underlying} delta {net_delta:+.2f} is outside {band_text} by less than "
+        return None, (f"net {underlying} delta {delta_text} is outside {band_text} by less than "
                       "half a contract")
-    caps = {"max_order_contracts": inputs.limits.max_order_contracts,
-            "max_leg_contracts": inputs.limits.max_leg_contracts}
+    instrument = hedge.risk.instrument
+    # Contracts already working on the same side in the hedge future size with this order (the
+    # governor counts them so): only the room they leave is used.
+    stacked = working_same_side(working.quantities(), instrument.key, wanted)
+    caps = {"max_order_contracts": inputs.limits.max_order_contracts - stacked,
+            "max_leg_contracts": inputs.limits.max_leg_contracts - stacked}
     size = min(abs(wanted), *caps.values())
+    if size <= 0:
+        return None, (f"net {underlying} delta {delta_text} outside {band_text}, but {stacked} {instrument.key} "
+                      f"already working on the same side leave no room under "
+                      f"{' and '.join(sorted(name for name, cap in caps.items() if cap <= 0))}: no new hedge")
     capped_by = sorted(name for name, cap in caps.items() if cap == size < abs(wanted))
     quantity = size if wanted > 0 else -size
     side = "BUY" if quantity > 0 else "SELL"
     price = hedge.ask if side == "BUY" else hedge.bid
     after = net_delta + quantity
-    instrument = hedge.risk.instrument
     rationale: dict[str, Any] = {
         "net_delta": net_delta,
         "delta_model": underlying_delta_model(inputs.book, underlying, inputs.parameters.delta_model),
+        "working_delta": working.delta,
+        "working_orders": list(working.order_ids),
         "target_delta": target,
         "band_half_width": half_width,
         "band_method": inputs.parameters.band.method,
@@ -302,16 +336,19 @@ def _hedge(
     cap_text = ""
     if capped_by:
         rationale["capped_by"] = capped_by
-        cap_text = f" (capped from {abs(wanted)} by {' and '.join(capped_by)})"
+        stacked_text = f", {stacked} already working on the same side" if stacked else ""
+        cap_text = f" (capped from {abs(wanted)} by {' and '.join(capped_by)}{stacked_text})"
+    if stacked:
+        rationale["working_same_side"] = stacked
     summary = (
-        f"Net {underlying} delta {net_delta:+.2f} is outside {band_text}: {side.lower()} {size} "
+        f"Net {underlying} delta {delta_text} is outside {band_text}: {side.lower()} {size} "
         f"{instrument.key} at {price}{cap_text} to bring it to {after:+.2f}."
     )
     trade = ProposedTrade(
         action="hedge", legs=(OrderLeg(instrument=instrument, side=side, quantity=size),),
         limit_price=float(price), rationale=rationale, summary=summary,
     )
-    reason = f"net {underlying} delta {net_delta:+.2f} outside {band_text}: hedge {quantity:+d}{cap_text}"
+    reason = f"net {underlying} delta {delta_text} outside {band_text}: hedge {quantity:+d}{cap_text}"
     return trade, reason
 
 
@@ -323,6 +360,8 @@ def _hedge_rolls(inputs: PolicyInputs, hedge: QuotedInstrument) -> tuple[list[Pr
     new = hedge.risk.instrument
     tick = PRODUCTS[new.symbol].future_tick
     held = {leg.risk.instrument.key: leg.quantity for leg in inputs.book.legs}
+    for key, quantity in inputs.working.quantities().items():  # a roll already working is not sent again
+        held[key] = held.get(key, 0) + quantity
     for old in sorted(inputs.expiring_futures, key=lambda quoted: quoted.risk.instrument.key):
         quantity = held.get(old.risk.instrument.key, 0)
         if not quantity:
@@ -691,6 +730,11 @@ def _inputs_digest(inputs: PolicyInputs) -> str:
         "expiring_futures": sorted((_quoted(quoted) for quoted in inputs.expiring_futures),
                                    key=lambda q: q["instrument"]),
         "chain": sorted((_quoted(quoted) for quoted in inputs.chain), key=lambda q: q["instrument"]),
+        "working": sorted(
+            ({"order": leg.leg.client_order_id, "instrument": leg.leg.instrument.key, "quantity": leg.leg.quantity,
+              "delta": leg.risk.delta} for leg in inputs.working.legs),
+            key=lambda leg: (leg["order"], leg["instrument"]),
+        ),
         "structure": (
             {f.name: getattr(structure, f.name) for f in fields(structure)} | {
                 "legs": sorted(structure.legs), "opened_at": structure.opened_at.isoformat()}

@@ -72,6 +72,7 @@ def agent_status_get(*, client: Client) -> dict[str, Any]:
     limits = risk_limits_get()
     connection = broker_connection_get()
     greeks = live_state_get(client_id=client.client_id, name="greeks")
+    working = (greeks or {}).get("working_orders") or {}
     runtime = agent_runtime_get()
     try:
         parameters = parameters_from_json(config.parameters)
@@ -111,6 +112,9 @@ def agent_status_get(*, client: Client) -> dict[str, Any]:
         "usage": {
             "net_delta": greeks.get("net_delta") if greeks else None,
             "delta_model": delta_model,  # the agent's underlying's; net_greeks names each underlying's
+            # The remaining quantities of working orders, apart: the governor counts them too.
+            "working_delta": working.get("net_delta"),
+            "working_orders": working.get("orders"),
             "max_net_delta": limits.max_net_delta,
             "open_legs": greeks.get("open_legs") if greeks else None,
             "max_open_legs": limits.max_open_legs,

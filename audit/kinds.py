@@ -51,6 +51,7 @@ BROKER_FAILED = "broker.failed"
 ORDER_EXECUTED = "order.executed"
 ORDER_CANCELLED = "order.cancelled"
 ORDER_CANCEL_FAILED = "order.cancel_failed"
+ORDER_UPDATED = "order.updated"  # the broker reports a working order's state changed (filled, cancelled...)
 
 CLIENT_ONBOARDED = "client.onboarded"
 

@@ -1,9 +1,11 @@
 """Reads of the client's book, in the current client's schema."""
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Literal
 
-from django.db.models import QuerySet
+from django.db.models import Q, QuerySet
+from django.utils import timezone
 
 from brokers.models import Fill, Order
 
@@ -21,6 +23,19 @@ def fills_newest_first() -> QuerySet[Fill]:
 
 def working_orders() -> QuerySet[Order]:
     return Order.objects.filter(state__in=WORKING_STATES)
+
+
+# An order still `pending_submit` this long after it was written was not followed by its send's
+# answer (a worker died): the book sync asks the broker about it too.
+PENDING_SUBMIT_STALE_AFTER = timedelta(seconds=60)
+
+
+def working_orders_to_refresh() -> QuerySet[Order]:
+    """The working orders whose state is asked of the broker at every book sync: all but those
+    on their way (`pending_submit`, whoever sends one asks about it, unless it is stale)."""
+    stale = timezone.now() - PENDING_SUBMIT_STALE_AFTER
+    on_their_way = Q(state=Order.State.PENDING_SUBMIT, updated_at__gt=stale)
+    return working_orders().exclude(on_their_way).order_by("created_at", "id")
 
 
 def orders_list(*, state: OrderListState) -> QuerySet[Order]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -34,6 +34,7 @@ from brokers.models import Fill as FillRow
 from brokers.models import Order as OrderRow
 from brokers.models import Position as PositionRow
 from brokers.registry import broker_build, credentials_validate, routed_broker
+from brokers.selectors import working_orders_to_refresh
 from tenants.models import Client
 from tradingplatform.locks import advisory_lock
 
@@ -167,6 +168,25 @@ def order_record(*, order: OrderRequest, broker: str) -> OrderRow:
     return row
 
 
+def _status_differs(row: OrderRow, status: OrderStatus) -> bool:
+    average = Decimal(repr(status.average_fill_price)) if status.average_fill_price is not None else None
+    return (row.state, row.filled_quantity, row.average_fill_price, row.message) != (
+        status.state, status.filled_quantity, average, status.message[:1000])
+
+
+def orders_refresh(*, broker: Broker) -> list[OrderRow]:
+    """Every working order's state and filled quantity as the broker reports them now (a resting
+    order fills, is cancelled or expires at the broker, not here). Returns the rows that changed.
+    An order the broker does not know is left as it is: `risk.order_outcome_resolve` decides."""
+    changed = []
+    for row in working_orders_to_refresh():
+        status = broker.order_status(row.client_order_id)
+        if status is None or not _status_differs(row, status):
+            continue
+        changed.append(order_status_apply(row=row, status=status))
+    return changed
+
+
 def order_status_apply(*, row: OrderRow, status: OrderStatus) -> OrderRow:
     row.state = status.state
     row.broker_order_id = status.broker_order_id or row.broker_order_id
@@ -194,6 +214,8 @@ class BookSnapshot:
     quotes: dict[str, Any]  # instrument key -> brokers.domain.Quote
     health: BrokerHealth
     new_fills: list[FillRow]
+    working: Any = None  # risk.working.WorkingExposure (set by risk.services.book_sync)
+    changed_orders: tuple[OrderRow, ...] = ()  # orders whose state the sync brought up to date
 
 
 def quotes_for(*, broker: Broker, instruments: list) -> dict[str, Any]:
@@ -241,8 +263,11 @@ def smile_quotes_add(*, broker: Broker, positions, quotes: dict[str, Quote], del
     return {**quotes, **{quote.instrument.key: quote for quote in extra}}
 
 
-def book_refresh(*, broker: Broker) -> BookSnapshot:
-    """Sync positions and fills from the broker, quote the book and value it."""
+def book_refresh(*, broker: Broker, also_quote: Sequence[Instrument] = ()) -> BookSnapshot:
+    """Sync positions and fills from the broker, quote the book (and `also_quote`) and value it.
+    Fills are read before positions, so a fill recorded is always in the positions too: the
+    remaining quantity of a working order (its status, corrected by its recorded fills, see
+    risk.selectors.working_order_legs) may count a fill twice for one sync, never miss one."""
     from django.conf import settings
 
     from risk.book import value_book
@@ -250,10 +275,10 @@ def book_refresh(*, broker: Broker) -> BookSnapshot:
 
     now = timezone.now()
     health = broker.health()
-    positions = broker.positions()
     new_fills = fills_record(fills=broker.fills_since(_last_fill_time()))
+    positions = broker.positions()
     positions_sync(positions=positions, now=now)
-    quotes = quotes_for(broker=broker, instruments=[position.instrument for position in positions])
+    quotes = quotes_for(broker=broker, instruments=[*(position.instrument for position in positions), *also_quote])
     models = delta_models_get()
     quotes = smile_quotes_add(broker=broker, positions=positions, quotes=quotes, delta_models=models)
     valuation = value_book(positions, quotes, now=now, rate=settings.RISK_FREE_RATE, delta_models=models)

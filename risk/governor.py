@@ -19,6 +19,12 @@ opposite signs). An order is risk-reducing when it has at least one leg and eith
   2. it strictly lowers |net delta| and every option it trades closes: futures may open, add to
      or flip a position (the delta hedge), but no option position is opened or grown.
 A reducing order is still subject to the size, open-leg, net-delta, quote and market-hours rules.
+
+Working orders (`Book.working_positions`, `Book.working_delta`) count as if they had filled: the
+net delta before and after the order includes their delta, the open legs and what an order closes
+are counted on positions plus their remaining quantities, and an order on the same side as
+contracts already working in the same instrument is sized with them (one resting SELL 5 and a new
+SELL 5 are ten contracts working). The order under evaluation is never among them.
 """
 from __future__ import annotations
 
@@ -116,7 +122,12 @@ class ProposedOrder:
 
 @dataclass(frozen=True, slots=True)
 class Book:
-    """The client's book now. `positions` maps instrument key to signed quantity (zeros allowed)."""
+    """The client's book now. `positions` maps instrument key to signed quantity (zeros allowed).
+
+    Working orders (sent, not finished) may fill at any moment, so their remaining quantities
+    count as if held: `working_positions` (instrument key -> signed remaining contracts, every
+    working order summed) and `working_delta` (their net delta) are added to the positions and
+    the net delta by every rule (see `evaluate_order`)."""
 
     positions: Mapping[str, int]
     net_delta: float  # underlying-contract equivalents, all positions
@@ -124,6 +135,16 @@ class Book:
     unrealized_pnl: Decimal
     broker_connected: bool
     delta_model: str = "sticky_strike"  # the delta model(s) net_delta is counted in (risk.delta_models)
+    working_positions: Mapping[str, int] = field(default_factory=dict)
+    working_delta: float = 0.0  # NaN when a working leg's delta is unknown
+    working_orders: int = 0  # how many orders the two fields above come from
+
+    def with_working(self) -> dict[str, int]:
+        """Positions as they stand once every working order has filled."""
+        combined = dict(self.positions)
+        for key, quantity in self.working_positions.items():
+            combined[key] = combined.get(key, 0) + quantity
+        return combined
 
 
 @dataclass(frozen=True, slots=True)
@@ -194,13 +215,15 @@ class StateTransition:
 class Decision:
     accepted: bool
     violations: tuple[Violation, ...]
-    pre_net_delta: float
-    post_net_delta: float
+    pre_net_delta: float  # positions and working orders
+    post_net_delta: float  # the same, once this order has filled too
     risk_reducing: bool
     transition: StateTransition | None
     fingerprint: str
     evaluated_at: datetime
     delta_model: str = "sticky_strike"  # the book's, which the net deltas above are counted in
+    working_delta: float = 0.0  # of which in working orders (in both numbers above)
+    working_orders: int = 0
     codes: tuple[ReasonCode, ...] = field(init=False)
 
     def __post_init__(self) -> None:
@@ -214,6 +237,8 @@ class Decision:
             "pre_net_delta": self.pre_net_delta,
             "post_net_delta": self.post_net_delta,
             "delta_model": self.delta_model,
+            "working_delta": self.working_delta if math.isfinite(self.working_delta) else None,
+            "working_orders": self.working_orders,
             "risk_reducing": self.risk_reducing,
             "transition": self.transition.as_dict() if self.transition else None,
             "fingerprint": self.fingerprint,
@@ -378,18 +403,27 @@ def _quote_violations(
     return violations
 
 
-def _size_violations(order: ProposedOrder, limits: RiskLimits) -> list[Violation]:
+def working_same_side(working: Mapping[str, int], instrument_key: str, quantity: int) -> int:
+    """Contracts already working in this instrument on the same side as `quantity` (0 if none):
+    an order added to them works like one larger order, so the size limits count them."""
+    stacked = working.get(instrument_key, 0)
+    return abs(stacked) if stacked and (stacked > 0) == (quantity > 0) else 0
+
+
+def _size_violations(order: ProposedOrder, limits: RiskLimits, working: Mapping[str, int]) -> list[Violation]:
     violations: list[Violation] = []
-    total = 0
+    total = stacked_total = 0
     for leg in order.legs:
-        size = abs(leg.quantity)
+        stacked = working_same_side(working, leg.instrument_key, leg.quantity)
+        size = abs(leg.quantity) + stacked
         total += size
+        stacked_total += stacked
         if size > limits.max_leg_contracts:
             violations.append(
                 Violation(
                     ReasonCode.MAX_LEG_SIZE,
-                    f"{leg.instrument_key}: {size} contracts exceed the per-leg limit of "
-                    f"{limits.max_leg_contracts}",
+                    f"{leg.instrument_key}: {_contracts(abs(leg.quantity), stacked)} exceed the per-leg limit "
+                    f"of {limits.max_leg_contracts}",
                     limit=limits.max_leg_contracts,
                     value=size,
                     instrument_key=leg.instrument_key,
@@ -401,12 +435,25 @@ def _size_violations(order: ProposedOrder, limits: RiskLimits) -> list[Violation
         violations.append(
             Violation(
                 ReasonCode.MAX_ORDER_SIZE,
-                f"{total} contracts exceed the per-order limit of {limits.max_order_contracts}",
+                f"{_contracts(total - stacked_total, stacked_total)} exceed the per-order limit of "
+                f"{limits.max_order_contracts}",
                 limit=limits.max_order_contracts,
                 value=total,
             )
         )
     return violations
+
+
+def _contracts(own: int, stacked: int) -> str:
+    if not stacked:
+        return f"{own} contracts"
+    return f"{own} contracts and {stacked} already working on the same side"
+
+
+def _delta_text(delta: float, working_delta: float) -> str:
+    if not working_delta:
+        return f"{delta:+.2f}"
+    return f"{delta:+.2f} (of which {working_delta:+.2f} in working orders)"
 
 
 def _open_legs(positions: Mapping[str, int], changes: Mapping[str, int]) -> tuple[int, int]:
@@ -470,7 +517,8 @@ def evaluate_order(
         raise ValueError("now must be timezone-aware")
     violations: list[Violation] = []
     transition: StateTransition | None = None
-    positions = book.positions
+    # Working orders count as filled: for what an order closes, the legs left open, the delta.
+    positions = book.with_working()
     changes = _net_changes(order)
     fingerprint = order_fingerprint(order)
 
@@ -508,10 +556,10 @@ def evaluate_order(
     if not book.broker_connected:
         violations.append(Violation(ReasonCode.BROKER_UNAVAILABLE, "the broker link is down"))
 
-    violations.extend(_leg_data_violations(order, limits, market, now, book.positions))
-    violations.extend(_size_violations(order, limits))
+    violations.extend(_leg_data_violations(order, limits, market, now, positions))
+    violations.extend(_size_violations(order, limits, book.working_positions))
 
-    pre_delta = book.net_delta
+    pre_delta = book.net_delta + book.working_delta
     post_delta = pre_delta
     for leg in order.legs:
         if leg.delta_per_contract is not None and math.isfinite(leg.delta_per_contract):
@@ -524,8 +572,9 @@ def evaluate_order(
     reducing = delta_known and is_risk_reducing(order, positions, pre_delta, post_delta)
 
     if not math.isfinite(pre_delta):
+        unknown = "the working orders' delta" if math.isfinite(book.net_delta) else "the book's net delta"
         violations.append(
-            Violation(ReasonCode.MAX_NET_DELTA, "the book's net delta is unknown", limit=limits.max_net_delta)
+            Violation(ReasonCode.MAX_NET_DELTA, f"{unknown} is unknown", limit=limits.max_net_delta)
         )
     elif delta_known and abs(post_delta) > limits.max_net_delta + FLOAT_TOLERANCE and not (
         abs(post_delta) < abs(pre_delta) - FLOAT_TOLERANCE
@@ -535,6 +584,8 @@ def evaluate_order(
                 ReasonCode.MAX_NET_DELTA,
                 f"net delta would go from {pre_delta:+.2f} to {post_delta:+.2f}; "
                 f"the limit is {limits.max_net_delta:g} ({book.delta_model} delta)",
+                f"net delta would go from {_delta_text(pre_delta, book.working_delta)} to {post_delta:+.2f}; "
+                f"the limit is {limits.max_net_delta:g}",
                 limit=limits.max_net_delta,
                 value=post_delta,
             )
@@ -542,10 +593,11 @@ def evaluate_order(
 
     open_before, open_after = _open_legs(positions, changes)
     if open_after > limits.max_open_legs and open_after >= open_before:
+        counted = " (working orders included)" if book.working_positions else ""
         violations.append(
             Violation(
                 ReasonCode.MAX_OPEN_LEGS,
-                f"{open_after} open legs after the order; the limit is {limits.max_open_legs}",
+                f"{open_after} open legs after the order{counted}; the limit is {limits.max_open_legs}",
                 limit=limits.max_open_legs,
                 value=open_after,
             )
@@ -592,6 +644,8 @@ def evaluate_order(
         fingerprint=fingerprint,
         evaluated_at=now,
         delta_model=book.delta_model,
+        working_delta=book.working_delta,
+        working_orders=book.working_orders,
     )
 
 

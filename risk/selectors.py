@@ -27,12 +27,16 @@ from django.db.models import F, Sum
 from django.db.models.expressions import RawSQL
 from django.utils import timezone
 
+from brokers.codec import instrument_from_json
 from brokers.models import Fill as FillRow
+from brokers.models import Order as OrderRow
+from brokers.selectors import working_orders
 from risk import governor
 from risk.delta_models import DeltaModel
 from risk.limits import LIMIT_BOUNDS, Number, RiskLimits, ceiling_errors, risk_limits_from_json
 from risk.models import BookHistoryPoint, RiskDecisionRecord, RiskStateRecord
 from risk.sessions import MarketHours
+from risk.working import NO_WORKING_ORDERS, WorkingExposure, WorkingLeg, remaining_legs
 from tenants.models import Client, PlatformControl
 from tradingplatform.serialization import finite_or_none
 
@@ -165,9 +169,29 @@ def orders_recent(*, limits: RiskLimits, now: datetime) -> tuple[governor.Recent
     return tuple(governor.RecentOrder(at=row.created_at, fingerprint=row.fingerprint) for row in rows)
 
 
-def net_greeks_json(valuation) -> dict:
-    """A book valuation's net greeks as the live state and the `greeks` event carry them."""
+def working_order_legs() -> list[WorkingLeg]:
+    """The remaining legs of every working order, from the stored rows (as the last sync left
+    them) and the fills recorded for them: what the broker may still fill."""
+    rows: list[OrderRow] = list(working_orders().order_by("created_at", "id"))
+    filled: dict[str, dict[str, int]] = {}
+    for fill in FillRow.objects.filter(client_order_id__in=[row.client_order_id for row in rows]):
+        per_order = filled.setdefault(fill.client_order_id, {})
+        per_order[fill.instrument_key] = per_order.get(fill.instrument_key, 0) + fill.quantity
+    legs: list[WorkingLeg] = []
+    for row in rows:
+        legs.extend(remaining_legs(
+            client_order_id=row.client_order_id,
+            legs=[(instrument_from_json(leg["instrument"]), leg["side"], int(leg["quantity"])) for leg in row.legs],
+            filled_units=row.filled_quantity, filled_contracts=filled.get(row.client_order_id),
+        ))
+    return legs
+
+
+def net_greeks_json(valuation, working: WorkingExposure | None = None) -> dict:
+    """A book valuation's net greeks as the live state and the `greeks` event carry them; with
+    the working orders' delta apart (`working`), not in `net_delta` (the positions')."""
     return {
+        "working_orders": (working or NO_WORKING_ORDERS).as_json(),
         "as_of": valuation.as_of.isoformat(),
         "net_delta": finite_or_none(valuation.net_delta),
         "unrealized_pnl": finite_or_none(valuation.unrealized_pnl),

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import logging
 import math
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from decimal import Decimal
 
@@ -33,6 +34,7 @@ from risk.book import book_delta_model, instruments_risk
 from risk.models import BookHistoryPoint, RiskDecisionRecord, RiskStateRecord
 from risk.selectors import (
     book_history_keep_ids,
+    delta_models_get,
     market_hours,
     net_greeks_json,
     orders_recent,
@@ -41,7 +43,9 @@ from risk.selectors import (
     risk_limits_get,
     trading_day_start_get,
     unrealized_money,
+    working_order_legs,
 )
+from risk.working import NO_WORKING_ORDERS, value_working
 from tenants.models import Client, PlatformControl
 from tradingplatform.events import live_state_set, publish_event
 from tradingplatform.locks import advisory_lock, advisory_locks
@@ -121,8 +125,6 @@ def _daily_pnl(record: RiskStateRecord, unrealized: float | None, now: datetime)
 
 
 def _proposed_order(order: OrderRequest, quotes: dict, now: datetime) -> governor.ProposedOrder:
-    from risk.selectors import delta_models_get
-
     risks = instruments_risk([leg.instrument for leg in order.legs], quotes, now=now, rate=settings.RISK_FREE_RATE,
                              delta_models=delta_models_get())
     legs = []
@@ -182,13 +184,53 @@ def closing_results_apply(*, client: Client, fills: list[FillRow], limits: gover
         record.save(update_fields=["loss_streak", "changed_at"])
 
 
+OrderListener = Callable[[Client, list[OrderRow]], None]
+_order_listeners: list[OrderListener] = []
+
+
+def order_listener_register(listener: OrderListener) -> None:
+    """Name a function called with the orders a book sync brought up to date (a resting order
+    filled, partly filled, cancelled or expired at the broker), after they are saved. The app
+    that keeps what an order stands for (the agents' proposals) registers one at start-up, so
+    that risk never imports it (as with risk.selectors.risk_limits_source_register)."""
+    if listener not in _order_listeners:
+        _order_listeners.append(listener)
+
+
 def book_sync(*, client: Client, broker: Broker):
-    """Sync the book from the broker, apply what its new fills mean for the breaker, and publish
-    the net greeks (live state `client:{id}:greeks` and a `greeks` event)."""
-    snapshot = broker_services.book_refresh(broker=broker)
+    """Sync the book from the broker: every working order's state first, then fills and
+    positions; apply what the new fills mean for the breaker; value the book and the working
+    orders' remaining quantities; publish the net greeks (live state `client:{id}:greeks` and a
+    `greeks` event) and an `order` event per order that changed."""
+    changed = broker_services.orders_refresh(broker=broker)
+    # The working legs are quoted with the book (one quotes call), then read again once the new
+    # fills are recorded: a fill the order's status has not caught up with is not counted twice.
+    working_instruments = [leg.instrument for leg in working_order_legs()]
+    snapshot = broker_services.book_refresh(broker=broker, also_quote=working_instruments)
+    working = value_working(working_order_legs(), snapshot.quotes, now=snapshot.valuation.as_of,
+                            rate=settings.RISK_FREE_RATE, delta_models=delta_models_get())
+    snapshot = replace(snapshot, working=working, changed_orders=tuple(changed))
     with transaction.atomic():
         closing_results_apply(client=client, fills=snapshot.new_fills, limits=risk_limits_get())
-    greeks = net_greeks_json(snapshot.valuation)
+    for row in changed:
+        audit.audit_record(client_id=client.client_id, actor_type="system", actor_id=broker.name,
+                           kind=kinds.ORDER_UPDATED,
+                           payload={"client_order_id": row.client_order_id, "state": row.state,
+                                    "filled_quantity": row.filled_quantity,
+                                    "average_fill_price": str(row.average_fill_price)
+                                    if row.average_fill_price is not None else None,
+                                    "broker_message": row.message})
+        _order_event(client=client, row=row, event="updated", actor=Actor("system", broker.name),
+                     reason="reported by the broker")
+    for fill in snapshot.new_fills:
+        publish_event(client_id=client.client_id, type="trade",
+                      data={"fill_id": fill.fill_id, "client_order_id": fill.client_order_id,
+                            "instrument_key": fill.instrument_key, "side": fill.side,
+                            "quantity": fill.quantity, "price": str(fill.price)})
+    if changed:
+        for listener in _order_listeners:
+            listener(client, list(changed))
+    greeks = net_greeks_json(snapshot.valuation, working)
     realized, unrealized_today = _daily_pnl(_risk_state_row(), snapshot.valuation.unrealized_pnl, timezone.now())
     book_history_record(valuation=snapshot.valuation, realized_today=realized, unrealized_today=unrealized_today)
     live_state_set(client_id=client.client_id, name="greeks", data=greeks)
@@ -297,6 +339,13 @@ def order_outcome_resolve(*, client: Client, client_order_id: str) -> Submission
         return outcome
 
 
+def orders_sync(*, client: Client):
+    """Bring every working order (and the book) up to date from the broker now, under the client's
+    risk lock; raises BrokerError when the broker cannot be asked."""
+    with client_risk_lock(client), broker_services.broker_session() as broker:
+        return book_sync(client=client, broker=broker)
+
+
 def client_risk_lock(client: Client):
     """The platform halt lock (shared: an operator's halt takes it exclusively) and the client's."""
     return advisory_locks([(PLATFORM_HALT_LOCK, True), (f"risk:{client.client_id}", False)])
@@ -307,6 +356,9 @@ def _evaluate(*, order: OrderRequest, snapshot, quotes: dict, record: RiskStateR
     limits = risk_limits_get()
     control = platform_control_get()  # read only: a halt is set by emergency_halt_set
     realized_today, unrealized_today = _daily_pnl(record, snapshot.valuation.unrealized_pnl, now)
+    # The orders already working count like positions (never the order itself: a resend of an
+    # order the broker never received has its row already).
+    working = (snapshot.working or NO_WORKING_ORDERS).without(order.client_order_id)
     book = governor.Book(
         positions=snapshot.valuation.position_quantities(),
         net_delta=snapshot.valuation.net_delta,
@@ -314,6 +366,9 @@ def _evaluate(*, order: OrderRequest, snapshot, quotes: dict, record: RiskStateR
         unrealized_pnl=unrealized_today,
         broker_connected=snapshot.health.connected,
         delta_model=book_delta_model(snapshot.valuation),
+        working_positions=working.quantities(),
+        working_delta=working.delta,
+        working_orders=len(working.order_ids),
     )
     return governor.evaluate_order(
         _proposed_order(order, quotes, now), book, limits, _governor_state(record, control, limits, now),
@@ -390,6 +445,7 @@ def order_submit(*, client: Client, order: OrderRequest, actor: Actor, purpose: 
                 return SubmissionResult(decision=decision, order=row, status=None, error=exc)
             broker_services.order_status_apply(row=row, status=status)
             after = book_sync(client=client, broker=broker)
+            row.refresh_from_db()  # the sync may have found it filled since (a resting order)
             audit.audit_record(
                 client_id=client.client_id, actor_type=actor.type, actor_id=actor.id, kind=kinds.ORDER_EXECUTED,
                 payload={"client_order_id": order.client_order_id, "state": status.state,
@@ -397,11 +453,6 @@ def order_submit(*, client: Client, order: OrderRequest, actor: Actor, purpose: 
                          "average_fill_price": status.average_fill_price,
                          "fills": [fill.fill_id for fill in after.new_fills]},
             )
-            for fill in after.new_fills:
-                publish_event(client_id=client.client_id, type="trade",
-                              data={"fill_id": fill.fill_id, "client_order_id": fill.client_order_id,
-                                    "instrument_key": fill.instrument_key, "side": fill.side,
-                                    "quantity": fill.quantity, "price": str(fill.price)})
             return SubmissionResult(decision=decision, order=row, status=status, error=None)
 
 

@@ -30,6 +30,7 @@ from agents.services.proposals import (
     DraftOutcome,
     _decision_record,
     _propose,
+    _stale_hedges_supersede,
     _trading_blocked_reason,
 )
 from audit import kinds
@@ -40,6 +41,7 @@ from brokers.domain import Broker, BrokerError, Instrument
 from risk import selectors as risk_selectors
 from risk import services as risk
 from risk.book import instruments_risk
+from risk.working import NO_WORKING_ORDERS
 from tenants.models import Client
 from tradingplatform.events import publish_event
 from tradingplatform.locks import advisory_lock_attempt
@@ -110,6 +112,7 @@ def _policy_inputs(*, broker: Broker, snapshot, parameters: AgentParameters, str
         hedge=hedge if hedge.bid is not None or hedge.ask is not None else None,
         chain=chain, structure=structure, rate=settings.RISK_FREE_RATE,
         expiring_futures=_quoted(expiring, quotes, now) if expiring else (),
+        working=snapshot.working or NO_WORKING_ORDERS,
     )
     return inputs, quotes, choice.note
 
@@ -148,6 +151,7 @@ def _decide(*, client: Client, cycle: AgentCycle | None, trigger: str, parameter
         decided = policy.decide(inputs)
         if contract_note:
             notes.insert(0, contract_note)
+        notes.extend(_stale_hedges_supersede(client=client, decided=decided))
         proposals: list[Proposal] = []
         blocked = _trading_blocked_reason(client) if decided.trades else None
         if not decided.trades:

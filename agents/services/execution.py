@@ -20,6 +20,7 @@ from agents.services.proposals import RiskRejected, _publish_proposal, proposal_
 from audit import kinds
 from audit import services as audit
 from brokers.domain import BrokerError
+from brokers.models import Order as OrderRow
 from risk import services as risk
 from tenants.models import Client
 
@@ -34,13 +35,16 @@ IN_FLIGHT_RESOLVE_AFTER = timedelta(seconds=60)
 # ---------------------------------------------------------------------------------------------
 
 def _structure_after_fill(*, proposal: Proposal, filled_units: int, average_price: float | None,
-                          parameters: AgentParameters, now: datetime) -> None:
-    """Remember the structure the agent now holds (or no longer holds) for the policy's exits."""
-    if proposal.action not in ("open_structure", "close_structure") or filled_units <= 0:
+                          parameters: AgentParameters, now: datetime, previously_filled: int = 0) -> None:
+    """Remember the structure the agent now holds (or no longer holds) for the policy's exits.
+    `filled_units` is the order's whole filled quantity, `previously_filled` what of it was
+    already remembered (a resting order filling in parts is seen more than once)."""
+    if proposal.action not in ("open_structure", "close_structure") or filled_units <= previously_filled:
         return
     runtime = _runtime_for_update()
     if proposal.action == "close_structure":
-        runtime.open_structure = _structure_left(runtime.open_structure, closed_units=filled_units)
+        runtime.open_structure = _structure_left(runtime.open_structure,
+                                                 closed_units=filled_units - previously_filled)
     else:
         units = math.gcd(*[int(leg["quantity"]) for leg in proposal.legs])
         runtime.open_structure = {
@@ -66,20 +70,30 @@ def _structure_left(held: dict[str, Any] | None, *, closed_units: int) -> dict[s
 
 
 def _proposal_settle(*, client: Client, proposal: Proposal, status: str, kind: str, execution: dict[str, Any],
-                     payload: dict[str, Any], also: Callable[[Proposal], None] | None = None) -> Proposal:
-    """Move a proposal to where its execution left it, audited and published, in one transaction."""
+                     payload: dict[str, Any],
+                     also: Callable[[Proposal, dict[str, Any]], None] | None = None) -> Proposal:
+    """Move a proposal to where its execution left it, audited and published, in one transaction.
+    `also(proposal, execution_before)` runs in it."""
     with transaction.atomic():
         proposal = Proposal.objects.select_for_update().get(pk=proposal.pk)
+        before = dict(proposal.execution or {})
         proposal.status = status
         proposal.execution = execution
         proposal.save(update_fields=["status", "execution", "updated_at"])
         if also is not None:
-            also(proposal)
+            also(proposal, before)
         audit.audit_record(client_id=client.client_id, actor_type="agent", actor_id="agent", kind=kind,
                            payload={"proposal_id": str(proposal.pk), "client_order_id": proposal.client_order_id,
                                     "status": status, **payload})
     _publish_proposal(client=client, proposal=proposal, event="updated")
     return proposal
+
+
+def _order_fields(row: OrderRow) -> dict[str, Any]:
+    """What a proposal shows of its order: as the order row last heard it from the broker."""
+    return {"order_state": row.state, "filled_quantity": row.filled_quantity,
+            "average_fill_price": float(row.average_fill_price) if row.average_fill_price is not None else None,
+            "message": row.message}
 
 
 def _execution_finish(*, client: Client, proposal: Proposal, result: risk.SubmissionResult) -> Proposal:
@@ -88,6 +102,10 @@ def _execution_finish(*, client: Client, proposal: Proposal, result: risk.Submis
     if result.status is not None:
         execution.update(order_state=result.status.state, filled_quantity=result.status.filled_quantity,
                          average_fill_price=result.status.average_fill_price, message=result.status.message)
+        # The row is newer than the send's answer when the sync after it heard more (a fill).
+        row = OrderRow.objects.filter(client_order_id=proposal.client_order_id).first()
+        if row is not None:
+            execution.update(_order_fields(row))
     if result.error is not None:
         execution["error"] = result.error.payload()
     if not result.accepted:
@@ -95,16 +113,17 @@ def _execution_finish(*, client: Client, proposal: Proposal, result: risk.Submis
     elif result.error is not None and result.error.retryable:
         status, kind = Proposal.Status.EXECUTING, kinds.PROPOSAL_FAILED  # outcome unknown: asked again later
         execution["order_state"] = "unknown"
-    elif result.error is not None or (result.status is not None and result.status.state == "rejected"):
+    elif result.error is not None or execution.get("order_state") == "rejected":
         status, kind = Proposal.Status.FAILED, kinds.PROPOSAL_FAILED
     else:
         status, kind = Proposal.Status.EXECUTED, kinds.PROPOSAL_EXECUTED
 
-    def remember_structure(settled: Proposal) -> None:
+    def remember_structure(settled: Proposal, before: dict[str, Any]) -> None:
         if status == Proposal.Status.EXECUTED and result.status is not None:
-            _structure_after_fill(proposal=settled, filled_units=result.status.filled_quantity,
-                                  average_price=result.status.average_fill_price,
-                                  parameters=agent_parameters_get(), now=timezone.now())
+            already = int(before.get("filled_quantity") or 0) if settled.action == "close_structure" else 0
+            _structure_after_fill(proposal=settled, filled_units=execution["filled_quantity"],
+                                  average_price=execution["average_fill_price"],
+                                  parameters=agent_parameters_get(), now=timezone.now(), previously_filled=already)
 
     payload = {k: v for k, v in execution.items() if k != "decision"}
     payload["violations"] = (execution["decision"] or {}).get("violations", [])
@@ -184,22 +203,52 @@ STRUCTURE_ACTIONS = ("open_structure", "close_structure")
 WORKING_ORDER_STATES = ("submitted", "partially_filled")
 
 
-def _working_structure_orders():
-    return Proposal.objects.filter(status=Proposal.Status.EXECUTED, action__in=STRUCTURE_ACTIONS,
-                                   execution__order_state__in=WORKING_ORDER_STATES)
+def _working_proposals():
+    """Executed proposals whose order the broker may still fill (as last heard)."""
+    return Proposal.objects.filter(status=Proposal.Status.EXECUTED, execution__order_state__in=WORKING_ORDER_STATES)
+
+
+def proposals_follow_orders(client: Client, rows: list[OrderRow]) -> list[Proposal]:
+    """The orders a book sync found changed at the broker (risk.services.order_listener_register):
+    each executed proposal shows its order's state, filled quantity and price as the broker reports
+    them, and a structure order filling later changes the structure the agent holds. A proposal
+    still executing is left to its execution, which reads the same row when it settles."""
+    by_id = {row.client_order_id: row for row in rows}
+    followed = []
+    for proposal in Proposal.objects.filter(client_order_id__in=list(by_id), status=Proposal.Status.EXECUTED):
+        row = by_id[proposal.client_order_id]
+        with transaction.atomic():
+            proposal = Proposal.objects.select_for_update().get(pk=proposal.pk)
+            before = dict(proposal.execution or {})
+            fields = _order_fields(row)
+            if proposal.status != Proposal.Status.EXECUTED or all(before.get(k) == v for k, v in fields.items()):
+                continue
+            proposal.execution = {**before, **fields}
+            proposal.save(update_fields=["execution", "updated_at"])
+            _structure_after_fill(proposal=proposal, filled_units=row.filled_quantity,
+                                  average_price=fields["average_fill_price"], parameters=agent_parameters_get(),
+                                  now=timezone.now(),
+                                  previously_filled=int(before.get("filled_quantity") or 0)
+                                  if proposal.action == "close_structure" else 0)
+            audit.audit_record(client_id=client.client_id, actor_type="system", actor_id="agent",
+                               kind=kinds.PROPOSAL_EXECUTED,
+                               payload={"proposal_id": str(proposal.pk), "client_order_id": proposal.client_order_id,
+                                        "status": proposal.status, "followed_broker": True, **fields})
+        _publish_proposal(client=client, proposal=proposal, event="updated")
+        followed.append(proposal)
+    return followed
 
 
 def _structure_orders_refresh(*, client: Client) -> bool:
-    """Bring the agent's structure orders still working up to date from the broker (fills that came
-    after the send change the structure it holds). Returns whether one is still working."""
-    still_working = False
-    for proposal in _working_structure_orders():
-        outcome = risk.order_outcome_resolve(client=client, client_order_id=proposal.client_order_id)
-        if outcome is None:
-            continue
-        proposal = _execution_finish(client=client, proposal=proposal, result=outcome)
-        still_working = still_working or proposal.execution.get("order_state") in WORKING_ORDER_STATES
-    return still_working
+    """Whether a structure order is still working (the structure it will leave is not known yet),
+    asked of the broker first: one book sync, which brings every working order up to date (the
+    proposals follow through proposals_follow_orders). Without a structure order working nothing
+    is asked here: the cycle's own book sync brings the other orders up to date."""
+    working_structures = _working_proposals().filter(action__in=STRUCTURE_ACTIONS)
+    if not working_structures.exists():
+        return False
+    risk.orders_sync(client=client)
+    return working_structures.exists()
 
 
 def _execution_failed(*, client: Client, proposal: Proposal, error: BrokerError) -> Proposal:

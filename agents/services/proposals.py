@@ -256,6 +256,27 @@ def _propose(*, client: Client, trades: tuple[policy.ProposedTrade, ...], decide
     return proposals, notes
 
 
+def _stale_hedges_supersede(*, client: Client, decided: policy.PolicyDecision) -> list[str]:
+    """A decision that wants no hedge (the net delta, working orders included, is where it should
+    be) leaves no pending hedge standing: approving one later would hedge what is already hedged,
+    by a working order for instance. Not when the policy could not look (it failed closed before
+    the band). Returns notes for the journal."""
+    if decided.metrics.get("band_half_width") is None or any(t.action == "hedge" for t in decided.trades):
+        return []
+    with transaction.atomic():
+        stale = list(Proposal.objects.select_for_update().filter(status=Proposal.Status.PENDING, action="hedge"))
+        for pending in stale:
+            pending.status = Proposal.Status.SUPERSEDED
+            pending.decision_reason = "a newer decision wants no hedge"
+            pending.save(update_fields=["status", "decision_reason", "updated_at"])
+            audit.audit_record(client_id=client.client_id, actor_type="agent", actor_id="agent",
+                               kind=kinds.PROPOSAL_SUPERSEDED,
+                               payload={"proposal_id": str(pending.pk), "reason": pending.decision_reason})
+    for pending in stale:
+        _publish_proposal(client=client, proposal=pending, event="updated")
+    return [f"Pending hedge {pending.pk} superseded: no hedge is wanted now." for pending in stale]
+
+
 def _trading_blocked_reason(client: Client) -> str | None:
     """Why nothing may be sent now: an operator's halt, or a HALTED trading state (the breaker)."""
     reason = risk_selectors.halt_reason(client=client)

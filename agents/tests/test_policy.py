@@ -607,3 +607,77 @@ def test_futures_held_in_a_contract_that_rolled_move_into_the_hedge_future_as_on
                     expiring_futures=(old,))
     (roll,) = [t for t in decide(short).trades if t.action == "roll_hedge"]
     assert [(leg.side, leg.quantity) for leg in roll.legs] == [("BUY", 10), ("SELL", 10)]
+
+
+# ---------------------------------------------------------------------------------------------
+# Working orders: sent, not finished, counted as if filled
+
+
+def _working(*legs: tuple[str, Instrument, int], quotes=QUOTES):
+    from risk.working import WorkingLeg, value_working
+
+    return value_working([WorkingLeg(order, instrument, quantity) for order, instrument, quantity in legs], quotes,
+                         now=NOW, rate=RATE)
+
+
+def test_a_resting_hedge_is_not_proposed_again_and_the_journal_says_why():
+    inputs = replace(_inputs([_futures(5)]), working=_working(("agt-1", FUT, -5)))
+    decision = decide(inputs)
+    assert decision.trades == ()
+    assert decision.reason == "net ES delta +0.00 (of which -5.00 in working orders) within 0.00 ± 1.00"
+    assert decision.metrics["net_delta"] == 0.0 and decision.metrics["position_delta"] == 5.0
+    assert decision.metrics["working_delta"] == -5.0 and decision.metrics["working_orders"] == ["agt-1"]
+    assert decision.inputs_digest != decide(_inputs([_futures(5)])).inputs_digest
+
+
+def test_only_what_the_working_orders_leave_is_hedged():
+    # +8 held, a SELL 5 resting: 3 more to sell, not 8.
+    (trade,) = decide(replace(_inputs([_futures(8)]), working=_working(("agt-1", FUT, -5)))).trades
+    assert _legs(trade) == [("SELL", "ES FUT 20261218", 3)]
+    assert trade.rationale["net_delta"] == 3.0 and trade.rationale["working_delta"] == -5.0
+    assert trade.summary.startswith("Net ES delta +3.00 (of which -5.00 in working orders) is outside")
+    # A working option order's delta counts too (in underlying contracts).
+    call = _option(JAN, 6000, "C")
+    working = _working(("trader-1", call, 10))
+    (trade,) = decide(replace(_inputs(), working=working)).trades
+    assert _legs(trade) == [("SELL", "ES FUT 20261218", round(working.delta))]
+
+
+def test_contracts_working_on_the_hedges_side_use_up_the_size_limits():
+    limits = RiskLimits(max_order_contracts=20, max_leg_contracts=10)
+    # +30 held, SELL 6 working: 24 more wanted, 4 more fit beside the 6 under the leg limit of 10.
+    (trade,) = decide(replace(_inputs([_futures(30)], limits=limits), working=_working(("agt-1", FUT, -6)))).trades
+    assert _legs(trade) == [("SELL", "ES FUT 20261218", 4)]
+    assert trade.rationale["capped_by"] == ["max_leg_contracts"] and trade.rationale["working_same_side"] == 6
+    assert "6 already working on the same side" in trade.summary
+    # With 10 already working there is no room: nothing more is proposed, and the journal says so.
+    decision = decide(replace(_inputs([_futures(30)], limits=limits), working=_working(("agt-1", FUT, -10))))
+    assert decision.trades == ()
+    assert "10 ES FUT 20261218 already working on the same side leave no room under max_leg_contracts" in \
+        decision.reason
+
+
+def test_a_working_order_of_unknown_delta_means_no_action():
+    unquoted = _option(JAN, 6000, "C")
+    quotes = {key: quote for key, quote in QUOTES.items() if key != unquoted.key}
+    decision = decide(replace(_inputs([_futures(5)]), working=_working(("trader-1", unquoted, 1), quotes=quotes)))
+    assert decision.trades == ()
+    assert "delta of the working orders is unknown" in decision.reason
+
+
+def test_a_roll_already_working_is_not_sent_again():
+    march = Instrument("ES", "FUT", MAR, "CME", 50.0)
+    march_quote = Quote(march, bid=6030.0, ask=6030.5, last=None, bid_size=5, ask_size=5, time=NOW)
+    quotes = {**QUOTES, march.key: march_quote}
+    hedge = QuotedInstrument(instruments_risk([march], quotes, now=NOW, rate=RATE)[0], bid=6030.0, ask=6030.5)
+    old = QuotedInstrument(instruments_risk([FUT], quotes, now=NOW, rate=RATE)[0], bid=5999.75, ask=6000.25)
+    rolling = _working(("agt-roll", FUT, -7), ("agt-roll", march, 7), quotes=quotes)
+    decision = decide(replace(_inputs([_futures(7)], hedge=hedge, quotes=quotes), expiring_futures=(old,),
+                              working=rolling))
+    assert [t.action for t in decision.trades if t.action == "roll_hedge"] == []
+    # Part of it working: the rest rolls.
+    part = _working(("agt-roll", FUT, -3), ("agt-roll", march, 3), quotes=quotes)
+    decision = decide(replace(_inputs([_futures(7)], hedge=hedge, quotes=quotes), expiring_futures=(old,),
+                              working=part))
+    (roll,) = [t for t in decision.trades if t.action == "roll_hedge"]
+    assert [(leg.side, leg.quantity) for leg in roll.legs] == [("SELL", 4), ("BUY", 4)]

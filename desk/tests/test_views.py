@@ -196,3 +196,23 @@ def test_the_book_shows_the_day_s_delta_band_limits_fills_and_p_and_l_in_the_cha
 def test_a_viewer_s_book_page_without_any_history_says_so(alpha):
     text = _logged_in(alpha.viewer).get("/desk/alpha/").content.decode()
     assert "No history yet: a point is recorded at every book sync." in text
+
+
+def test_the_book_shows_the_working_orders_delta_apart(alpha):
+    from brokers.domain import OrderLeg, OrderRequest
+    from brokers.services import broker_session
+
+    configure(alpha)
+    browser = _logged_in(alpha.trader)
+    assert "Working orders" not in browser.get("/desk/alpha/").content.decode()
+    with tenant_context(alpha.client):
+        with broker_session() as broker:
+            future = broker.lookup_instrument(symbol="ES", sec_type="FUT")
+            bid = broker.quote(future).bid
+        result = risk.order_submit(  # a buy well under the market: it rests
+            client=alpha.client, actor=risk.Actor("user", "alpha-trader"), order=OrderRequest(
+                client_order_id="desk-rest", legs=(OrderLeg(future, "BUY", 2),), order_type="LMT",
+                limit_price=round((bid - 40.0) * 4) / 4, time_in_force="GTC"))
+    assert result.accepted and result.status.state == "submitted"
+    text = browser.get("/desk/alpha/").content.decode()
+    assert "Working orders: 1, delta 2.00 contracts not yet filled" in text

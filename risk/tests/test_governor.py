@@ -693,3 +693,77 @@ def test_the_streak_counts_trailing_losses_over_the_threshold(results: list[Deci
             break
         trailing += 1
     assert streak == trailing
+
+
+# --- working orders ------------------------------------------------------------------------
+# A working order (sent, not finished) may fill at any moment: its remaining quantity counts as held.
+
+
+def working(positions: Mapping[str, int] | None = None, net_delta: float = 0.0, *,
+            working_positions: Mapping[str, int], working_delta: float, **kw: object) -> Book:
+    return replace(book(positions, net_delta, **kw), working_positions=dict(working_positions),  # type: ignore[arg-type]
+                   working_delta=working_delta, working_orders=1)
+
+
+def test_the_net_delta_limit_counts_working_orders_before_and_after() -> None:
+    # +6 held and a working BUY 3: a BUY 2 would leave +11 once everything fills.
+    decision = evaluate(order(fut(2)), working({FUT: 6}, 6.0, working_positions={FUT: 3}, working_delta=3.0))
+    assert codes(decision) == {ReasonCode.MAX_NET_DELTA}
+    assert decision.pre_net_delta == 9.0 and decision.post_net_delta == 11.0
+    assert decision.working_delta == 3.0 and decision.as_dict()["working_orders"] == 1
+    (violation,) = decision.violations
+    assert "of which +3.00 in working orders" in violation.message
+    # Without the working order the same BUY 2 fits.
+    assert evaluate(order(fut(2)), book({FUT: 6}, 6.0)).accepted
+
+
+def test_a_working_hedge_means_the_same_hedge_again_no_longer_reduces_delta() -> None:
+    # +12 held (over the limit) and a working SELL 5 hedge: another SELL 5 still lowers |delta|
+    # (7 -> 2) and passes; but a BUY that the working SELL makes worse does not.
+    held = working({FUT: 12}, 12.0, working_positions={FUT: -5}, working_delta=-5.0)
+    assert evaluate(order(fut(-5)), held).accepted
+    assert ReasonCode.MAX_NET_DELTA not in codes(evaluate(order(fut(-7)), held))  # |7 - 7| = 0
+    flipped = evaluate(order(fut(-18)), held)
+    assert ReasonCode.MAX_NET_DELTA in codes(flipped) and flipped.post_net_delta == -11.0
+
+
+def test_a_working_orders_unknown_delta_fails_closed() -> None:
+    decision = evaluate(order(fut(1)), working(working_positions={CALL: 1}, working_delta=math.nan))
+    assert ReasonCode.MAX_NET_DELTA in codes(decision)
+    assert any("working orders' delta is unknown" in v.message for v in decision.violations)
+
+
+def test_open_legs_count_the_legs_working_orders_open() -> None:
+    # Two legs held, a working order opening a third: a fourth leg breaks the limit of 3.
+    held = working({FUT: 1, CALL: -1}, 0.5, working_positions={PUT: 2}, working_delta=-0.6)
+    decision = evaluate(order(fut(1, key="ES FUT 20270319")), held)
+    assert codes(decision) == {ReasonCode.MAX_OPEN_LEGS}
+    assert "working orders included" in decision.violations[0].message
+    # A working order that closes a leg frees its place.
+    closing = working({FUT: 1, CALL: -1, PUT: 2}, 0.0, working_positions={PUT: -2}, working_delta=0.6)
+    assert evaluate(order(fut(1, key="ES FUT 20270319")), closing).accepted
+
+
+def test_contracts_working_on_the_same_side_count_in_the_size_limits() -> None:
+    # The leg limit is 10: a working SELL 6 and a new SELL 5 are 11 contracts working at once.
+    held = working({FUT: 20}, 20.0, working_positions={FUT: -6}, working_delta=-6.0)
+    decision = evaluate(order(fut(-5)), held)
+    assert codes(decision) == {ReasonCode.MAX_LEG_SIZE}
+    assert decision.violations[0].value == 11
+    assert "6 already working on the same side" in decision.violations[0].message
+    assert evaluate(order(fut(-4)), held).accepted
+    # A working order on the other side does not add to the size.
+    assert evaluate(order(fut(5)), working({FUT: 20}, 20.0, working_positions={FUT: -6}, working_delta=-6.0,
+                                          )).codes == (ReasonCode.MAX_NET_DELTA,)
+    order_limit = replace(LIMITS, max_order_contracts=8)
+    combo = evaluate(order(opt(-3, key=CALL), opt(-3, key=PUT, delta=-0.4)),
+                     working(working_positions={CALL: -3}, working_delta=-1.5), limits=order_limit)
+    assert codes(combo) == {ReasonCode.MAX_ORDER_SIZE} and combo.violations[0].value == 9
+
+
+def test_what_an_order_closes_counts_the_working_orders_that_close_it_first() -> None:
+    # Long 5, a working SELL 5 closes them: another SELL 5 opens a short, it does not reduce.
+    state = RiskState(trading_state=TradingState.REDUCING, reason="max_daily_loss")
+    held = working({FUT: 5}, 5.0, working_positions={FUT: -5}, working_delta=-5.0)
+    assert ReasonCode.REDUCING_ONLY in codes(evaluate(order(fut(-5)), held, state=state))
+    assert evaluate(order(fut(-5)), book({FUT: 5}, 5.0), state=state).accepted

@@ -12,7 +12,7 @@ from brokers.models import Order
 from brokers.selectors import orders_list
 from brokers.services import broker_session
 from risk import services
-from tradingplatform.events import recent_events
+from tradingplatform.events import live_state_get, recent_events
 from tradingplatform.testing import audit_events, bearer
 
 TRADER = services.Actor("user", "alpha-trader")
@@ -204,3 +204,74 @@ def test_the_schema_types_the_order_endpoints(api):
     assert {"200", "404", "409", "503"} <= set(cancel["responses"])
     listing = schema["paths"]["/clients/{client_id}/orders"]["get"]
     assert "state" in {p["name"] for p in listing["parameters"]}
+
+
+# --- working orders count as risk, and follow the broker ------------------------------------------
+
+def _buy_now(fixture, client_order_id: str, quantity: int):
+    with tenant_context(fixture.client):
+        with broker_session() as broker:
+            future = broker.lookup_instrument(symbol="ES", sec_type="FUT")
+        return services.order_submit(client=fixture.client, actor=TRADER, order=OrderRequest(
+            client_order_id=client_order_id, legs=(OrderLeg(future, "BUY", quantity),), order_type="MKT"))
+
+
+def test_the_governor_counts_a_working_orders_remaining_quantity_until_it_is_cancelled(alpha):
+    configure(alpha, risk_limits={**ROOMY_LIMITS, "duplicate_window_seconds": 0, "max_net_delta": 4,
+                                  "max_leg_contracts": 4})
+    _rest(alpha, "w-1", quantity=3)
+    refused = _buy_now(alpha, "w-2", 2)  # +3 working and +2 more: +5 once both fill
+    assert not refused.accepted
+    assert {code.value for code in refused.decision.codes} == {"max_net_delta", "max_leg_size"}
+    assert refused.decision.pre_net_delta == 3.0 and refused.decision.post_net_delta == 5.0
+    assert refused.decision.as_dict()["working_delta"] == 3.0
+    messages = " ".join(v.message for v in refused.decision.violations)
+    assert "of which +3.00 in working orders" in messages and "3 already working on the same side" in messages
+
+    with tenant_context(alpha.client):
+        services.order_cancel(client=alpha.client, client_order_id="w-1", actor=TRADER, reason="test")
+    accepted = _buy_now(alpha, "w-3", 2)  # a cancelled order counts no more
+    assert accepted.accepted and accepted.decision.pre_net_delta == 0.0
+
+
+def test_a_resting_order_filled_at_the_broker_is_brought_up_to_date_by_the_next_sync(alpha):
+    _rest(alpha, "w-1", quantity=2)
+    greeks = live_state_get(client_id="alpha", name="greeks")
+    assert greeks["net_delta"] == 0.0
+    assert greeks["working_orders"]["orders"] == 1 and greeks["working_orders"]["net_delta"] == 2.0
+    with tenant_context(alpha.client), broker_session() as broker:
+        broker.shock("ES", -0.02)  # through the buy limit 40 points under the market: it fills
+    assert services.client_book_sync(client=alpha.client)
+    with tenant_context(alpha.client):
+        row = Order.objects.get(client_order_id="w-1")
+    assert row.state == "filled" and row.filled_quantity == 2 and row.average_fill_price is not None
+    greeks = live_state_get(client_id="alpha", name="greeks")
+    assert greeks["net_delta"] == 2.0 and greeks["working_orders"]["orders"] == 0
+    (updated,) = audit_events(client_id="alpha", kind="order.updated")
+    assert updated.payload["client_order_id"] == "w-1" and updated.payload["state"] == "filled"
+    events = recent_events(client_id="alpha", limit=100)
+    assert any(e["type"] == "order" and e["data"]["event"] == "updated" and e["data"]["state"] == "filled"
+               for e in events)
+    assert any(e["type"] == "trade" and e["data"]["client_order_id"] == "w-1" for e in events)
+    # Nothing changed since: the next sync reports nothing again.
+    assert services.client_book_sync(client=alpha.client)
+    assert len(audit_events(client_id="alpha", kind="order.updated")) == 1
+
+
+def test_a_stale_pending_order_is_asked_of_the_broker_and_a_fresh_one_left_to_its_sender(alpha):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    _rest(alpha, "w-1")
+    with tenant_context(alpha.client):
+        # As if the sender died between writing the row and hearing the broker's answer.
+        Order.objects.filter(client_order_id="w-1").update(state="pending_submit",
+                                                           updated_at=timezone.now() - timedelta(seconds=30))
+    assert services.client_book_sync(client=alpha.client)
+    with tenant_context(alpha.client):
+        assert Order.objects.get(client_order_id="w-1").state == "pending_submit"  # maybe still being sent
+        Order.objects.filter(client_order_id="w-1").update(updated_at=timezone.now() - timedelta(seconds=90))
+    assert services.client_book_sync(client=alpha.client)
+    with tenant_context(alpha.client):
+        assert Order.objects.get(client_order_id="w-1").state == "submitted"
