@@ -29,6 +29,11 @@ class IBKRCredentialsSerializer(serializers.Serializer):
         child=serializers.CharField(), required=False, default=dict)
     trading_class = serializers.CharField(max_length=32, required=False, allow_blank=False)
     multiplier = serializers.FloatField(required=False)
+    # Market data (brokers/ibkr/market_data.py): the most subscriptions held at once, and what TWS
+    # serves when the account has no live data: "frozen" (the default) never falls back to delayed.
+    market_data_lines = serializers.IntegerField(min_value=1, max_value=10_000, default=80)
+    market_data_fallback = serializers.ChoiceField(
+        choices=["none", "frozen", "delayed", "delayed_frozen"], default="frozen")
 
     def validate(self, attrs: dict) -> dict:
         from brokers.endpoints import ENDPOINT_REFUSED, broker_endpoint_allowed
