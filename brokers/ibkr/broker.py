@@ -36,6 +36,7 @@ from brokers.domain import (
     Right,
     SecType,
 )
+from brokers.ibkr.chain import ChainRow, chain_expiries
 from brokers.ibkr.contracts import (
     ContractSettings,
     combo_for,
@@ -428,15 +429,27 @@ class IBKRBroker(Broker):
                          timeout=self._config.request_timeout_seconds * 3)
 
     async def _option_chain(self, underlying: Instrument) -> list[Instrument]:
+        """Every standard option delivering this future, serial months included (see chain.py)."""
         await self._ensure_connected()
         future = await self._qualified(underlying)
-        # a FOP with blank expiry and strike lists every option of the class; keep this future's
-        query = lookup_contract(symbol=underlying.symbol, sec_type="FOP", expiry=None,
-                                strike=None, right=None, settings=self._settings)
-        details = await self._contract_details(query)
         self._expiries[future.conId] = underlying.expiry
-        options = [await self._instrument_from_details(d) for d in details
-                   if d.underConId == future.conId]
+        exchange = self._settings.exchange_for(underlying.symbol)
+        await self._permit()
+        rows = [ChainRow(r.exchange, int(r.underlyingConId), r.tradingClass, r.multiplier,
+                         tuple(r.expirations))
+                for r in await self._client.reqSecDefOptParamsAsync(
+                    underlying.symbol, exchange, "FUT", future.conId)]
+        options: list[Instrument] = []
+        for trading_class, expiry in chain_expiries(
+                rows, exchange=exchange, underlying_con_id=future.conId,
+                trading_class=self._settings.option_trading_class_for(underlying.symbol)):
+            query = lookup_contract(symbol=underlying.symbol, sec_type="FOP",
+                                    expiry=parse_ib_expiry(expiry), strike=None, right=None,
+                                    settings=self._settings)
+            query.tradingClass = trading_class
+            details = await self._contract_details(query)
+            options += [await self._instrument_from_details(d) for d in details
+                        if d.underConId == future.conId]
         return sorted(options, key=lambda i: (i.expiry, i.strike or 0.0, i.right or ""))
 
     # ------------------------------------------------------------------ market data
