@@ -62,8 +62,8 @@ from brokers.ibkr.market_data import (
     MarketDataSettings,
     quotes_in_batches,
 )
+from brokers.ibkr.resolve import SettingsRefused, resolve_underlying
 from brokers.ibkr.runtime import LoopThread, TokenBucket
-from brokers.products import PRODUCTS
 
 logger = logging.getLogger(__name__)
 
@@ -329,8 +329,8 @@ class IBKRBroker(Broker):
 
     async def _lookup(self, symbol: str, sec_type: str, expiry: date | None,
                       strike: float | None, right: str | None) -> Instrument:
-        if symbol not in PRODUCTS:
-            raise _Failure("unknown_product", f"{symbol} is not a product of the platform",
+        if not self._settings.knows(symbol):
+            raise _Failure("unknown_product", f"{symbol} is neither in the product table nor routed by this connection",
                            retryable=False, context={"symbol": symbol})
         await self._ensure_connected()
         query = lookup_contract(symbol=symbol, sec_type=sec_type, expiry=expiry, strike=strike,
@@ -348,12 +348,30 @@ class IBKRBroker(Broker):
                            retryable=False, context={"symbol": symbol, "matches": len(details)})
         return await self._instrument_from_details(details[0])
 
+    def settings_resolve(self) -> dict[str, Any]:
+        return self._run("connect", self._settings_resolve,
+                         timeout=self._config.request_timeout_seconds * 6)
+
+    async def _settings_resolve(self) -> dict[str, Any]:
+        c = self._config
+        await self._ensure_connected()
+        try:
+            resolved = await resolve_underlying(
+                self._client, self._permit, symbol=c.underlying_instrument,
+                expiry=c.underlying_expiry, multiplier=c.multiplier,
+                trading_class=c.trading_class, settings=self._settings)
+        except SettingsRefused as e:
+            raise _Failure("invalid_contract_settings", str(e), retryable=False,
+                           context={"fields": e.fields}) from None
+        return {"underlying_expiry": resolved.expiry, "multiplier": resolved.multiplier,
+                "trading_class": resolved.trading_class}
+
     def listed_futures(self, symbol: str) -> list[Instrument]:
         return self._run("listed_futures", lambda: self._listed_futures(symbol.upper()))
 
     async def _listed_futures(self, symbol: str) -> list[Instrument]:
-        if symbol not in PRODUCTS:
-            raise _Failure("unknown_product", f"{symbol} is not a product of the platform",
+        if not self._settings.knows(symbol):
+            raise _Failure("unknown_product", f"{symbol} is neither in the product table nor routed by this connection",
                            retryable=False, context={"symbol": symbol})
         await self._ensure_connected()
         query = lookup_contract(symbol=symbol, sec_type="FUT", expiry=None, strike=None,
