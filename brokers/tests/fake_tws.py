@@ -26,7 +26,8 @@ Market data is served like IB does for an account:
 
 Scripting from tests (every method is thread-safe; state lives on the fake's own event loop):
 - `list_future(...)` / `list_option(...)` register contracts and return their conIds;
-- `set_quote(con_id, ...)` and `set_greeks(con_id, ...)` feed reqMktData;
+- `set_quote(con_id, ...)` and `set_greeks(con_id, ...)` feed reqMktData (`drop_greeks` stops
+  the option computation ticks of one contract);
 - `script_next_order(Fill(...) | Rest() | Reject(code, message))` decides what happens to the next
   placeOrder (default: `Fill()` at the order's limit price);
 - `fill_resting_order(order_ref, price)` fills a working order now, whether a client is connected
@@ -334,6 +335,10 @@ class FakeTWS:
                    underlying_price: float) -> None:
         greeks = (implied_vol, delta, option_price, gamma, vega, theta, underlying_price)
         self._call(lambda: self._greeks.__setitem__(con_id, greeks))
+
+    def drop_greeks(self, con_id: int) -> None:
+        """No option computation ticks for this contract from now on."""
+        self._call(lambda: self._greeks.pop(con_id, None))
 
     def set_market_data(self, *, subscribed: bool = True, market_open: bool = True) -> None:
         """Whether the account has the live-data subscription, and whether the market trades."""

@@ -171,6 +171,7 @@ def test_positions_of_an_account_without_live_data_say_what_each_quote_is(
 
     fake.set_market_data(subscribed=False)
     call = _con_id(6000.0, "C")
+    fake.drop_greeks(call)  # IB's model sent nothing: the platform's own values the leg
     fake.set_position(call, -2, 10.0)
     fake.set_position(ES_FUT, 1, 5990.0)
     credentials = {"host": "127.0.0.1", "port": fake.port, "client_id": 9,
@@ -187,6 +188,7 @@ def test_positions_of_an_account_without_live_data_say_what_each_quote_is(
     assert {leg["market_data"] for leg in legs.values()} == {shown}
     if shown == "delayed":
         assert legs["FOP"]["mark"] == 10.25 and legs["FUT"]["mark"] == 6000.125
-        assert legs["FOP"]["greeks"]["source"] == "broker"
+        assert legs["FOP"]["greeks"]["source"] == "model"
+        assert legs["FOP"]["greeks"]["delta"] is not None
     else:  # unpriced, but the book is there
         assert legs["FOP"]["mark"] is None and legs["FOP"]["quantity"] == -2
