@@ -488,7 +488,8 @@ class FakeTWS:
             6: self._req_account_updates, 76: self._req_account_updates_multi,
             77: self._cancel_account_updates_multi, 78: self._req_sec_def_opt_params,
             99: self._req_completed_orders, 49: self._req_current_time, 8: self._req_ids,
-            15: self._req_auto_open_orders,
+            15: self._req_auto_open_orders, 17: self._req_managed_accounts,
+            58: self._req_global_cancel,
         }
 
     def _start_api(self, session: _Session, r: _Reader) -> None:
@@ -519,6 +520,22 @@ class FakeTWS:
         r.version(1)
         r.int()
         r.done()
+
+    def _req_managed_accounts(self, session: _Session, r: _Reader) -> None:
+        r.version(1)
+        r.done()
+        self._send(session, [15, 1, self.account])
+
+    def _req_global_cancel(self, session: _Session, r: _Reader) -> None:
+        r.version(1)  # (179+ adds the manual-cancel fields)
+        r.done()
+        for order in self._orders.values():
+            if not order.is_done:
+                order.status = "Cancelled"
+                owner = self._session_of(order.client_id)
+                if owner is not None:
+                    self._send(owner, self._order_status_fields(order))
+                    self._send(owner, _error(order.order_id, 202, "Order Canceled - reason:"))
 
     def _req_current_time(self, session: _Session, r: _Reader) -> None:
         r.version(1)
