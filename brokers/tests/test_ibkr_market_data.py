@@ -192,3 +192,30 @@ def test_positions_of_an_account_without_live_data_say_what_each_quote_is(
         assert legs["FOP"]["greeks"]["delta"] is not None
     else:  # unpriced, but the book is there
         assert legs["FOP"]["mark"] is None and legs["FOP"]["quantity"] == -2
+
+
+def test_no_order_is_sent_on_delayed_quotes(api, alpha, fake: FakeTWS) -> None:
+    """Delayed data shows the book; it never prices an order (its age is unknown: stale)."""
+    from django.test import override_settings
+    from django_tenants.utils import tenant_context
+
+    from brokers.domain import OrderLeg, OrderRequest
+    from risk.governor import ReasonCode
+    from risk.services import Actor, order_submit
+    from tradingplatform.testing import bearer
+
+    fake.set_market_data(subscribed=False)
+    credentials = {"host": "127.0.0.1", "port": fake.port, "client_id": 9,
+                   "underlying_instrument": "ES", "underlying_expiry": "202703",
+                   "connect_retries": 0, "market_data_fallback": "delayed"}
+    with override_settings(USE_MOCK_BROKER=False):
+        api.post(f"/clients/{alpha.client_id}/connect-broker",
+                 {"broker": "ibkr", "credentials": credentials}, format="json",
+                 **bearer(alpha.owner))
+        with tenant_context(alpha.client):
+            result = order_submit(client=alpha.client, actor=Actor("user", "test"), order=OrderRequest(
+                client_order_id="on-delayed", legs=(OrderLeg(_options()[0], "BUY", 1),),
+                order_type="LMT", limit_price=10.5))
+    assert not result.accepted
+    assert ReasonCode.STALE_QUOTE in result.decision.codes
+    assert fake.messages(3) == []
