@@ -473,7 +473,12 @@ class IBKRBroker(Broker):
     # ------------------------------------------------------------------ market data
 
     def quotes(self, instruments: list[Instrument]) -> list[Quote]:
-        timeout = self._config.request_timeout_seconds + self._config.market_data_wait_seconds
+        c = self._config
+        # one wait per batch of lines (twice: a 101 can halve them), and the pacer's time for a
+        # subscribe and a cancel per instrument
+        batches = -(-len(instruments) // max(1, c.market_data_lines))
+        timeout = (c.request_timeout_seconds + 2 * batches * c.market_data_wait_seconds
+                   + 2 * len(instruments) / c.messages_per_second)
         return self._run("quotes", lambda: self._quotes(instruments), timeout=timeout)
 
     async def _quotes(self, instruments: list[Instrument]) -> list[Quote]:

@@ -219,3 +219,19 @@ def test_no_order_is_sent_on_delayed_quotes(api, alpha, fake: FakeTWS) -> None:
     assert not result.accepted
     assert ReasonCode.STALE_QUOTE in result.decision.codes
     assert fake.messages(3) == []
+
+
+def test_many_small_batches_get_the_time_they_need(fake: FakeTWS) -> None:
+    """Options without IB greeks are read until the wait is over: 21 batches of 4 take longer than
+    one request's timeout, and the call's own timeout grows with its batches."""
+    options = _options()
+    for option in options:
+        fake.drop_greeks(int(option.broker_ref))
+    broker = _broker(fake, market_data_lines=4, market_data_wait_seconds=0.3,
+                     request_timeout_seconds=3.0)
+    try:
+        quotes = broker.quotes(options)
+    finally:
+        broker.disconnect()
+    assert len(quotes) == 82 and all(q.bid == 10.0 and q.greeks is None for q in quotes)
+    assert fake.max_lines_used == 4
