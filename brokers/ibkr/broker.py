@@ -330,8 +330,8 @@ class IBKRBroker(Broker):
     async def _lookup(self, symbol: str, sec_type: str, expiry: date | None,
                       strike: float | None, right: str | None) -> Instrument:
         if not self._settings.knows(symbol):
-            raise _Failure("unknown_product", f"{symbol} is neither in the product table nor routed by this connection",
-                           retryable=False, context={"symbol": symbol})
+            raise _Failure("unknown_product", f"{symbol} is neither in the product table nor "
+                           "routed by this connection", retryable=False, context={"symbol": symbol})
         await self._ensure_connected()
         query = lookup_contract(symbol=symbol, sec_type=sec_type, expiry=expiry, strike=strike,
                                 right=right, settings=self._settings)
@@ -371,8 +371,8 @@ class IBKRBroker(Broker):
 
     async def _listed_futures(self, symbol: str) -> list[Instrument]:
         if not self._settings.knows(symbol):
-            raise _Failure("unknown_product", f"{symbol} is neither in the product table nor routed by this connection",
-                           retryable=False, context={"symbol": symbol})
+            raise _Failure("unknown_product", f"{symbol} is neither in the product table nor "
+                           "routed by this connection", retryable=False, context={"symbol": symbol})
         await self._ensure_connected()
         query = lookup_contract(symbol=symbol, sec_type="FUT", expiry=None, strike=None,
                                 right=None, settings=self._settings)
@@ -444,7 +444,7 @@ class IBKRBroker(Broker):
 
     def option_chain(self, underlying: Instrument) -> list[Instrument]:
         return self._run("option_chain", lambda: self._option_chain(underlying),
-                         timeout=self._config.request_timeout_seconds * 3)
+                         timeout=self._config.request_timeout_seconds * 6)  # one lookup per expiry
 
     async def _option_chain(self, underlying: Instrument) -> list[Instrument]:
         """Every standard option delivering this future, serial months included (see chain.py)."""
