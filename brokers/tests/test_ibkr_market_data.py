@@ -6,6 +6,7 @@ from collections.abc import Iterator
 from datetime import date
 
 import pytest
+from django.test import override_settings
 
 from brokers.domain import BrokerError, Instrument
 from brokers.ibkr import IBKRBroker
@@ -165,8 +166,6 @@ def test_a_closed_market_serves_frozen_quotes(fake: FakeTWS) -> None:
 @pytest.mark.parametrize(("fallback", "shown"), [("delayed", "delayed"), ("frozen", "none")])
 def test_positions_of_an_account_without_live_data_say_what_each_quote_is(
         api, alpha, fake: FakeTWS, fallback: str, shown: str) -> None:
-    from django.test import override_settings
-
     from tradingplatform.testing import bearer
 
     fake.set_market_data(subscribed=False)
@@ -196,7 +195,6 @@ def test_positions_of_an_account_without_live_data_say_what_each_quote_is(
 
 def test_no_order_is_sent_on_delayed_quotes(api, alpha, fake: FakeTWS) -> None:
     """Delayed data shows the book; it never prices an order (its age is unknown: stale)."""
-    from django.test import override_settings
     from django_tenants.utils import tenant_context
 
     from brokers.domain import OrderLeg, OrderRequest
@@ -235,3 +233,25 @@ def test_many_small_batches_get_the_time_they_need(fake: FakeTWS) -> None:
         broker.disconnect()
     assert len(quotes) == 82 and all(q.bid == 10.0 and q.greeks is None for q in quotes)
     assert fake.max_lines_used == 4
+
+
+@override_settings(USE_MOCK_BROKER=False)
+def test_an_option_ib_prices_only_by_its_model_is_valued_by_ours(api, alpha, fake: FakeTWS) -> None:
+    from tradingplatform.testing import bearer
+
+    untraded = 299_999
+    fake.list_option(con_id=untraded, under_con_id=ES_FUT, last_trade_date="20270319",
+                     strike=7000.0, right="C", trading_class="ES")
+    fake.set_greeks(untraded, implied_vol=0.25, delta=0.02, gamma=0.0001, vega=0.5, theta=-0.1,
+                    option_price=1.1, underlying_price=6000.125)  # no bid, ask or last
+    fake.set_position(untraded, -3, 2.0)
+    credentials = {"host": "127.0.0.1", "port": fake.port, "client_id": 9,
+                   "underlying_instrument": "ES", "underlying_expiry": "202703",
+                   "connect_retries": 0}
+    api.post(f"/clients/{alpha.client_id}/connect-broker",
+             {"broker": "ibkr", "credentials": credentials}, format="json", **bearer(alpha.owner))
+    response = api.get("/clients/alpha/positions", **bearer(alpha.viewer))
+    assert response.status_code == 200, response.content
+    (leg,) = response.json()["legs"]
+    assert leg["market_data"] == "model"
+    assert leg["mark"] > 0 and leg["unrealized_pnl"] is not None
