@@ -21,6 +21,7 @@ Right = Literal["C", "P"]
 Side = Literal["BUY", "SELL"]
 ExerciseStyle = Literal["american", "european"]
 GreeksSource = Literal["broker", "model"]
+MarketDataType = Literal["live", "frozen", "delayed", "delayed_frozen", "none"]
 OrderState = Literal[
     "pending_submit", "submitted", "partially_filled", "filled", "cancelled", "rejected", "unknown"
 ]
@@ -87,6 +88,10 @@ class Quote:
     time: datetime
     underlying_price: float | None = None  # options: the future's mid when known
     greeks: Greeks | None = None  # the broker's model greeks when it has them
+    # What kind of market data the prices are (IB's market data types 1-4): "live", "frozen" (the
+    # last live values, market closed), "delayed" (typically 10-20 minutes old), "delayed_frozen",
+    # or "none" when the broker sent no data at all for the instrument (no subscription).
+    data_type: MarketDataType = "live"
 
     @property
     def mid(self) -> float | None:
@@ -276,4 +281,11 @@ class Broker(abc.ABC):
 
     def quote(self, instrument: Instrument) -> Quote:
         return self.quotes([instrument])[0]
+
+    def settings_resolve(self) -> dict[str, Any]:
+        """At connect: check the connection's product settings against the broker's own contract
+        data. Returns the credential values it resolved (to keep), or raises BrokerError with code
+        `invalid_contract_settings` and `context["fields"]` (field -> messages). Brokers whose
+        credentials name no product have nothing to check."""
+        return {}
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any, TypeVar
 
-from ib_async import IB, Contract, StartupFetch, Ticker, Trade
+from ib_async import IB, Contract, StartupFetch, Trade
 from ib_async import Fill as IBFill
 from ib_async.wrapper import RequestError
 
@@ -36,13 +36,14 @@ from brokers.domain import (
     Right,
     SecType,
 )
+from brokers.ibkr.chain import ChainRow, chain_expiries
 from brokers.ibkr.contracts import (
     ContractSettings,
     combo_for,
     contract_for,
     details_disagreements,
-    greeks_from_ib,
     ib_order_for,
+    ib_value_set,
     instrument_from_details,
     lookup_contract,
     order_state_from_ib,
@@ -56,8 +57,14 @@ from brokers.ibkr.errors import (
     LINK_RESTORED_CODES,
     broker_error_from_ib,
 )
+from brokers.ibkr.market_data import (
+    MarketDataFailure,
+    MarketDataFallback,
+    MarketDataSettings,
+    quotes_in_batches,
+)
+from brokers.ibkr.resolve import SettingsRefused, resolve_underlying
 from brokers.ibkr.runtime import LoopThread, TokenBucket
-from brokers.products import PRODUCTS
 
 logger = logging.getLogger(__name__)
 
@@ -86,6 +93,14 @@ class IBKRConfig:
     market_data_wait_seconds: float = 2.0
     commission_wait_seconds: float = 1.0
     messages_per_second: float = 45.0  # IB's hard limit is 50
+    market_data_lines: int = 80  # of the account's 100, leaving TWS's own windows some
+    market_data_fallback: MarketDataFallback = "frozen"  # when live is not served (see market_data)
+
+    @property
+    def market_data(self) -> MarketDataSettings:
+        return MarketDataSettings(lines=self.market_data_lines,
+                                  wait_seconds=self.market_data_wait_seconds,
+                                  fallback=self.market_data_fallback)
 
     @property
     def contract_settings(self) -> ContractSettings:
@@ -133,7 +148,7 @@ class IBKRBroker(Broker):
         """From `IBKRCredentialsSerializer(...).validated_data`."""
         keys = ("host", "port", "client_id", "underlying_instrument", "underlying_expiry",
                 "connect_retries", "connect_backoff_seconds", "exchange_overrides",
-                "trading_class", "multiplier")
+                "trading_class", "multiplier", "market_data_lines", "market_data_fallback")
         return cls(IBKRConfig(**{k: validated[k] for k in keys if validated.get(k) is not None}))
 
     # ------------------------------------------------------------------ plumbing
@@ -315,9 +330,9 @@ class IBKRBroker(Broker):
 
     async def _lookup(self, symbol: str, sec_type: str, expiry: date | None,
                       strike: float | None, right: str | None) -> Instrument:
-        if symbol not in PRODUCTS:
-            raise _Failure("unknown_product", f"{symbol} is not a product of the platform",
-                           retryable=False, context={"symbol": symbol})
+        if not self._settings.knows(symbol):
+            raise _Failure("unknown_product", f"{symbol} is neither in the product table nor "
+                           "routed by this connection", retryable=False, context={"symbol": symbol})
         await self._ensure_connected()
         query = lookup_contract(symbol=symbol, sec_type=sec_type, expiry=expiry, strike=strike,
                                 right=right, settings=self._settings)
@@ -334,13 +349,31 @@ class IBKRBroker(Broker):
                            retryable=False, context={"symbol": symbol, "matches": len(details)})
         return await self._instrument_from_details(details[0])
 
+    def settings_resolve(self) -> dict[str, Any]:
+        return self._run("connect", self._settings_resolve,
+                         timeout=self._config.request_timeout_seconds * 6)
+
+    async def _settings_resolve(self) -> dict[str, Any]:
+        c = self._config
+        await self._ensure_connected()
+        try:
+            resolved = await resolve_underlying(
+                self._client, self._permit, symbol=c.underlying_instrument,
+                expiry=c.underlying_expiry, multiplier=c.multiplier,
+                trading_class=c.trading_class, settings=self._settings)
+        except SettingsRefused as e:
+            raise _Failure("invalid_contract_settings", str(e), retryable=False,
+                           context={"fields": e.fields}) from None
+        return {"underlying_expiry": resolved.expiry, "multiplier": resolved.multiplier,
+                "trading_class": resolved.trading_class}
+
     def listed_futures(self, symbol: str) -> list[Instrument]:
         return self._run("listed_futures", lambda: self._listed_futures(symbol.upper()))
 
     async def _listed_futures(self, symbol: str) -> list[Instrument]:
-        if symbol not in PRODUCTS:
-            raise _Failure("unknown_product", f"{symbol} is not a product of the platform",
-                           retryable=False, context={"symbol": symbol})
+        if not self._settings.knows(symbol):
+            raise _Failure("unknown_product", f"{symbol} is neither in the product table nor "
+                           "routed by this connection", retryable=False, context={"symbol": symbol})
         await self._ensure_connected()
         query = lookup_contract(symbol=symbol, sec_type="FUT", expiry=None, strike=None,
                                 right=None, settings=self._settings)
@@ -416,52 +449,51 @@ class IBKRBroker(Broker):
 
     def option_chain(self, underlying: Instrument) -> list[Instrument]:
         return self._run("option_chain", lambda: self._option_chain(underlying),
-                         timeout=self._config.request_timeout_seconds * 3)
+                         timeout=self._config.request_timeout_seconds * 6)  # one lookup per expiry
 
     async def _option_chain(self, underlying: Instrument) -> list[Instrument]:
+        """Every standard option delivering this future, serial months included (see chain.py)."""
         await self._ensure_connected()
         future = await self._qualified(underlying)
-        # a FOP with blank expiry and strike lists every option of the class; keep this future's
-        query = lookup_contract(symbol=underlying.symbol, sec_type="FOP", expiry=None,
-                                strike=None, right=None, settings=self._settings)
-        details = await self._contract_details(query)
         self._expiries[future.conId] = underlying.expiry
-        options = [await self._instrument_from_details(d) for d in details
-                   if d.underConId == future.conId]
+        exchange = self._settings.exchange_for(underlying.symbol)
+        await self._permit()
+        rows = [ChainRow(r.exchange, int(r.underlyingConId), r.tradingClass, r.multiplier,
+                         tuple(r.expirations))
+                for r in await self._client.reqSecDefOptParamsAsync(
+                    underlying.symbol, exchange, "FUT", future.conId)]
+        options: list[Instrument] = []
+        for trading_class, expiry in chain_expiries(
+                rows, exchange=exchange, underlying_con_id=future.conId,
+                trading_class=self._settings.option_trading_class_for(underlying.symbol)):
+            query = lookup_contract(symbol=underlying.symbol, sec_type="FOP",
+                                    expiry=parse_ib_expiry(expiry), strike=None, right=None,
+                                    settings=self._settings)
+            query.tradingClass = trading_class
+            details = await self._contract_details(query)
+            options += [await self._instrument_from_details(d) for d in details
+                        if d.underConId == future.conId]
         return sorted(options, key=lambda i: (i.expiry, i.strike or 0.0, i.right or ""))
 
     # ------------------------------------------------------------------ market data
 
     def quotes(self, instruments: list[Instrument]) -> list[Quote]:
-        timeout = self._config.request_timeout_seconds + self._config.market_data_wait_seconds
+        c = self._config
+        # one wait per batch of lines (twice: a 101 can halve them), and the pacer's time for a
+        # subscribe and a cancel per instrument
+        batches = -(-len(instruments) // max(1, c.market_data_lines))
+        timeout = (c.request_timeout_seconds + 2 * batches * c.market_data_wait_seconds
+                   + 2 * len(instruments) / c.messages_per_second)
         return self._run("quotes", lambda: self._quotes(instruments), timeout=timeout)
 
     async def _quotes(self, instruments: list[Instrument]) -> list[Quote]:
         await self._ensure_connected()
-        ib = self._client
-        contracts = [await self._qualified(i) for i in instruments]
-        tickers: list[tuple[int, Ticker]] = []
+        items = [(i, await self._qualified(i)) for i in instruments]
         try:
-            for instrument, contract in zip(instruments, contracts, strict=True):
-                await self._permit()
-                ticker = ib.reqMktData(contract, "106" if instrument.is_option else "")
-                req_id = next(r for r, t in ib.wrapper.reqId2Ticker.items() if t is ticker)
-                tickers.append((req_id, ticker))
-            loop = asyncio.get_running_loop()
-            deadline = loop.time() + self._config.market_data_wait_seconds
-            while loop.time() < deadline and not all(
-                    _ticker_ready(t, i.is_option) or r in self._errors_by_req
-                    for (r, t), i in zip(tickers, instruments, strict=True)):
-                await asyncio.sleep(0.01)
-            for (req_id, _), instrument in zip(tickers, instruments, strict=True):
-                if req_id in self._errors_by_req:
-                    code, message = self._errors_by_req.pop(req_id)
-                    raise _IBFailure(code, message, {"instrument": instrument.key})
-            now = utc_now()
-            return [_quote_from_ticker(i, t, now) for (_, t), i in zip(tickers, instruments, strict=True)]
-        finally:
-            for _, ticker in tickers:
-                ib.cancelMktData(ticker.contract)
+            return await quotes_in_batches(self._client, self._permit, self._errors_by_req, items,
+                                           self._config.market_data)
+        except MarketDataFailure as e:
+            raise _IBFailure(e.ib_code, e.ib_message, {"instrument": e.instrument}) from None
 
     # ------------------------------------------------------------------ orders
 
@@ -591,7 +623,7 @@ class IBKRBroker(Broker):
         is_bag = trade.contract.secType == "BAG"
         own = [f for f in trade.fills if (f.contract.secType == "BAG") == is_bag]
         filled = max(trade.orderStatus.filled, sum(f.execution.shares for f in own),
-                     trade.order.filledQuantity if _finite(trade.order.filledQuantity) else 0.0)
+                     trade.order.filledQuantity if ib_value_set(trade.order.filledQuantity) else 0.0)
         total = trade.order.totalQuantity
         average = trade.orderStatus.avgFillPrice or (
             sum(f.execution.shares * f.execution.price for f in own) / filled if own else 0.0)
@@ -642,7 +674,7 @@ class IBKRBroker(Broker):
             quantity=int(f.execution.shares), price=f.execution.price,
             commission=f.commissionReport.commission, time=f.execution.time,
             # ib_async reports "no realized P&L" (an opening fill) as 0.0
-            realized_pnl=realized if realized and _finite(realized) else None)
+            realized_pnl=realized if realized and ib_value_set(realized) else None)
 
     def positions(self) -> list[Position]:
         return self._run("positions", self._positions,
@@ -704,29 +736,3 @@ def _order_problem(order: OrderRequest) -> str:
 def _last_error_code(trade: Trade) -> int | None:
     codes = [e.errorCode for e in trade.log if e.errorCode]
     return codes[-1] if codes else None
-
-
-def _finite(value: float) -> bool:
-    return math.isfinite(value) and abs(value) < 1e300  # IB's UNSET_DOUBLE is 1.797e308
-
-
-def _price(value: float) -> float | None:
-    return float(value) if _finite(value) and value > 0 else None
-
-
-def _ticker_ready(ticker: Ticker, is_option: bool) -> bool:
-    has_book = _price(ticker.bid) is not None and _price(ticker.ask) is not None
-    return has_book and (not is_option or ticker.modelGreeks is not None)
-
-
-def _quote_from_ticker(instrument: Instrument, ticker: Ticker, now: datetime) -> Quote:
-    model = ticker.modelGreeks
-    return Quote(
-        instrument=instrument, bid=_price(ticker.bid), ask=_price(ticker.ask),
-        last=_price(ticker.last),
-        bid_size=int(ticker.bidSize) if _finite(ticker.bidSize) else 0,
-        ask_size=int(ticker.askSize) if _finite(ticker.askSize) else 0,
-        time=ticker.time or now,
-        underlying_price=model.undPrice if model is not None else None,
-        greeks=greeks_from_ib(model, expiry=instrument.expiry, at=ticker.time or now)
-        if instrument.is_option else None)
