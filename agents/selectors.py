@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 import uuid
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 
 from django.conf import settings
@@ -39,7 +39,7 @@ def agent_parameters_get() -> AgentParameters:
 def _connection_defaults(stored: dict[str, Any]) -> dict[str, Any]:
     import json
 
-    from brokers.products import PRODUCTS
+    from brokers.products import PRODUCTS, roll_date
     from brokers.services import broker_connection_get
 
     credentials = json.loads(broker_connection_get().credentials or "{}")
@@ -49,7 +49,11 @@ def _connection_defaults(stored: dict[str, Any]) -> dict[str, Any]:
     defaults: dict[str, Any] = {"underlying": symbol}
     expiry = str(credentials.get("underlying_expiry", ""))
     if len(expiry) == 8 and stored.get("underlying", symbol) == symbol:  # resolved at connect
-        defaults["hedge_future_expiry"] = f"{expiry[:4]}-{expiry[4:6]}-{expiry[6:]}"
+        # The connection's future hedges until its roll date; after it the agent picks the next
+        # one by the roll rule (a pinned future that expired would stop every cycle).
+        day = date(int(expiry[:4]), int(expiry[4:6]), int(expiry[6:]))
+        if timezone.now().date() < roll_date(PRODUCTS[symbol], day):
+            defaults["hedge_future_expiry"] = day.isoformat()
     return defaults
 
 

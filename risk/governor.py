@@ -582,10 +582,8 @@ def evaluate_order(
         violations.append(
             Violation(
                 ReasonCode.MAX_NET_DELTA,
-                f"net delta would go from {pre_delta:+.2f} to {post_delta:+.2f}; "
-                f"the limit is {limits.max_net_delta:g} ({book.delta_model} delta)",
                 f"net delta would go from {_delta_text(pre_delta, book.working_delta)} to {post_delta:+.2f}; "
-                f"the limit is {limits.max_net_delta:g}",
+                f"the limit is {limits.max_net_delta:g} ({book.delta_model} delta)",
                 limit=limits.max_net_delta,
                 value=post_delta,
             )
