@@ -62,13 +62,22 @@ def test_globex_is_rejected_with_a_clear_message() -> None:
     assert "GLOBEX is no longer accepted" in str(serializer.errors["exchange_overrides"]["ES"])
 
 
-def test_a_product_outside_the_table_is_accepted_with_its_exchange() -> None:
-    """The original specification's example: the Dow future on CBOT (checked with TWS at connect)."""
+def test_the_original_specifications_payload_is_accepted() -> None:
+    """Its example: the Dow future on CBOT (checked with TWS at connect)."""
     original = {**GOOD, "underlying_instrument": "ym", "underlying_expiry": "202603",
                 "exchange_overrides": {"YM": "CBOT"}, "trading_class": "YM", "multiplier": 5}
     serializer = IBKRCredentialsSerializer(data=original)
     assert serializer.is_valid(), serializer.errors
     assert serializer.validated_data["underlying_instrument"] == "YM"
-    unrouted = IBKRCredentialsSerializer(data={**original, "exchange_overrides": {}})
+
+
+def test_a_product_outside_the_table_is_accepted_with_its_exchange() -> None:
+    """The Micro Dow is not in the product table: IB lists it, on CBOT (checked with TWS at connect)."""
+    outside = {**GOOD, "underlying_instrument": "mym", "underlying_expiry": "202603",
+               "exchange_overrides": {"MYM": "CBOT"}, "multiplier": 0.5}
+    serializer = IBKRCredentialsSerializer(data=outside)
+    assert serializer.is_valid(), serializer.errors
+    assert serializer.validated_data["underlying_instrument"] == "MYM"
+    unrouted = IBKRCredentialsSerializer(data={**outside, "exchange_overrides": {}})
     assert not unrouted.is_valid()
     assert "give its listing exchange" in str(unrouted.errors["exchange_overrides"])
