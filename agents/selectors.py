@@ -3,13 +3,14 @@ from __future__ import annotations
 
 import dataclasses
 import uuid
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from django.conf import settings
 from django.db.models import Q
 from django.utils import timezone
 
+from agents import schedule
 from agents.models import AgentConfig, AgentDecision, AgentNote, AgentRuntime, ChatMessage, Proposal
 from agents.parameters import (
     RISK_LIMITS_KEY,
@@ -64,12 +65,12 @@ def agent_status_get(*, client: Client) -> dict[str, Any]:
     greeks = live_state_get(client_id=client.client_id, name="greeks")
     runtime = agent_runtime_get()
     try:
-        interval = timedelta(seconds=parameters_from_json(config.parameters).cycle_interval_seconds)
+        interval = parameters_from_json(config.parameters).cycle_interval_seconds
     except ParameterError:
         interval = None
     next_cycle = None
     if interval is not None and client.status == Client.Status.ACTIVE:
-        next_cycle = runtime.last_cycle_at + interval if runtime.last_cycle_at else timezone.now()
+        next_cycle = schedule.next_cycle_at(client_id=client.client_id, interval=interval, now=timezone.now())
     effective = trading_state_effective(limits=limits)
     halted = effective["halted"]
     tripped = effective["state"] == "BREAKER"
