@@ -1,11 +1,15 @@
 """Faults, with real processes (a prefork Celery worker, beat, PostgreSQL, Redis): one client's
-database locked for half a minute delays no other client, and cycles start on their schedule.
+database locked for half a minute delays no other client, and cycles start on their schedule; a
+pool process killed in the middle of an execution sends nothing twice, loses no fill and leaves no
+cycle running.
 
 Every condition is on recorded data (the cycles' rows, the audit trail), never on how long the
 test itself took: the clock only guards against a hang."""
 from __future__ import annotations
 
 import contextlib
+import os
+import signal
 import statistics
 import threading
 import time
@@ -17,8 +21,12 @@ from django.utils import timezone
 from django_tenants.utils import tenant_context
 
 from agents import schedule
-from agents.models import AgentCycle
-from agents.tests.books import configure
+from agents.models import AgentCycle, Proposal
+from agents.tasks import agent_cycle_task
+from agents.tests.books import buy_futures, configure
+from brokers.models import Fill as FillRow
+from brokers.models import Order as OrderRow
+from brokers.services import broker_session
 from tenants.models import Client
 from tradingplatform.testing import audit_events, client_fixture_create
 from tradingplatform.tests.servers import celery_beat, celery_worker, subprocess_env_for_tests
@@ -138,3 +146,113 @@ def test_a_client_locked_for_half_a_minute_delays_no_other_client(committed):
     assert len(audit_events(client_id="stallx", kind="agent.cycle_skipped")) == 1  # once per outage
     with tenant_context(locked):
         assert not AgentCycle.objects.filter(status="running").exists()
+
+
+def _pool_processes(worker) -> list[int]:
+    with open(f"/proc/{worker.pid}/task/{worker.pid}/children") as children:
+        return [int(pid) for pid in children.read().split()]
+
+
+def _lock_waiters(client: Client, table: str) -> int:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT count(*) FROM pg_locks WHERE NOT granted AND relation = %s::regclass",
+                       [f'"{client.schema_name}"."{table}"'])
+        return cursor.fetchone()[0]
+
+
+def test_a_pool_process_killed_mid_execution_sends_nothing_twice_and_loses_nothing(committed):
+    """The autonomous hedge is sent; before its fill is recorded (held by a lock on the fills table,
+    which reads pass) the pool process running it is killed. The message comes back
+    (`reject_on_worker_lost`), the cycle resumes under its key and asks the broker: one order at the
+    broker, its fill recorded once, the proposal executed, the cycle completed."""
+    with only_these_clients_active(("killk",)) as clients:
+        client = clients["killk"]
+        fixture = type("F", (), {"client": client})
+        configure(fixture, mode="autonomous", band={"method": "fixed", "width": 1.0}, cycle_interval_seconds=3600)
+        buy_futures(fixture, 3)
+        env = dict(subprocess_env_for_tests(), AUTONOMOUS_ENABLED="true", TASK_LOCK_TIMEOUT_SECONDS="120")
+        key = f"kill-{timezone.now().timestamp()}"
+        with celery_worker(env, concurrency=1) as worker:
+            processes = (worker,)
+            held, release = threading.Event(), threading.Event()
+            thread = _hold_table_lock(client, FillRow._meta.db_table, mode="EXCLUSIVE", held=held, release=release)
+            try:
+                with tenant_context(client):
+                    agent_cycle_task.delay("killk", key)
+                _wait_for(lambda: _lock_waiters(client, FillRow._meta.db_table) > 0,
+                          what="execution waiting to record its fill", processes=processes)
+                (pool_process,) = _pool_processes(worker)
+                os.kill(pool_process, signal.SIGKILL)
+            finally:
+                release.set()
+                thread.join(30)
+
+            def settled():
+                with tenant_context(client):
+                    cycle = AgentCycle.objects.filter(key=key).first()
+                    return (cycle is not None and cycle.status != "running"
+                            and not Proposal.objects.filter(status=Proposal.Status.EXECUTING).exists())
+
+            _wait_for(settled, what="the cycle resumed and settled", processes=processes)
+
+    with tenant_context(client):
+        cycle = AgentCycle.objects.get(key=key)
+        assert cycle.status == "completed" and cycle.decisions.count() == 1
+        (proposal,) = Proposal.objects.filter(decision__cycle=cycle)
+        assert proposal.status == Proposal.Status.EXECUTED and proposal.execution["order_state"] == "filled"
+        with broker_session() as broker:
+            at_broker = [f for f in broker.fills_since(timezone.now() - timedelta(days=1))
+                         if f.client_order_id == proposal.client_order_id]
+        assert sum(f.quantity for f in at_broker) == abs(proposal.legs[0]["quantity"])  # sent once
+        recorded = FillRow.objects.filter(client_order_id=proposal.client_order_id)
+        assert sorted(recorded.values_list("fill_id", flat=True)) == sorted(f.fill_id for f in at_broker)
+        assert OrderRow.objects.get(client_order_id=proposal.client_order_id).state == "filled"
+
+
+def test_the_reaper_ends_cycles_no_process_runs_and_leaves_a_running_one(alpha):
+    from agents.services import cycles_reap
+
+    with tenant_context(alpha.client):
+        abandoned = AgentCycle.objects.create(key="abandoned", trigger="schedule")
+        recent = AgentCycle.objects.create(key="recent", trigger="schedule")
+        AgentCycle.objects.filter(pk=abandoned.pk).update(started_at=timezone.now() - timedelta(hours=1))
+    assert cycles_reap() == ["abandoned"]
+    with tenant_context(alpha.client):
+        abandoned.refresh_from_db()
+        recent.refresh_from_db()
+    assert abandoned.status == "failed" and abandoned.error["type"] == "abandoned" and abandoned.finished_at
+    assert recent.status == "running"  # younger than AGENT_CYCLE_ABANDONED_AFTER_SECONDS: maybe alive
+    (event,) = audit_events(client_id="alpha", kind="agent.cycle_abandoned")
+    assert event.payload["cycle"] == "abandoned"
+    assert cycles_reap() == []
+
+
+def test_the_reaper_leaves_an_old_cycle_whose_client_cycle_lock_is_held(alpha):
+    from agents.services import cycles_reap
+    from tradingplatform.locks import advisory_lock_attempt
+
+    with tenant_context(alpha.client):
+        old = AgentCycle.objects.create(key="long", trigger="schedule")
+        AgentCycle.objects.filter(pk=old.pk).update(started_at=timezone.now() - timedelta(hours=1))
+    held, release = threading.Event(), threading.Event()
+
+    def hold():
+        try:
+            with advisory_lock_attempt("agent-cycle:alpha") as taken:
+                assert taken
+                held.set()
+                release.wait(30)
+        finally:
+            connections.close_all()
+
+    thread = threading.Thread(target=hold)
+    thread.start()
+    try:
+        assert held.wait(30)
+        assert cycles_reap() == []
+    finally:
+        release.set()
+        thread.join(30)
+    with tenant_context(alpha.client):
+        old.refresh_from_db()
+    assert old.status == "running"
