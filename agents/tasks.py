@@ -24,7 +24,7 @@ CYCLE_TIME_LIMIT = 150
 SLOT_BUSY_RETRY_SECONDS = 0.5
 
 
-@app.task(name="agents.cycles_schedule", ignore_result=True, acks_late=False, soft_time_limit=20, time_limit=30)
+@app.task(name="agents.cycles_schedule", ignore_result=True, acks_late=False, soft_time_limit=45, time_limit=60)
 def cycles_schedule_task() -> list[str]:
     from agents.services import cycles_schedule
 
@@ -32,7 +32,7 @@ def cycles_schedule_task() -> list[str]:
         return cycles_schedule()
 
 
-@app.task(name="agents.cycles_reap", ignore_result=True, acks_late=False, soft_time_limit=20, time_limit=30)
+@app.task(name="agents.cycles_reap", ignore_result=True, acks_late=False, soft_time_limit=45, time_limit=60)
 def cycles_reap_task() -> list[str]:
     from agents.services import cycles_reap
 

@@ -22,7 +22,7 @@ COMPACT_SOFT_TIME_LIMIT = 240
 COMPACT_STATEMENT_TIMEOUT = 200  # below the soft time limit: a limit never leaves a statement behind
 
 
-@app.task(name="risk.books_sync_all", ignore_result=True, acks_late=False, soft_time_limit=20, time_limit=30)
+@app.task(name="risk.books_sync_all", ignore_result=True, acks_late=False, soft_time_limit=45, time_limit=60)
 def books_sync_all_task() -> list[str]:
     from risk.services import books_sync_schedule
 
@@ -52,8 +52,8 @@ def book_sync_task(client_id: str) -> bool:
             return False
 
 
-@app.task(name="risk.book_history_compact_all", ignore_result=True, acks_late=False, soft_time_limit=20,
-          time_limit=30)
+@app.task(name="risk.book_history_compact_all", ignore_result=True, acks_late=False, soft_time_limit=45,
+          time_limit=60)
 def book_history_compact_all_task() -> list[str]:
     from risk.services import book_history_compact_schedule
 
