@@ -214,12 +214,15 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # (`reject_on_worker_lost`, set per task); the fan-out tasks are acknowledged on receipt (the next
 # beat tick does them again). A message taken by a worker whose main process died comes back after
 # the Redis visibility timeout, sized to the longest task's hard time limit plus the scheduler's
-# look-ahead (an ETA'd cycle is held unacknowledged until it starts).
+# look-ahead (an ETA'd cycle is held unacknowledged until it starts); every worker looks for such
+# messages every 10 s (kombu's default sweep is every 100 s: ten 10 s ticks, one scanning).
 CELERY_TASK_REJECT_ON_WORKER_LOST = False
 CELERY_TASK_SOFT_TIME_LIMIT = 60
 CELERY_TASK_TIME_LIMIT = 90
 CELERY_BROKER_TRANSPORT_OPTIONS = {
     "visibility_timeout": env.int("CELERY_VISIBILITY_TIMEOUT_SECONDS", default=360),
+    "unacked_restore_interval": 10,
+    "unacked_restore_throttle": 1,
 }
 # Every task's database waits are bounded (tradingplatform/tasking.py): a lock not granted within
 # TASK_LOCK_TIMEOUT_SECONDS (a row, a table, a client's advisory lock) ends the task's work for

@@ -160,32 +160,41 @@ def _lock_waiters(client: Client, table: str) -> int:
         return cursor.fetchone()[0]
 
 
-def test_a_pool_process_killed_mid_execution_sends_nothing_twice_and_loses_nothing(committed):
+@pytest.mark.parametrize("killed", ["pool", "main"])
+def test_a_worker_killed_mid_execution_sends_nothing_twice_and_loses_nothing(committed, killed):
     """The autonomous hedge is sent; before its fill is recorded (held by a lock on the fills table,
-    which reads pass) the pool process running it is killed. The message comes back
-    (`reject_on_worker_lost`), the cycle resumes under its key and asks the broker: one order at the
-    broker, its fill recorded once, the proposal executed, the cycle completed."""
-    with only_these_clients_active(("killk",)) as clients:
-        client = clients["killk"]
+    which reads pass) the worker is killed: its pool process (the message comes back at once,
+    `reject_on_worker_lost`), or its main process with the pool (the message comes back after the
+    visibility timeout, to another worker). The cycle resumes under its key and asks the broker:
+    one order at the broker, its fill recorded once, the proposal executed, the cycle completed."""
+    client_id = f"kill{killed}"
+    with only_these_clients_active((client_id,)) as clients:
+        client = clients[client_id]
         fixture = type("F", (), {"client": client})
         configure(fixture, mode="autonomous", band={"method": "fixed", "width": 1.0}, cycle_interval_seconds=3600)
         buy_futures(fixture, 3)
-        env = dict(subprocess_env_for_tests(), AUTONOMOUS_ENABLED="true", TASK_LOCK_TIMEOUT_SECONDS="120")
+        env = dict(subprocess_env_for_tests(), AUTONOMOUS_ENABLED="true", TASK_LOCK_TIMEOUT_SECONDS="120",
+                   CELERY_VISIBILITY_TIMEOUT_SECONDS="10")
         key = f"kill-{timezone.now().timestamp()}"
-        with celery_worker(env, concurrency=1) as worker:
-            processes = (worker,)
+        with contextlib.ExitStack() as stack:
+            worker = stack.enter_context(celery_worker(env, concurrency=1))
             held, release = threading.Event(), threading.Event()
             thread = _hold_table_lock(client, FillRow._meta.db_table, mode="EXCLUSIVE", held=held, release=release)
             try:
                 with tenant_context(client):
-                    agent_cycle_task.delay("killk", key)
+                    agent_cycle_task.delay(client_id, key)
                 _wait_for(lambda: _lock_waiters(client, FillRow._meta.db_table) > 0,
-                          what="execution waiting to record its fill", processes=processes)
+                          what="execution waiting to record its fill", processes=(worker,))
                 (pool_process,) = _pool_processes(worker)
+                if killed == "main":
+                    os.kill(worker.pid, signal.SIGKILL)
+                    worker.wait(10)
                 os.kill(pool_process, signal.SIGKILL)
             finally:
                 release.set()
                 thread.join(30)
+            if killed == "main":
+                worker = stack.enter_context(celery_worker(env, concurrency=1))
 
             def settled():
                 with tenant_context(client):
@@ -193,7 +202,7 @@ def test_a_pool_process_killed_mid_execution_sends_nothing_twice_and_loses_nothi
                     return (cycle is not None and cycle.status != "running"
                             and not Proposal.objects.filter(status=Proposal.Status.EXECUTING).exists())
 
-            _wait_for(settled, what="the cycle resumed and settled", processes=processes)
+            _wait_for(settled, what="the cycle resumed and settled", processes=(worker,))
 
     with tenant_context(client):
         cycle = AgentCycle.objects.get(key=key)
