@@ -99,6 +99,10 @@ def _slot_offset(client: Client, cycle: AgentCycle) -> float:
 
 
 def test_a_client_locked_for_half_a_minute_delays_no_other_client(committed):
+    """Issue 15's stall: the locked client's decision table admits reads but no insert, so its cycle
+    stops at recording its decision while holding the client's risk lock, and its book syncs (every
+    5 s here) queue on that lock. Before the fix, with this worker (two pool processes), the other
+    clients' gaps between cycles grew past 20 s at a 5 s interval (and were 10 s without any lock)."""
     ids = ("stalla", "stallb", "stallc", "stallx")
     with only_these_clients_active(ids) as clients:
         for client in clients.values():
@@ -110,7 +114,7 @@ def test_a_client_locked_for_half_a_minute_delays_no_other_client(committed):
             _wait_for(lambda: all(len([c for c in _scheduled_cycles(client) if c.status == "completed"]) >= 3
                                   for client in clients.values()), what="cycles before the lock", processes=processes)
             held, release = threading.Event(), threading.Event()
-            thread = _hold_table_lock(locked, "agents_agentdecision", mode="ACCESS EXCLUSIVE", held=held,
+            thread = _hold_table_lock(locked, "agents_agentdecision", mode="EXCLUSIVE", held=held,
                                       release=release)
             lock_start = timezone.now()
             try:
@@ -138,6 +142,8 @@ def test_a_client_locked_for_half_a_minute_delays_no_other_client(committed):
         # Cycles start on their schedule, not an interval after the last one ended.
         offsets = [_slot_offset(client, c) for c in _scheduled_cycles(client)]
         assert statistics.median(offsets) <= 0.1 * INTERVAL, (client.client_id, offsets)
+        print(f"{client.client_id}: longest gap {max(gaps):.2f} s over the lock, "
+              f"median start offset {statistics.median(offsets):.3f} s")
 
     during = [c for c in _scheduled_cycles(locked) if lock_start <= c.started_at <= lock_end]
     assert during and {c.status for c in during} <= {"skipped", "completed"}, [c.status for c in during]
