@@ -30,7 +30,7 @@ def test_lower_apps_never_import_agents(app: str) -> None:
 
 PURE_MODULES = [
     "risk/limits.py", "risk/governor.py", "risk/greeks.py", "risk/book.py", "risk/sessions.py",
-    "agents/policy.py", "agents/parameters.py",
+    "agents/policy.py", "agents/parameters.py", "agents/schedule.py",
     "brokers/domain.py", "brokers/products.py", "brokers/contracts.py", "brokers/codec.py",
     "brokers/phillip/parsing.py", "brokers/phillip/transport.py", "brokers/phillip/broker.py",
     *(f"brokers/simulator/{name}.py" for name in ("__init__", "clock", "paths", "market", "state", "account")),
