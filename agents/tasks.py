@@ -20,8 +20,10 @@ from tradingplatform.tasking import client_worker_slot, database_waits_bounded
 CYCLE_SOFT_TIME_LIMIT = 120
 CYCLE_TIME_LIMIT = 150
 # A cycle whose client's worker slot is taken (its book sync runs) is sent again this much later,
-# while its slot lasts: it never waits in a worker for the slot.
+# while its slot lasts (a cycle queued without a slot, at most SLOT_BUSY_RETRIES_MAX times): it
+# never waits in a worker for the slot.
 SLOT_BUSY_RETRY_SECONDS = 0.5
+SLOT_BUSY_RETRIES_MAX = 240
 
 
 @app.task(name="agents.cycles_schedule", ignore_result=True, acks_late=False, soft_time_limit=45, time_limit=60)
@@ -63,7 +65,9 @@ def _cycle_requeue(task, *, client_id: str, key: str) -> str:
     expires = task.request.expires
     expires_at = datetime.fromisoformat(expires) if isinstance(expires, str) else expires
     retry_at = timezone.now() + timedelta(seconds=SLOT_BUSY_RETRY_SECONDS)
-    if expires_at is not None and retry_at >= expires_at:
-        return "skipped: the client's worker slot stayed taken for the whole slot"
-    task.apply_async(args=[client_id, key], countdown=SLOT_BUSY_RETRY_SECONDS, expires=expires_at)
+    retries = task.request.retries or 0
+    if (retry_at >= expires_at) if expires_at is not None else retries >= SLOT_BUSY_RETRIES_MAX:
+        return "skipped: the client's worker slot stayed taken"
+    task.apply_async(args=[client_id, key], countdown=SLOT_BUSY_RETRY_SECONDS, expires=expires_at,
+                     retries=retries + 1)
     return "requeued: the client's worker slot is taken"

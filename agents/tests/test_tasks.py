@@ -114,3 +114,32 @@ def test_a_real_worker_runs_a_scheduled_cycle(django_db_setup, django_db_blocker
         assert cycle.status == "completed"
         with tenant_context(race.client):
             assert cycle.decisions.count() == 1
+
+
+def test_a_cycle_whose_client_worker_slot_is_taken_never_waits_for_it(alpha, eager_tasks):
+    """A book sync of the client runs: the cycle task leaves at once (sent again while its slot
+    lasts, here not: it was sent again as often as it may), and decides nothing."""
+    from agents.tasks import SLOT_BUSY_RETRIES_MAX
+
+    held, release = threading.Event(), threading.Event()
+
+    def hold_the_slot():
+        try:
+            with advisory_lock_attempt("worker-slot:alpha") as taken:
+                assert taken
+                held.set()
+                release.wait(30)
+        finally:
+            connections.close_all()
+
+    thread = threading.Thread(target=hold_the_slot)
+    thread.start()
+    try:
+        assert held.wait(30)
+        with tenant_context(alpha.client):
+            outcome = agent_cycle_task.apply(args=["alpha", "k-slot"], retries=SLOT_BUSY_RETRIES_MAX).get()
+    finally:
+        release.set()
+        thread.join(30)
+    assert outcome == "skipped: the client's worker slot stayed taken"
+    assert _cycles(alpha) == []
