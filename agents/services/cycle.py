@@ -255,14 +255,9 @@ def cycle_run(*, client: Client, key: str, trigger: str) -> CycleOutcome:
         except BrokerError as exc:
             _cycle_failed(client=client, cycle=cycle, error=exc.payload(), parameters=parameters)
             return CycleOutcome(cycle=cycle, skipped="", decision=None, proposals=[])
-        except DatabaseError as exc:
-            if not database_busy(exc):
-                logger.exception("agent cycle failed", extra={"cycle": key})
-                _cycle_failed(client=client, cycle=cycle, error={"type": type(exc).__name__,
-                                                                 "message": str(exc)[:500]}, parameters=parameters)
-                raise
-            return _cycle_skipped_busy(client=client, cycle=cycle, error=exc, parameters=parameters)
         except Exception as exc:
+            if database_busy(exc):  # a lock not granted in time: skipped, not failed
+                return _cycle_skipped_busy(client=client, cycle=cycle, error=exc, parameters=parameters)
             logger.exception("agent cycle failed", extra={"cycle": key})
             _cycle_failed(client=client, cycle=cycle, error={"type": type(exc).__name__, "message": str(exc)[:500]},
                           parameters=parameters)
