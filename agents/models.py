@@ -30,6 +30,7 @@ class AgentCycle(models.Model):
         RUNNING = "running"
         COMPLETED = "completed"
         FAILED = "failed"
+        SKIPPED = "skipped"  # the client was busy (a lock not granted in time): nothing decided
 
     key = models.CharField(max_length=80, unique=True)
     trigger = models.CharField(max_length=16)  # "schedule", "chat", "partial_fill", "manual"

@@ -3,13 +3,14 @@ from __future__ import annotations
 
 import dataclasses
 import uuid
-from datetime import date, datetime, timedelta
+from datetime import date, datetime
 from typing import Any
 
 from django.conf import settings
 from django.db.models import Q
 from django.utils import timezone
 
+from agents import schedule
 from agents.models import AgentConfig, AgentDecision, AgentNote, AgentRuntime, ChatMessage, Proposal
 from agents.parameters import (
     RISK_LIMITS_KEY,
@@ -101,12 +102,12 @@ def agent_status_get(*, client: Client) -> dict[str, Any]:
     runtime = agent_runtime_get()
     try:
         parameters = parameters_from_json(config.parameters)
-        interval, delta_model = timedelta(seconds=parameters.cycle_interval_seconds), parameters.delta_model
+        interval, delta_model = parameters.cycle_interval_seconds, parameters.delta_model
     except ParameterError:
         interval, delta_model = None, None
     next_cycle = None
     if interval is not None and client.status == Client.Status.ACTIVE:
-        next_cycle = runtime.last_cycle_at + interval if runtime.last_cycle_at else timezone.now()
+        next_cycle = schedule.next_cycle_at(client_id=client.client_id, interval=interval, now=timezone.now())
     effective = trading_state_effective(limits=limits)
     halted = effective["halted"]
     tripped = effective["state"] == "BREAKER"

@@ -43,6 +43,8 @@ AGENT_PARAMETERS_CHANGED = "agent.parameters_changed"
 AGENT_NOTE_ADDED = "agent.note_added"
 AGENT_DECISION = "agent.decision"
 AGENT_CYCLE_FAILED = "agent.cycle_failed"
+AGENT_CYCLE_SKIPPED = "agent.cycle_skipped"  # client busy: a lock not granted in time (once per outage)
+AGENT_CYCLE_ABANDONED = "agent.cycle_abandoned"  # ended by the reaper: its worker was killed
 AGENT_CHAT = "agent.chat"
 
 BROKER_CONNECTED = "broker.connected"

@@ -667,10 +667,16 @@ def books_sync_schedule() -> list[str]:
     from django_tenants.utils import tenant_context
 
     from risk.tasks import book_sync_task
+    from tradingplatform.events import flag_set_once
 
+    # One sync per client at a time in the queue: the flag lasts as long as the message may wait
+    # (its expiry), so a client whose syncs cannot run gets no pile of them.
+    period = settings.BOOK_SYNC_SECONDS
     queued = []
     for client in Client.objects.filter(status=Client.Status.ACTIVE).order_by("client_id"):
+        if not flag_set_once(client_id=client.client_id, name="book-sync-queued", ttl_seconds=period):
+            continue
         with tenant_context(client):
-            book_sync_task.delay(client.client_id)
+            book_sync_task.apply_async(args=[client.client_id], expires=period)
         queued.append(client.client_id)
     return queued

@@ -209,11 +209,37 @@ CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TIMEZONE = "UTC"
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# Delivery guarantees (docs/runbooks/stalled-cycles.md has the table): tasks that are safe to run
+# again are acknowledged after they ran and requeued when their pool process dies
+# (`reject_on_worker_lost`, set per task); the fan-out tasks are acknowledged on receipt (the next
+# beat tick does them again). A message taken by a worker whose main process died comes back after
+# the Redis visibility timeout, sized to the longest task's hard time limit plus the scheduler's
+# look-ahead (an ETA'd cycle is held unacknowledged until it starts); every worker looks for such
+# messages every 10 s (kombu's default sweep is every 100 s: ten 10 s ticks, one scanning).
+CELERY_TASK_REJECT_ON_WORKER_LOST = False
+CELERY_TASK_SOFT_TIME_LIMIT = 60
+CELERY_TASK_TIME_LIMIT = 90
+CELERY_BROKER_TRANSPORT_OPTIONS = {
+    "visibility_timeout": env.int("CELERY_VISIBILITY_TIMEOUT_SECONDS", default=360),
+    "unacked_restore_interval": 10,
+    "unacked_restore_throttle": 1,
+}
+# Every task's database waits are bounded (tradingplatform/tasking.py): a lock not granted within
+# TASK_LOCK_TIMEOUT_SECONDS (a row, a table, a client's advisory lock) ends the task's work for
+# that client as "client busy"; no statement runs longer than TASK_STATEMENT_TIMEOUT_SECONDS,
+# which is below every task's soft time limit, so a time limit never leaves a query behind.
+TASK_LOCK_TIMEOUT_SECONDS = env.float("TASK_LOCK_TIMEOUT_SECONDS", default=5.0)
+TASK_STATEMENT_TIMEOUT_SECONDS = env.float("TASK_STATEMENT_TIMEOUT_SECONDS", default=30.0)
 # Seconds between scheduled book syncs of every client (fills, positions, breaker, live greeks).
 BOOK_SYNC_SECONDS = env.float("BOOK_SYNC_SECONDS", default=60.0)
 # Seconds between the scheduler's looks at which agents are due a cycle (each agent's own interval
-# is its `cycle_interval_seconds` parameter; a cycle starts at most this late).
+# is its `cycle_interval_seconds` parameter). Each look queues the cycles whose slot starts before
+# the next look, to start at their slot's start (an ETA), so the tick bounds no delay.
 AGENT_SCHEDULER_TICK_SECONDS = env.float("AGENT_SCHEDULER_TICK_SECONDS", default=5.0)
+# A cycle still `running` this long after it started lost its worker (a killed process): the
+# reaper (every AGENT_CYCLE_REAP_SECONDS) ends it as abandoned. Above the cycle's hard time limit.
+AGENT_CYCLE_ABANDONED_AFTER_SECONDS = env.float("AGENT_CYCLE_ABANDONED_AFTER_SECONDS", default=300.0)
+AGENT_CYCLE_REAP_SECONDS = env.float("AGENT_CYCLE_REAP_SECONDS", default=60.0)
 # The history of each book's net greeks and P&L (one point per underlying at every book sync):
 # points older than BOOK_HISTORY_COMPACT_AFTER_HOURS keep only the last of each
 # BOOK_HISTORY_COMPACT_STEP_MINUTES, points older than BOOK_HISTORY_RETENTION_DAYS are dropped;
@@ -226,6 +252,7 @@ CELERY_BEAT_SCHEDULE = {
     "sync-every-book": {"task": "risk.books_sync_all", "schedule": BOOK_SYNC_SECONDS},
     "compact-book-history": {"task": "risk.book_history_compact_all", "schedule": BOOK_HISTORY_COMPACT_SECONDS},
     "schedule-agent-cycles": {"task": "agents.cycles_schedule", "schedule": AGENT_SCHEDULER_TICK_SECONDS},
+    "reap-abandoned-cycles": {"task": "agents.cycles_reap", "schedule": AGENT_CYCLE_REAP_SECONDS},
 }
 
 AUTH_PASSWORD_VALIDATORS = [

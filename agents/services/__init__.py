@@ -29,7 +29,7 @@ from agents.services.config import (
     agent_note_add,
     agent_parameters_update,
 )
-from agents.services.cycle import cycle_run, cycles_schedule, hedge_proposal_draft
+from agents.services.cycle import cycle_run, cycles_reap, cycles_schedule, hedge_proposal_draft
 from agents.services.drafts import DraftImpossible, DraftUnclear, proposal_draft
 from agents.services.proposals import (
     LIMIT_PROTECTION_TICKS,
@@ -60,6 +60,7 @@ __all__ = [
     "agent_note_add",
     "agent_parameters_update",
     "cycle_run",
+    "cycles_reap",
     "cycles_schedule",
     "hedge_proposal_draft",
     "proposal_approve",

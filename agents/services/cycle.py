@@ -9,10 +9,10 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db import transaction
+from django.db import DatabaseError, transaction
 from django.utils import timezone
 
-from agents import policy
+from agents import policy, schedule
 from agents.models import AgentConfig, AgentCycle, AgentDecision, Proposal
 from agents.parameters import AgentParameters, Band, ParameterError
 from agents.selectors import agent_config_get, agent_parameters_get, agent_runtime_get
@@ -46,6 +46,7 @@ from risk.working import NO_WORKING_ORDERS
 from tenants.models import Client
 from tradingplatform.events import publish_event
 from tradingplatform.locks import advisory_lock_attempt
+from tradingplatform.tasking import database_busy
 
 logger = logging.getLogger(__name__)
 
@@ -242,7 +243,8 @@ def _runtime_record(*, client: Client, status: str, reason: str, parameters: Age
         runtime.last_cycle_status = status
         runtime.last_cycle_reason = reason[:2000]
         runtime.save(update_fields=["last_cycle_at", "last_cycle_status", "last_cycle_reason", "updated_at"])
-    next_cycle = now + timedelta(seconds=parameters.cycle_interval_seconds) if parameters else None
+    next_cycle = (schedule.next_cycle_at(client_id=client.client_id, interval=parameters.cycle_interval_seconds,
+                                         now=now) if parameters else None)
     publish_event(client_id=client.client_id, type="agent_status",
                   data={"last_cycle": now.isoformat(), "next_cycle": next_cycle.isoformat() if next_cycle else None,
                         "cycle_status": status, "reason": reason})
@@ -292,6 +294,8 @@ def cycle_run(*, client: Client, key: str, trigger: str) -> CycleOutcome:
             _cycle_failed(client=client, cycle=cycle, error=exc.payload(), parameters=parameters)
             return CycleOutcome(cycle=cycle, skipped="", decision=None, proposals=[])
         except Exception as exc:
+            if database_busy(exc):  # a lock not granted in time: skipped, not failed
+                return _cycle_skipped_busy(client=client, cycle=cycle, error=exc, parameters=parameters)
             logger.exception("agent cycle failed", extra={"cycle": key})
             _cycle_failed(client=client, cycle=cycle, error={"type": type(exc).__name__, "message": str(exc)[:500]},
                           parameters=parameters)
@@ -301,6 +305,33 @@ def cycle_run(*, client: Client, key: str, trigger: str) -> CycleOutcome:
         cycle.save(update_fields=["status", "finished_at"])
         _runtime_record(client=client, status="completed", reason=decision.reason, parameters=parameters)
         return CycleOutcome(cycle=cycle, skipped="", decision=decision, proposals=proposals)
+
+
+CLIENT_BUSY = "client busy"
+
+
+def _cycle_skipped_busy(*, client: Client, cycle: AgentCycle, error: DatabaseError,
+                        parameters: AgentParameters | None) -> CycleOutcome:
+    """The cycle met a lock it was not granted in time (or a statement past its timeout): it ends
+    at once as skipped, instead of holding a worker while it waits. Audited when an outage starts,
+    not at every interval it lasts. If even recording that meets the lock, the cycle stays running
+    for the reaper (`cycles_reap`)."""
+    message = str(error).strip().splitlines()[0][:300] if str(error).strip() else type(error).__name__
+    reason = f"skipped: {CLIENT_BUSY} ({message})"
+    try:
+        cycle.status = AgentCycle.Status.SKIPPED
+        cycle.error = {"type": "client_busy", "message": message}
+        cycle.finished_at = timezone.now()
+        cycle.save(update_fields=["status", "error", "finished_at"])
+        if agent_runtime_get().last_cycle_status != "skipped":
+            audit.audit_record(client_id=client.client_id, actor_type="agent", actor_id="agent",
+                               kind=kinds.AGENT_CYCLE_SKIPPED, payload={"cycle": cycle.key, "reason": CLIENT_BUSY,
+                                                                        "error": message})
+        _runtime_record(client=client, status="skipped", reason=reason, parameters=parameters)
+    except DatabaseError as exc:
+        logger.warning("skipped cycle not recorded", extra={"cycle": cycle.key, "error": str(exc)[:300]})
+    logger.warning("agent cycle skipped: client busy", extra={"cycle": cycle.key, "error": message})
+    return CycleOutcome(cycle=cycle, skipped=reason, decision=None, proposals=[])
 
 
 def _cycle_failed(*, client: Client, cycle: AgentCycle, error: dict[str, Any],
@@ -332,15 +363,19 @@ def hedge_proposal_draft(*, client: Client, actor: str) -> DraftOutcome:
 
 
 def cycles_schedule(*, now: datetime | None = None) -> list[str]:
-    """Queue a cycle for every active client whose interval has passed since its last one; each
-    task is sent from the client's schema (so it runs there) and queued once per interval slot.
-    Returns the client ids queued. Reads only: a slow broker never delays this fan-out."""
+    """Queue the cycles of every active client whose slot (`agents.schedule`) is running now or
+    starts before the scheduler's next look, each to start at its slot's start (an ETA) and to be
+    dropped if it has not started by the slot's end. Each task is sent from the client's schema
+    (so it runs there) and queued once per slot (a Redis flag; the cycle's key makes a second run
+    of one slot a no-op anyway). Returns the client ids queued. Reads only: a slow broker never
+    delays this fan-out."""
     from django_tenants.utils import tenant_context
 
     from agents.tasks import agent_cycle_task
     from tradingplatform.events import flag_set_once
 
     now = now or timezone.now()
+    horizon = timedelta(seconds=2 * settings.AGENT_SCHEDULER_TICK_SECONDS)
     queued = []
     for client in Client.objects.filter(status=Client.Status.ACTIVE).order_by("client_id"):
         with tenant_context(client):
@@ -349,11 +384,43 @@ def cycles_schedule(*, now: datetime | None = None) -> list[str]:
             except ParameterError:
                 logger.error("agent parameters invalid; cycle not scheduled", extra={"client_id": client.client_id})
                 continue
-            last = agent_runtime_get().last_cycle_at
-            if last is not None and last + timedelta(seconds=interval) > now:
-                continue
-            key = f"schedule:{interval}:{int(now.timestamp() // interval)}"
-            if flag_set_once(client_id=client.client_id, name=f"cycle-queued:{key}", ttl_seconds=2 * interval):
-                agent_cycle_task.delay(client.client_id, key)
-                queued.append(client.client_id)
+            for slot in schedule.slots_to_queue(client_id=client.client_id, interval=interval, now=now,
+                                                horizon=horizon):
+                ttl = (slot.end - now).total_seconds() + interval
+                if flag_set_once(client_id=client.client_id, name=f"cycle-queued:{slot.key}", ttl_seconds=ttl):
+                    agent_cycle_task.apply_async(args=[client.client_id, slot.key],
+                                                 eta=slot.start if slot.start > now else None, expires=slot.end)
+                    queued.append(client.client_id)
     return queued
+
+
+def cycles_reap(*, now: datetime | None = None) -> list[str]:
+    """End every cycle still `running` that no process runs any more (its worker was killed, or it
+    could not record its own end): older than AGENT_CYCLE_ABANDONED_AFTER_SECONDS and its client's
+    cycle lock free. Each becomes `failed` with the error `abandoned`, audited; an execution it
+    left in flight is resolved by the client's next cycle, by asking the broker. Returns the keys."""
+    from django_tenants.utils import get_public_schema_name, tenant_context
+
+    from audit.rls import rls_context
+
+    now = now or timezone.now()
+    cutoff = now - timedelta(seconds=settings.AGENT_CYCLE_ABANDONED_AFTER_SECONDS)
+    reaped = []
+    for client in Client.objects.exclude(schema_name=get_public_schema_name()).order_by("client_id"):
+        with tenant_context(client), rls_context(client_id=client.client_id, is_admin=False):
+            if not AgentCycle.objects.filter(status=AgentCycle.Status.RUNNING, started_at__lte=cutoff).exists():
+                continue
+            with advisory_lock_attempt(f"agent-cycle:{client.client_id}") as free:
+                if not free:
+                    continue  # a cycle runs now: whatever is older is not its to end
+                for cycle in AgentCycle.objects.filter(status=AgentCycle.Status.RUNNING, started_at__lte=cutoff):
+                    cycle.status = AgentCycle.Status.FAILED
+                    cycle.error = {"type": "abandoned",
+                                   "message": "no worker was running this cycle any more (its process was killed)"}
+                    cycle.finished_at = now
+                    cycle.save(update_fields=["status", "error", "finished_at"])
+                    audit.audit_record(client_id=client.client_id, actor_type="system", actor_id="reaper",
+                                       kind=kinds.AGENT_CYCLE_ABANDONED,
+                                       payload={"cycle": cycle.key, "started_at": cycle.started_at.isoformat()})
+                    reaped.append(cycle.key)
+    return reaped

@@ -59,10 +59,12 @@ def daphne_server(env: dict[str, str] | None = None) -> Iterator[int]:
 
 
 @contextlib.contextmanager
-def celery_worker(env: dict[str, str] | None = None) -> Iterator[subprocess.Popen]:
-    """A Celery worker (solo pool) of the platform's app; yields its process."""
+def celery_worker(env: dict[str, str] | None = None, *, concurrency: int | None = None) -> Iterator[subprocess.Popen]:
+    """A Celery worker of the platform's app; yields its (main) process. The solo pool by default;
+    with `concurrency`, the prefork pool with that many pool processes, as in production."""
+    pool = ["--pool", "solo"] if concurrency is None else ["--pool", "prefork", "--concurrency", str(concurrency)]
     worker = subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "tradingplatform", "worker", "--pool", "solo", "--loglevel", "WARNING",
+        [sys.executable, "-m", "celery", "-A", "tradingplatform", "worker", *pool, "--loglevel", "WARNING",
          "--without-gossip", "--without-mingle", "--without-heartbeat"],
         cwd=settings.BASE_DIR, env=dict(os.environ, **(env or {})), stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -71,7 +73,29 @@ def celery_worker(env: dict[str, str] | None = None) -> Iterator[subprocess.Pope
         yield worker
     finally:
         worker.terminate()
-        worker.wait(timeout=20)
+        try:
+            worker.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            worker.kill()
+            worker.wait(timeout=10)
+
+
+@contextlib.contextmanager
+def celery_beat(env: dict[str, str] | None = None) -> Iterator[subprocess.Popen]:
+    """Celery beat of the platform's app, on the settings' schedule (kept in a temporary file
+    rather than the database, so that each run starts afresh); yields its process."""
+    with tempfile.TemporaryDirectory() as folder:
+        beat = subprocess.Popen(
+            [sys.executable, "-m", "celery", "-A", "tradingplatform", "beat", "--loglevel", "WARNING",
+             "--scheduler", "celery.beat:PersistentScheduler", "--schedule", os.path.join(folder, "schedule")],
+            cwd=settings.BASE_DIR, env=dict(os.environ, **(env or {})), stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        try:
+            yield beat
+        finally:
+            beat.terminate()
+            beat.wait(timeout=20)
 
 
 class Websocket:
