@@ -43,7 +43,7 @@ from risk.selectors import (
     unrealized_money,
 )
 from tenants.models import Client, PlatformControl
-from tradingplatform.events import live_state_set, publish_event
+from tradingplatform.events import live_state_set, publish_event, published_values, stream_lock
 from tradingplatform.locks import advisory_lock, advisory_locks
 from tradingplatform.serialization import finite_or_none as _finite
 
@@ -179,12 +179,33 @@ def closing_results_apply(*, client: Client, fills: list[FillRow], limits: gover
         record.save(update_fields=["loss_streak", "changed_at"])
 
 
+def trades_stream(*, client: Client) -> int:
+    """A `trade` event for every recorded fill the client's stream has not had: the new ones, and
+    any recorded by a worker killed before it streamed them (fills are recorded as the broker
+    reports them, apart from their events). In the caller's transaction, with the stream held so
+    that no fill is streamed twice; fills older than the stream's retention are left. Returns how
+    many were published."""
+    cutoff = timezone.now() - timedelta(hours=settings.STREAM_RETENTION_HOURS)
+    stream_lock(client_id=client.client_id)
+    streamed = published_values(client_id=client.client_id, type="trade", key="fill_id")
+    fills = [fill for fill in FillRow.objects.filter(executed_at__gte=cutoff).order_by("executed_at", "id")
+             if fill.fill_id not in streamed]
+    for fill in fills:
+        publish_event(client_id=client.client_id, type="trade",
+                      data={"fill_id": fill.fill_id, "client_order_id": fill.client_order_id,
+                            "instrument_key": fill.instrument_key, "side": fill.side,
+                            "quantity": fill.quantity, "price": str(fill.price)})
+    return len(fills)
+
+
 def book_sync(*, client: Client, broker: Broker):
-    """Sync the book from the broker, apply what its new fills mean for the breaker, and publish
-    the net greeks (live state `client:{id}:greeks` and a `greeks` event)."""
+    """Sync the book from the broker, apply what its new fills mean for the breaker and stream them
+    (`trade` events, with any a killed worker left unstreamed), and publish the net greeks (live
+    state `client:{id}:greeks` and a `greeks` event)."""
     snapshot = broker_services.book_refresh(broker=broker)
     with transaction.atomic():
         closing_results_apply(client=client, fills=snapshot.new_fills, limits=risk_limits_get())
+        trades_stream(client=client)
     greeks = net_greeks_json(snapshot.valuation)
     realized, unrealized_today = _daily_pnl(_risk_state_row(), snapshot.valuation.unrealized_pnl, timezone.now())
     book_history_record(valuation=snapshot.valuation, realized_today=realized, unrealized_today=unrealized_today)
@@ -348,10 +369,10 @@ def pretrade_decide(
                 until=decision.transition.until,
             )
         row = broker_services.order_record(order=order, broker=broker_name) if decision.accepted else None
-    if not decision.accepted:
-        publish_event(client_id=client.client_id, type="risk",
-                      data={"event": "violation", "client_order_id": order.client_order_id,
-                            "violations": [v.as_dict() for v in decision.violations]})
+        if not decision.accepted:
+            publish_event(client_id=client.client_id, type="risk",
+                          data={"event": "violation", "client_order_id": order.client_order_id,
+                                "violations": [v.as_dict() for v in decision.violations]})
     return decision, row
 
 
@@ -393,11 +414,6 @@ def order_submit(*, client: Client, order: OrderRequest, actor: Actor, purpose: 
                          "average_fill_price": status.average_fill_price,
                          "fills": [fill.fill_id for fill in after.new_fills]},
             )
-            for fill in after.new_fills:
-                publish_event(client_id=client.client_id, type="trade",
-                              data={"fill_id": fill.fill_id, "client_order_id": fill.client_order_id,
-                                    "instrument_key": fill.instrument_key, "side": fill.side,
-                                    "quantity": fill.quantity, "price": str(fill.price)})
             return SubmissionResult(decision=decision, order=row, status=status, error=None)
 
 

@@ -90,19 +90,39 @@ def _legacy_seq(client_id: str) -> int:
         return 0
 
 
+def _counter_ensure(cursor, client_id: str) -> None:
+    # The first number continues the pre-outbox Redis counter (best effort), so that streams that
+    # saw seqs before the upgrade do not see them go backwards.
+    cursor.execute("INSERT INTO stream_counter (client_id, seq) VALUES (%s, %s) ON CONFLICT (client_id) DO NOTHING",
+                   [client_id, _legacy_seq(client_id)])
+
+
 def _next_seq(client_id: str) -> int:
     """The client's next seq; the counter row stays locked until the caller's transaction ends."""
     with connection.cursor() as cursor:
         cursor.execute("UPDATE stream_counter SET seq = seq + 1 WHERE client_id = %s RETURNING seq", [client_id])
         row = cursor.fetchone()
         if row is None:
-            cursor.execute(
-                "INSERT INTO stream_counter (client_id, seq) VALUES (%s, %s)"
-                " ON CONFLICT (client_id) DO UPDATE SET seq = stream_counter.seq + 1 RETURNING seq",
-                [client_id, _legacy_seq(client_id) + 1],
-            )
+            _counter_ensure(cursor, client_id)
+            cursor.execute("UPDATE stream_counter SET seq = seq + 1 WHERE client_id = %s RETURNING seq", [client_id])
             row = cursor.fetchone()
     return row[0]
+
+
+def stream_lock(*, client_id: str) -> None:
+    """Hold the client's stream (its counter row) until the caller's transaction ends: no other
+    event of the client commits meanwhile, so what `published_values` read stays true."""
+    if not connection.in_atomic_block:
+        raise RuntimeError("stream_lock needs a transaction")
+    with connection.cursor() as cursor:
+        _counter_ensure(cursor, client_id)
+        cursor.execute("SELECT seq FROM stream_counter WHERE client_id = %s FOR UPDATE", [client_id])
+
+
+def published_values(*, client_id: str, type: str, key: str) -> set[Any]:
+    """`data[key]` of every stored event of the client of this type (within retention)."""
+    rows = StreamEvent.objects.filter(client_id=client_id, type=type).values_list(f"data__{key}", flat=True)
+    return set(rows)
 
 
 def publish_event(*, client_id: str, type: str, data: dict[str, Any]) -> dict[str, Any]:
@@ -142,10 +162,10 @@ def _fan_out(rows: list[StreamEvent]) -> int:
     return len(sent)
 
 
-def events_relay(*, batch: int = 1000) -> int:
+def events_relay(*, grace_seconds: float = RELAY_GRACE_SECONDS, batch: int = 1000) -> int:
     """Send the committed events whose fan-out failed (Redis was down), oldest first; the number
     sent. Streams drop a seq they already have, so sending one twice is harmless."""
-    cutoff = timezone.now() - timedelta(seconds=RELAY_GRACE_SECONDS)
+    cutoff = timezone.now() - timedelta(seconds=grace_seconds)
     pending = list(StreamEvent.objects.filter(fanned_out=False, ts__lt=cutoff).order_by("id")[:batch])
     pending.sort(key=lambda row: (row.client_id, row.seq))
     return _fan_out(pending) if pending else 0
