@@ -70,6 +70,7 @@ def outage_response(request: Any, dependency: str) -> HttpResponse:
     else:
         response = JsonResponse(outage_body(dependency), status=503)
     response["Retry-After"] = str(retry_after_seconds())
+    response._has_been_logged = True  # outage_logged said it once, as a warning: not again as an error
     return response
 
 
@@ -134,3 +135,31 @@ class WebsocketOutageGuard:
             # Accepted then closed: a refusal before accept would reach the client as HTTP 403.
             await send({"type": "websocket.close", "code": WS_CLOSE_TRY_AGAIN_LATER})
             return None
+
+
+# RFC 6455 close codes a server sends for its own condition (IANA registry): internal error,
+# service restart, try again later, bad gateway.
+SERVER_CLOSE_CODES = frozenset({1011, 1012, 1013, 1014})
+
+
+def daphne_server_close_codes_allow() -> None:
+    """Let daphne close a socket with 1013. daphne closes through autobahn's `sendClose`, which
+    refuses any code but 1000 and 3000-4999 (it raised, and the socket was dropped with 1011);
+    the server codes of the IANA registry are valid on the wire, so they go through the
+    frame-level call that `sendClose` itself ends in. Idempotent; nothing without daphne."""
+    try:
+        from daphne.ws_protocol import WebSocketProtocol
+    except ImportError:
+        return
+    original = WebSocketProtocol.serverClose
+    if getattr(original, "server_codes_allowed", False):
+        return
+
+    def server_close(self, code=None):
+        if code in SERVER_CLOSE_CODES:
+            self.sendCloseFrame(code=code, isReply=False)
+        else:
+            original(self, code)
+
+    server_close.server_codes_allowed = True
+    WebSocketProtocol.serverClose = server_close

@@ -11,6 +11,7 @@ from urllib.parse import unquote
 
 import environ
 from django.core.exceptions import ImproperlyConfigured
+from redis.asyncio.retry import Retry as AsyncRetry
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.retry import Retry
@@ -192,7 +193,9 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 REDIS_URL = env.str("REDIS_URL", default="redis://127.0.0.1:6379/0")
 # Redis commands that meet a dead connection (Redis restarted) are sent once more on a new one;
 # anything else fails at once (redis-py 8 would otherwise retry 10 times with backoff, ~4 s).
+# The channel layer's asyncio client needs the asyncio Retry (the other one does not retry it).
 REDIS_RETRY = Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,))
+REDIS_ASYNC_RETRY = AsyncRetry(NoBackoff(), 1, supported_errors=(RedisConnectionError,))
 CACHES = {
     "default": {
         "BACKEND": "django.core.cache.backends.redis.RedisCache",
@@ -216,7 +219,7 @@ CHANNEL_LAYERS = {
         # (without it the first websockets after Redis returned failed), and idle ones are
         # checked before use.
         "CONFIG": {"hosts": [{"address": REDIS_URL, "socket_timeout": 10, "health_check_interval": 10,
-                              "retry": REDIS_RETRY}],
+                              "retry": REDIS_ASYNC_RETRY}],
                    "prefix": f"tp:{ENVIRONMENT}:channels"},
     }
 }
