@@ -59,8 +59,10 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
     if (dependency := unavailable_dependency(exc)) is not None:
         request = context.get("request")
         outage_logged(dependency, exc, getattr(request, "path", ""))
-        return Response(outage_body(dependency), status=status.HTTP_503_SERVICE_UNAVAILABLE,
-                        headers={"Retry-After": str(retry_after_seconds())})
+        response = Response(outage_body(dependency), status=status.HTTP_503_SERVICE_UNAVAILABLE,
+                            headers={"Retry-After": str(retry_after_seconds())})
+        response._has_been_logged = True  # logged once, as a warning, above
+        return response
     if isinstance(exc, Http404):
         exc = exceptions.NotFound()
     elif isinstance(exc, PermissionDenied):
