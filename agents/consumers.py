@@ -27,6 +27,7 @@ from django.conf import settings
 
 from tenants.resolution import stream_access_verdict
 from tradingplatform.events import client_group, events_after, last_seq, recent_events
+from tradingplatform.outages import WS_CLOSE_TRY_AGAIN_LATER, outage_logged, unavailable_dependency
 
 REPLAYED_EVENTS = 50
 
@@ -65,7 +66,14 @@ class ClientStreamConsumer(AsyncJsonWebsocketConsumer):
         verdict = database_sync_to_async(stream_access_verdict)
         while True:
             await asyncio.sleep(settings.WS_REAUTH_SECONDS)
-            code = await verdict(raw_token=raw_token, client_id=client_id, session_key=session_key)
+            try:
+                code = await verdict(raw_token=raw_token, client_id=client_id, session_key=session_key)
+            except Exception as exc:
+                # Access that cannot be checked (the database is down) does not hold: try again later.
+                if (dependency := unavailable_dependency(exc)) is None:
+                    raise
+                outage_logged(dependency, exc, self.scope.get("path", ""))
+                code = WS_CLOSE_TRY_AGAIN_LATER
             if code is not None:
                 await self.close(code=code)
                 return

@@ -197,3 +197,24 @@ def test_a_database_outage_is_a_503_naming_it(db):
     except RuntimeError as wrapped:
         assert unavailable_dependency(wrapped) == "redis"
     assert unavailable_dependency(ValueError("a bug")) is None
+
+
+def test_an_error_raised_outside_a_view_is_a_503_too_and_a_bug_stays_a_500(rf):
+    """handler500 meets what a middleware raised (the session's query, say)."""
+    import redis
+    from django.db import InterfaceError
+
+    from tradingplatform.urls import server_error
+
+    for error, dependency in ((InterfaceError("connection already closed"), "database"),
+                              (redis.TimeoutError("Timeout reading from socket"), "redis")):
+        try:
+            raise error
+        except Exception:
+            response = server_error(rf.get("/desk/race/", HTTP_ACCEPT="application/json"))
+        assert response.status_code == 503 and json.loads(response.content)["dependency"] == dependency
+        assert int(response["Retry-After"]) > 0
+    try:
+        raise KeyError("a bug")
+    except KeyError:
+        assert server_error(rf.get("/x")).status_code == 500
