@@ -157,8 +157,11 @@ def test_postgres_restarted_503s_then_recovers_without_a_restart(race):
             daphne_server(dict(subprocess_env_for_tests(), DATABASE_URL=database.url)) as port:
         assert _http(port, "GET", api, headers=bearer)[0] == 200
         assert _http(port, "GET", page, headers=cookie)[0] == 200
+        open_stream = Stream(port, token, since=kept["seq"] - 1)
+        assert open_stream.next()["seq"] == kept["seq"]
 
         database.stop()
+        assert open_stream.next() == WS_CLOSE_TRY_AGAIN_LATER  # its access can no longer be checked
         status, headers, body = _http(port, "GET", api, headers=bearer)
         assert (status, json.loads(body)["dependency"]) == (503, "database")
         assert int(headers["Retry-After"]) > 0
