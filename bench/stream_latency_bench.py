@@ -53,6 +53,8 @@ def read_until(ws: Websocket, sequence: int) -> None:
     """Frames until the event tagged `sequence` (the replay on connect, or a repeat, comes first)."""
     while True:
         opcode, payload = ws.frame()
+        if opcode == 9:  # daphne's keep-alive ping (every 20 s): a slow run meets one
+            continue
         if opcode != 1:
             raise RuntimeError(f"unexpected websocket frame, opcode {opcode}: {payload[:200]!r}")
         if json.loads(payload)["data"].get("bench_seq") == sequence:
