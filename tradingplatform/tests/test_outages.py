@@ -67,8 +67,11 @@ class Stream:
                 return json.loads(payload)
 
     def events(self, count: int) -> list[dict]:
-        received = [self.next() for _ in range(count)]
-        assert all(isinstance(item, dict) for item in received), f"the stream closed: {received}"
+        received: list[dict] = []
+        for _ in range(count):
+            item = self.next()
+            assert isinstance(item, dict), f"the stream closed with {item} after {received}"
+            received.append(item)
         return received
 
     def close(self) -> None:
