@@ -87,6 +87,7 @@ def _channel_layers(url: str) -> dict:
 
 def test_redis_stopped_then_crashed_503s_no_500s_seq_never_backwards_no_event_lost(race):
     token = str(AccessToken.for_user(race.viewer))
+    desk = {"Cookie": f"sessionid={_desk_session(race.trader)}", "Accept": "text/html"}
     published: list[int] = []
 
     def publish(n: int) -> dict:
@@ -111,6 +112,7 @@ def test_redis_stopped_then_crashed_503s_no_500s_seq_never_backwards_no_event_lo
             statuses = {path: _http(port, "GET", path, headers={"Authorization": f"Bearer {token}"})[0]
                         for path in (f"/clients/{CLIENT}/agent/status", f"/clients/{CLIENT}/agent/parameters",
                                      f"/clients/{CLIENT}/agent/proposals")}
+            statuses["desk"] = _http(port, "GET", f"/desk/{CLIENT}/", headers=desk)[0]
             assert 500 not in statuses.values() and set(statuses.values()) <= {200, 503}, statuses
             status, headers, body = _http(port, "GET", "/health/ready")
             assert status == 503 and json.loads(body)["failing"] == ["redis"]
