@@ -47,7 +47,7 @@ from risk.selectors import (
 )
 from risk.working import NO_WORKING_ORDERS, value_working
 from tenants.models import Client, PlatformControl
-from tradingplatform.events import live_state_set, publish_event
+from tradingplatform.events import live_state_set, publish_event, published_values, stream_lock
 from tradingplatform.locks import advisory_lock, advisory_locks
 from tradingplatform.serialization import finite_or_none as _finite
 
@@ -199,10 +199,30 @@ def order_listener_register(listener: OrderListener) -> None:
         _order_listeners.append(listener)
 
 
+def trades_stream(*, client: Client) -> int:
+    """A `trade` event for every recorded fill the client's stream has not had: the new ones, and
+    any recorded by a worker killed before it streamed them (fills are recorded as the broker
+    reports them, apart from their events). In the caller's transaction, with the stream held so
+    that no fill is streamed twice; fills older than the stream's retention are left. Returns how
+    many were published."""
+    cutoff = timezone.now() - timedelta(hours=settings.STREAM_RETENTION_HOURS)
+    stream_lock(client_id=client.client_id)
+    streamed = published_values(client_id=client.client_id, type="trade", key="fill_id")
+    fills = [fill for fill in FillRow.objects.filter(executed_at__gte=cutoff).order_by("executed_at", "id")
+             if fill.fill_id not in streamed]
+    for fill in fills:
+        publish_event(client_id=client.client_id, type="trade",
+                      data={"fill_id": fill.fill_id, "client_order_id": fill.client_order_id,
+                            "instrument_key": fill.instrument_key, "side": fill.side,
+                            "quantity": fill.quantity, "price": str(fill.price)})
+    return len(fills)
+
+
 def book_sync(*, client: Client, broker: Broker):
     """Sync the book from the broker: every working order's state first, then fills and
     positions; apply what the new fills mean for the breaker; value the book and the working
-    orders' remaining quantities; publish the net greeks (live state `client:{id}:greeks` and a
+    orders' remaining quantities; stream the fills (`trade` events, with any a killed worker left
+    unstreamed); publish the net greeks (live state `client:{id}:greeks` and a
     `greeks` event) and an `order` event per order that changed."""
     changed = broker_services.orders_refresh(broker=broker)
     # The working legs are quoted with the book (one quotes call), then read again once the new
@@ -214,6 +234,8 @@ def book_sync(*, client: Client, broker: Broker):
     snapshot = replace(snapshot, working=working, changed_orders=tuple(changed))
     with transaction.atomic():
         closing_results_apply(client=client, fills=snapshot.new_fills, limits=risk_limits_get())
+        # `trade` events for the new fills and any a killed worker left unstreamed
+        trades_stream(client=client)
     for row in changed:
         audit.audit_record(client_id=client.client_id, actor_type="system", actor_id=broker.name,
                            kind=kinds.ORDER_UPDATED,
@@ -224,11 +246,6 @@ def book_sync(*, client: Client, broker: Broker):
                                     "broker_message": row.message})
         _order_event(client=client, row=row, event="updated", actor=Actor("system", broker.name),
                      reason="reported by the broker")
-    for fill in snapshot.new_fills:
-        publish_event(client_id=client.client_id, type="trade",
-                      data={"fill_id": fill.fill_id, "client_order_id": fill.client_order_id,
-                            "instrument_key": fill.instrument_key, "side": fill.side,
-                            "quantity": fill.quantity, "price": str(fill.price)})
     if changed:
         for listener in _order_listeners:
             listener(client, list(changed))
@@ -409,10 +426,10 @@ def pretrade_decide(
                 until=decision.transition.until,
             )
         row = broker_services.order_record(order=order, broker=broker_name) if decision.accepted else None
-    if not decision.accepted:
-        publish_event(client_id=client.client_id, type="risk",
-                      data={"event": "violation", "client_order_id": order.client_order_id,
-                            "violations": [v.as_dict() for v in decision.violations]})
+        if not decision.accepted:
+            publish_event(client_id=client.client_id, type="risk",
+                          data={"event": "violation", "client_order_id": order.client_order_id,
+                                "violations": [v.as_dict() for v in decision.violations]})
     return decision, row
 
 

@@ -21,6 +21,7 @@ from rest_framework_simplejwt.tokens import RefreshToken
 from audit import kinds
 from audit.services import audit_record
 from brokers.models import BrokerConnection
+from tenants import throttle_store
 from tenants.models import RESERVED_CLIENT_IDS, Client, Membership, client_id_validator, schema_name_for
 
 logger = logging.getLogger(__name__)
@@ -151,6 +152,7 @@ def membership_remove(*, membership: Membership, actor: str) -> None:
 
 
 # --- login throttle (API and console share it) -------------------------------------------------
+# Counts in Redis, or in PostgreSQL while Redis is down (tenants.throttle_store).
 
 
 def _throttle_keys(*, username: str, ip_address: str) -> dict[str, str]:
@@ -168,24 +170,20 @@ def login_retry_after(*, username: str, ip_address: str) -> int:
 
     Only two things make a caller wait: its own failures for this username at this address, and a
     flood of failures from its address. Failures elsewhere never do."""
-    from django.core.cache import cache
-
     keys = _throttle_keys(username=username, ip_address=ip_address)
-    until = cache.get_many([keys["pair_until"], keys["address_until"]])
+    until = throttle_store.get_many([keys["pair_until"], keys["address_until"]])
     now = time.time()
     return max((math.ceil(value - now) for value in until.values() if value and value > now), default=0)
 
 
 def _incr(key: str, *, timeout: int) -> int:
-    from django.core.cache import cache
-
-    cache.add(key, 0, timeout=timeout)
+    throttle_store.add(key, 0, timeout=timeout)
     try:
-        count = cache.incr(key)
+        count = throttle_store.incr(key)
     except ValueError:
-        cache.set(key, 1, timeout=timeout)
+        throttle_store.set(key, 1, timeout=timeout)
         count = 1
-    cache.touch(key, timeout)  # remembered for the window after the last failure
+    throttle_store.touch(key, timeout)  # remembered for the window after the last failure
     return count
 
 
@@ -201,7 +199,6 @@ def login_failure_record(*, username: str, ip_address: str, channel: str = "api"
     """A wrong password: counted for this username at this address and for the address; past the
     limits, a growing delay (audited as a lockout)."""
     from django.conf import settings
-    from django.core.cache import cache
 
     keys = _throttle_keys(username=username, ip_address=ip_address)
     window = settings.LOGIN_FAILURE_WINDOW_SECONDS
@@ -214,11 +211,11 @@ def login_failure_record(*, username: str, ip_address: str, channel: str = "api"
     if pair >= settings.LOGIN_FAILURE_LIMIT:
         seconds = min(settings.LOGIN_DELAY_BASE_SECONDS * 2 ** (pair - settings.LOGIN_FAILURE_LIMIT),
                       settings.LOGIN_DELAY_MAX_SECONDS)
-        cache.set(keys["pair_until"], now + seconds, timeout=seconds + 1)
+        throttle_store.set(keys["pair_until"], now + seconds, timeout=seconds + 1)
         _lockout_record(username=username, ip_address=ip_address, scope="user_at_address", failures=pair,
                         seconds=seconds, channel=channel)
     if address >= settings.LOGIN_ADDRESS_FAILURE_LIMIT:
-        cache.set(keys["address_until"], now + window, timeout=window + 1)
+        throttle_store.set(keys["address_until"], now + window, timeout=window + 1)
         if address == settings.LOGIN_ADDRESS_FAILURE_LIMIT:
             _lockout_record(username=username, ip_address=ip_address, scope="address", failures=address,
                             seconds=window, channel=channel)
@@ -230,11 +227,10 @@ def login_success_record(*, user, ip_address: str, channel: str = "api", second_
     login is audited. A right password awaiting its code is not a success: the failures (wrong
     codes count) stay."""
     from django.contrib.auth.models import update_last_login
-    from django.core.cache import cache
 
     username = user.get_username()
     keys = _throttle_keys(username=username, ip_address=ip_address)
-    cache.delete_many([keys["pair"], keys["pair_until"]])
+    throttle_store.delete_many([keys["pair"], keys["pair_until"]])
     update_last_login(None, user)
     audit_record(client_id="", actor_type="user", actor_id=username, kind=kinds.AUTH_LOGIN,
                  payload={"ip_address": ip_address, "channel": channel, "second_factor": second_factor})

@@ -12,6 +12,7 @@ from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
 from brokers.domain import BrokerError
+from tradingplatform.outages import outage_body, outage_logged, retry_after_seconds, unavailable_dependency
 
 logger = logging.getLogger(__name__)
 
@@ -55,6 +56,13 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
         logger.warning("broker error", extra={"broker_error": exc.payload()})
         code = status.HTTP_503_SERVICE_UNAVAILABLE if exc.retryable else status.HTTP_502_BAD_GATEWAY
         return Response({"detail": exc.payload(), "code": "broker_error"}, status=code)
+    if (dependency := unavailable_dependency(exc)) is not None:
+        request = context.get("request")
+        outage_logged(dependency, exc, getattr(request, "path", ""))
+        response = Response(outage_body(dependency), status=status.HTTP_503_SERVICE_UNAVAILABLE,
+                            headers={"Retry-After": str(retry_after_seconds())})
+        response._has_been_logged = True  # logged once, as a warning, above
+        return response
     if isinstance(exc, Http404):
         exc = exceptions.NotFound()
     elif isinstance(exc, PermissionDenied):

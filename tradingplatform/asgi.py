@@ -9,10 +9,14 @@ from channels.auth import AuthMiddlewareStack  # noqa: E402  (needs Django set u
 from channels.routing import ProtocolTypeRouter  # noqa: E402
 
 from tenants.resolution import TenantWebsocketMiddleware  # noqa: E402
+from tradingplatform.outages import WebsocketOutageGuard, daphne_server_close_codes_allow  # noqa: E402
 from tradingplatform.routing import websocket_application  # noqa: E402
 
+daphne_server_close_codes_allow()
 application = ProtocolTypeRouter(
     # The session middleware lets a desk page's socket authenticate with its login; API clients
     # send a token instead (see tenants.resolution).
-    {"http": django_asgi_app, "websocket": AuthMiddlewareStack(TenantWebsocketMiddleware(websocket_application))}
+    # A dependency down closes a socket 1013 (try again later), before or after its handshake.
+    {"http": django_asgi_app,
+     "websocket": WebsocketOutageGuard(AuthMiddlewareStack(TenantWebsocketMiddleware(websocket_application)))}
 )

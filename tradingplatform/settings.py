@@ -11,6 +11,10 @@ from urllib.parse import unquote
 
 import environ
 from django.core.exceptions import ImproperlyConfigured
+from redis.asyncio.retry import Retry as AsyncRetry
+from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.retry import Retry
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -105,6 +109,7 @@ SHARED_APPS = [
     "django_otp.plugins.otp_static",
     "tenants",
     "audit",
+    "stream",  # the live stream's outbox (tradingplatform.events)
     "django.contrib.contenttypes",
     "django.contrib.auth",
     "tenants.console_apps.OperatorAdminConfig",  # django.contrib.admin; its site: tenants.console
@@ -151,7 +156,11 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "desk.middleware.ContentSecurityPolicyMiddleware",
+    # Last, so that its process_exception sees a view's error first: a dependency down is a 503.
+    "tradingplatform.outages.DependencyUnavailableMiddleware",
 ]
+# The Retry-After of a 503 for a dependency that is down (tradingplatform.outages).
+OUTAGE_RETRY_AFTER_SECONDS = env.int("OUTAGE_RETRY_AFTER_SECONDS", default=5)
 
 ROOT_URLCONF = "tradingplatform.urls"
 ASGI_APPLICATION = "tradingplatform.asgi.application"
@@ -182,12 +191,23 @@ DATABASES["default"]["TEST"] = {"NAME": env.str("TEST_DATABASE_NAME", default="t
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 REDIS_URL = env.str("REDIS_URL", default="redis://127.0.0.1:6379/0")
+# Redis commands that meet a dead connection (Redis restarted) are sent once more on a new one;
+# anything else fails at once (redis-py 8 would otherwise retry 10 times with backoff, ~4 s).
+# The channel layer's asyncio client needs the asyncio Retry (the other one does not retry it).
+REDIS_RETRY = Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,))
+REDIS_ASYNC_RETRY = AsyncRetry(NoBackoff(), 1, supported_errors=(RedisConnectionError,))
 CACHES = {
     "default": {
         "BACKEND": "django.core.cache.backends.redis.RedisCache",
         "LOCATION": REDIS_URL,
         "KEY_PREFIX": f"tp:{ENVIRONMENT}",
-    }
+        # Fail fast when Redis is down (its callers fall back or answer 503) and drop a dead
+        # connection when it returns.
+        "OPTIONS": {"socket_connect_timeout": 2, "socket_timeout": 2, "health_check_interval": 10,
+                    "retry": REDIS_RETRY},
+    },
+    # The login throttle's counts while Redis is down (tenants.throttle_store).
+    "login_throttle": {"BACKEND": "django.core.cache.backends.db.DatabaseCache", "LOCATION": "login_throttle_cache"},
 }
 CHANNEL_LAYERS = {
     "default": {
@@ -195,7 +215,12 @@ CHANNEL_LAYERS = {
         # redis-py 8 reads with a 5 s socket timeout by default, which cuts the layer's blocking
         # 5 s BZPOPMIN and kills every idle websocket consumer; a little above it keeps a dead
         # Redis detectable (redis/redis-py#4091, django/channels_redis#422).
-        "CONFIG": {"hosts": [{"address": REDIS_URL, "socket_timeout": 10}], "prefix": f"tp:{ENVIRONMENT}:channels"},
+        # A pooled connection that died with a restarted Redis is retried once on a fresh one
+        # (without it the first websockets after Redis returned failed), and idle ones are
+        # checked before use.
+        "CONFIG": {"hosts": [{"address": REDIS_URL, "socket_timeout": 10, "health_check_interval": 10,
+                              "retry": REDIS_ASYNC_RETRY}],
+                   "prefix": f"tp:{ENVIRONMENT}:channels"},
     }
 }
 
@@ -248,7 +273,15 @@ BOOK_HISTORY_RETENTION_DAYS = env.int("BOOK_HISTORY_RETENTION_DAYS", default=90)
 BOOK_HISTORY_COMPACT_AFTER_HOURS = env.int("BOOK_HISTORY_COMPACT_AFTER_HOURS", default=24)
 BOOK_HISTORY_COMPACT_STEP_MINUTES = env.int("BOOK_HISTORY_COMPACT_STEP_MINUTES", default=5)
 BOOK_HISTORY_COMPACT_SECONDS = env.float("BOOK_HISTORY_COMPACT_SECONDS", default=3600.0)
+# The live stream's outbox (tradingplatform.events): events whose fan-out failed (Redis down) are
+# sent by the relay every STREAM_RELAY_SECONDS; events are kept STREAM_RETENTION_HOURS for replays
+# (`?since=`), pruned every STREAM_PRUNE_SECONDS.
+STREAM_RELAY_SECONDS = env.float("STREAM_RELAY_SECONDS", default=5.0)
+STREAM_RETENTION_HOURS = env.int("STREAM_RETENTION_HOURS", default=72)
+STREAM_PRUNE_SECONDS = env.float("STREAM_PRUNE_SECONDS", default=3600.0)
 CELERY_BEAT_SCHEDULE = {
+    "relay-stream-events": {"task": "stream.events_relay", "schedule": STREAM_RELAY_SECONDS},
+    "prune-stream-events": {"task": "stream.events_prune", "schedule": STREAM_PRUNE_SECONDS},
     "sync-every-book": {"task": "risk.books_sync_all", "schedule": BOOK_SYNC_SECONDS},
     "compact-book-history": {"task": "risk.book_history_compact_all", "schedule": BOOK_HISTORY_COMPACT_SECONDS},
     "schedule-agent-cycles": {"task": "agents.cycles_schedule", "schedule": AGENT_SCHEDULER_TICK_SECONDS},

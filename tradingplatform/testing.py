@@ -63,3 +63,14 @@ def audit_events(**filters) -> list:
 
     with audit_read(client_id=None, is_admin=True):
         return list(AuditEvent.objects.filter(**filters).order_by("client_id", "sequence"))
+
+
+def publish_fanned_out(**kwargs):
+    """`publish_event` inside a test's transaction (never committed), with its fan-out run as it
+    runs on commit: what the stream's consumers see of an event published and committed."""
+    from django.test import TestCase
+
+    from tradingplatform.events import publish_event
+
+    with TestCase.captureOnCommitCallbacks(execute=True):
+        return publish_event(**kwargs)

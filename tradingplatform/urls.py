@@ -1,3 +1,5 @@
+import sys
+
 from django.contrib import admin
 from django.core.exceptions import RequestDataTooBig
 from django.http import JsonResponse
@@ -7,6 +9,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from risk import api as risk_api
 from tenants import api as tenants_api
 from tradingplatform import health
+from tradingplatform.outages import outage_logged, outage_response, unavailable_dependency
 
 urlpatterns = [
     path("health", health.liveness, name="health"),
@@ -38,6 +41,11 @@ urlpatterns = [
 
 
 def server_error(request, *args, **kwargs):
+    # Django calls this inside its `except`: an error raised by a middleware (the session's
+    # query, say) that is a dependency's outage is a 503 too (views' are met earlier).
+    if (dependency := unavailable_dependency(error := sys.exc_info()[1])) is not None:
+        outage_logged(dependency, error, request.path)
+        return outage_response(request, dependency)
     return JsonResponse(
         {"detail": "Internal server error.", "code": "server_error",
          "request_id": getattr(request, "request_id", "")},

@@ -35,7 +35,8 @@ logger = logging.getLogger(__name__)
 
 def _claim(*, client: Client, proposal_id: str, user: str, to_status: str,
            on_claimed: Callable[[Proposal], None]) -> Proposal:
-    """Lock a pending proposal and move it on (`on_claimed` runs in the same transaction). Raises
+    """Lock a pending proposal and move it on (`on_claimed` runs, and the `proposal` event is
+    written, in the same transaction). Raises
     ProposalNotFound / ProposalExpired (marking it expired) / ProposalConflict; approvals also
     ExecutionHalted while trading is halted."""
     now = timezone.now()
@@ -61,8 +62,10 @@ def _claim(*, client: Client, proposal_id: str, user: str, to_status: str,
             proposal.decided_at = now
             proposal.save(update_fields=["status", "decided_by", "decided_at", "updated_at"])
             on_claimed(proposal)
+            _publish_proposal(client=client, proposal=proposal, event="updated")
+        if expired is not None:
+            _publish_proposal(client=client, proposal=expired, event="updated")
     if expired is not None:
-        _publish_proposal(client=client, proposal=expired, event="updated")
         raise ProposalExpired(f"proposal {expired.pk} expired at {expired.expires_at.isoformat()}")
     return proposal
 
@@ -91,7 +94,6 @@ def proposal_approve(*, client: Client, proposal_id: str, user: str) -> Proposal
 
     proposal = _claim(client=client, proposal_id=proposal_id, user=user, to_status=Proposal.Status.EXECUTING,
                       on_claimed=approved)
-    _publish_proposal(client=client, proposal=proposal, event="updated")
     try:
         proposal = _proposal_execute(client=client, proposal=proposal, actor=risk.Actor("user", user),
                                      purpose="approval", halt_raises=True)
@@ -125,9 +127,8 @@ def _approval_withdraw(*, client: Client, proposal: Proposal, reason: str) -> No
             audit.audit_record(client_id=client.client_id, actor_type="system", actor_id="governor",
                                kind=kinds.PROPOSAL_HALTED,
                                payload={"proposal_id": str(proposal.pk), "reason": reason, "status": "pending"})
-    if reverted:
-        proposal.refresh_from_db()
-        _publish_proposal(client=client, proposal=proposal, event="updated")
+            proposal.refresh_from_db()
+            _publish_proposal(client=client, proposal=proposal, event="updated")
 
 
 def proposal_reject(*, client: Client, proposal_id: str, user: str, reason: str) -> Proposal:
@@ -139,7 +140,6 @@ def proposal_reject(*, client: Client, proposal_id: str, user: str, reason: str)
 
     proposal = _claim(client=client, proposal_id=proposal_id, user=user, to_status=Proposal.Status.REJECTED,
                       on_claimed=rejected)
-    _publish_proposal(client=client, proposal=proposal, event="updated")
     return proposal
 
 
@@ -149,6 +149,6 @@ def proposals_expire(*, client: Client) -> int:
         expired = [_expire(client=client, proposal=proposal)
                    for proposal in Proposal.objects.select_for_update(skip_locked=True).filter(
                        status=Proposal.Status.PENDING, expires_at__lte=timezone.now())]
-    for proposal in expired:
-        _publish_proposal(client=client, proposal=proposal, event="updated")
+        for proposal in expired:
+            _publish_proposal(client=client, proposal=proposal, event="updated")
     return len(expired)

@@ -46,7 +46,7 @@ def agent_mode_set(*, client: Client, mode: str, actor: str) -> AgentConfig:
         config.save()
         audit.audit_record(client_id=client.client_id, actor_type="user", actor_id=actor,
                            kind=kinds.AGENT_MODE_CHANGED, payload={"before": before, "after": mode})
-    publish_event(client_id=client.client_id, type="agent_status", data={"mode": mode})
+        publish_event(client_id=client.client_id, type="agent_status", data={"mode": mode})
     return config
 
 
@@ -77,7 +77,7 @@ def agent_parameters_update(*, client: Client, changes: dict[str, Any], actor: s
         config.save()
         audit.audit_record(client_id=client.client_id, actor_type="user", actor_id=actor,
                            kind=kinds.AGENT_PARAMETERS_CHANGED, payload={"before": before, "after": after})
-    publish_event(client_id=client.client_id, type="agent_status", data={"parameters": after})
+        publish_event(client_id=client.client_id, type="agent_status", data={"parameters": after})
     return config
 
 

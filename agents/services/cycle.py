@@ -243,11 +243,11 @@ def _runtime_record(*, client: Client, status: str, reason: str, parameters: Age
         runtime.last_cycle_status = status
         runtime.last_cycle_reason = reason[:2000]
         runtime.save(update_fields=["last_cycle_at", "last_cycle_status", "last_cycle_reason", "updated_at"])
-    next_cycle = (schedule.next_cycle_at(client_id=client.client_id, interval=parameters.cycle_interval_seconds,
-                                         now=now) if parameters else None)
-    publish_event(client_id=client.client_id, type="agent_status",
-                  data={"last_cycle": now.isoformat(), "next_cycle": next_cycle.isoformat() if next_cycle else None,
-                        "cycle_status": status, "reason": reason})
+        next_cycle = (schedule.next_cycle_at(client_id=client.client_id, interval=parameters.cycle_interval_seconds,
+                                             now=now) if parameters else None)
+        publish_event(client_id=client.client_id, type="agent_status",
+                      data={"last_cycle": now.isoformat(), "next_cycle": next_cycle.isoformat() if next_cycle else None,
+                            "cycle_status": status, "reason": reason})
 
 
 def _journal_executions(*, decision: AgentDecision, proposals: list[Proposal]) -> None:

@@ -85,7 +85,7 @@ def _proposal_settle(*, client: Client, proposal: Proposal, status: str, kind: s
         audit.audit_record(client_id=client.client_id, actor_type="agent", actor_id="agent", kind=kind,
                            payload={"proposal_id": str(proposal.pk), "client_order_id": proposal.client_order_id,
                                     "status": status, **payload})
-    _publish_proposal(client=client, proposal=proposal, event="updated")
+        _publish_proposal(client=client, proposal=proposal, event="updated")
     return proposal
 
 

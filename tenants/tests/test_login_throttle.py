@@ -109,3 +109,26 @@ def test_x_forwarded_for_is_believed_only_from_a_trusted_proxy(api, alpha):
     for n in range(6):
         _login(api, "alpha-owner", "wrong", ip="198.51.100.99", HTTP_X_FORWARDED_FOR=f"192.0.2.{n}")
     assert _login(api, "alpha-owner", ip="198.51.100.99", HTTP_X_FORWARDED_FOR="192.0.2.200").status_code == 429
+
+
+def test_while_redis_is_down_logins_work_and_are_still_throttled_by_postgresql(api, alpha):
+    """The throttle's counts go to PostgreSQL while Redis cannot be reached: the same policy,
+    never failing open."""
+    from django.conf import settings
+    from django.db import connection
+
+    from tradingplatform.tests.servers import free_port
+
+    unreachable = dict(settings.CACHES["default"], LOCATION=f"redis://127.0.0.1:{free_port()}/0")
+    with override_settings(CACHES=dict(settings.CACHES, default=unreachable), LOGIN_FAILURE_LIMIT=3):
+        assert _login(api, "alpha-trader", ip="203.0.113.50").status_code == 200
+        for _ in range(3):
+            assert _login(api, "alpha-trader", "wrong", ip="203.0.113.50").status_code == 401
+        throttled = _login(api, "alpha-trader", ip="203.0.113.50")
+        assert throttled.status_code == 429 and int(throttled["Retry-After"]) > 0
+        assert _login(api, "alpha-trader", ip="198.51.100.50").status_code == 200  # elsewhere: unaffected
+    with connection.cursor() as cursor:  # the counts are rows of the table, not in this process
+        cursor.execute("SELECT count(*) FROM login_throttle_cache")
+        assert cursor.fetchone()[0] >= 2
+    assert [event.payload["scope"] for event in audit_events(kind="auth.lockout", actor_id="alpha-trader")] == [
+        "user_at_address"]

@@ -12,7 +12,7 @@ import urllib.request
 import pytest
 from rest_framework_simplejwt.tokens import AccessToken
 
-from tradingplatform.events import publish_event
+from tradingplatform.testing import publish_fanned_out
 from tradingplatform.tests.servers import Websocket, daphne_server, subprocess_env_for_tests
 
 
@@ -46,7 +46,7 @@ def test_the_stream_through_daphne_delivers_published_events(daphne, alpha):
     try:
         assert ws.status == 101
         time.sleep(0.3)  # the consumer joins its group right after the handshake
-        publish_event(client_id="alpha", type="halt", data={"scope": "client", "halted": True, "reason": "e2e"})
+        publish_fanned_out(client_id="alpha", type="halt", data={"scope": "client", "halted": True, "reason": "e2e"})
         while True:
             opcode, payload = ws.frame()
             assert opcode == 1
@@ -65,7 +65,7 @@ def test_an_idle_stream_stays_open_and_still_delivers(daphne, alpha):
     try:
         assert ws.status == 101
         time.sleep(7)
-        publish_event(client_id="alpha", type="halt", data={"scope": "client", "halted": False, "reason": "idle"})
+        publish_fanned_out(client_id="alpha", type="halt", data={"scope": "client", "halted": False, "reason": "idle"})
         while True:
             opcode, payload = ws.frame()
             assert opcode == 1, f"the stream closed: opcode {opcode} {payload!r}"
