@@ -14,9 +14,9 @@ import asyncio
 import logging
 import math
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from ib_async import IB, Contract, StartupFetch, Ticker, Trade
 from ib_async import Fill as IBFill
@@ -48,14 +48,10 @@ from brokers.ibkr.contracts import (
     parse_ib_expiry,
     utc_now,
 )
-from brokers.ibkr.errors import (
-    BROKER_NAME,
-    INFORMATIONAL_CODES,
-    LINK_DOWN_CODES,
-    LINK_RESTORED_CODES,
-    broker_error_from_ib,
-)
-from brokers.ibkr.runtime import LoopThread, TokenBucket
+from brokers.ibkr.errors import BROKER_NAME, INFORMATIONAL_CODES, broker_error_from_ib
+from brokers.ibkr.link import COMPETING_SESSION_CODE, LinkState
+from brokers.ibkr.pacing import DEFAULT_LIMIT, DEFAULT_WINDOW_SECONDS, WirePacer
+from brokers.ibkr.runtime import LoopThread
 from brokers.products import PRODUCTS
 
 logger = logging.getLogger(__name__)
@@ -84,13 +80,24 @@ class IBKRConfig:
     order_ack_timeout_seconds: float = 5.0
     market_data_wait_seconds: float = 2.0
     commission_wait_seconds: float = 1.0
-    messages_per_second: float = 45.0  # IB's hard limit is 50
+    pacing_limit: int = DEFAULT_LIMIT  # messages per pacing window; IB's limit is 50 a second
+    pacing_window_seconds: float = DEFAULT_WINDOW_SECONDS
+    account: str = ""  # IB account code orders are booked to (required for advisor logins)
+    client_id_attempts: int = 3  # ids tried (client_id, +1, ...) when IB answers 326
 
     @property
     def contract_settings(self) -> ContractSettings:
         return ContractSettings(exchange_overrides=dict(self.exchange_overrides),
                                 trading_class=self.trading_class, multiplier=self.multiplier,
                                 product=self.underlying_instrument)
+
+
+class OrderEventListener(Protocol):
+    """Told of every order status and fill as IB reports them (called on the session's loop)."""
+
+    def order_status(self, status: OrderStatus) -> None: ...
+
+    def fill(self, fill: Fill) -> None: ...
 
 
 class _Failure(Exception):
@@ -112,17 +119,20 @@ class _IBFailure(Exception):
 class IBKRBroker(Broker):
     name = BROKER_NAME
 
-    def __init__(self, config: IBKRConfig) -> None:
+    def __init__(self, config: IBKRConfig, listener: OrderEventListener | None = None) -> None:
         self._config = config
         self._settings = config.contract_settings
         self._loop_thread = LoopThread(f"ibkr-{config.host}:{config.port}/{config.client_id}")
         self._ib: IB | None = None
-        self._bucket: TokenBucket | None = None
+        self._pacer = WirePacer(config.pacing_limit, config.pacing_window_seconds)
+        self._listener = listener
+        self.client_id = config.client_id  # the id in use: moves on when IB answers 326
+        self.link = LinkState()
+        self._synced = False  # orders and executions known to TWS are all loaded
         self._reconnect_lock: asyncio.Lock | None = None
         self._reconnect_task: asyncio.Task[None] | None = None
         self._wanted = False  # connect() called and no disconnect() since
         self._connecting = False
-        self._link_down_code: int | None = None
         self._errors_by_req: dict[int, tuple[int, str]] = {}
         self._instruments: dict[int, Instrument] = {}
         self._expiries: dict[int, date] = {}
@@ -132,7 +142,7 @@ class IBKRBroker(Broker):
         """From `IBKRCredentialsSerializer(...).validated_data`."""
         keys = ("host", "port", "client_id", "underlying_instrument", "underlying_expiry",
                 "connect_retries", "connect_backoff_seconds", "exchange_overrides",
-                "trading_class", "multiplier")
+                "trading_class", "multiplier", "account")
         return cls(IBKRConfig(**{k: validated[k] for k in keys if validated.get(k) is not None}))
 
     # ------------------------------------------------------------------ plumbing
@@ -173,10 +183,6 @@ class IBKRBroker(Broker):
         assert self._ib is not None
         return self._ib
 
-    async def _permit(self, messages: int = 1) -> None:
-        assert self._bucket is not None
-        await self._bucket.acquire(messages)
-
     # ------------------------------------------------------------------ connection
 
     def connect(self) -> None:
@@ -207,8 +213,10 @@ class IBKRBroker(Broker):
             self._ib.RaiseRequestErrors = True
             self._ib.errorEvent += self._on_ib_error
             self._ib.disconnectedEvent += self._on_disconnected
-            self._bucket = TokenBucket(self._config.messages_per_second,
-                                       self._config.messages_per_second)
+            self._pacer.install(self._ib.client)
+            if self._listener is not None:
+                self._ib.orderStatusEvent += self._forward_status
+                self._ib.commissionReportEvent += self._forward_fill
             self._reconnect_lock = asyncio.Lock()
         assert self._reconnect_lock is not None
         async with self._reconnect_lock:
@@ -221,22 +229,11 @@ class IBKRBroker(Broker):
         self._connecting = True
         try:
             for attempt in range(attempts):
-                try:
-                    await self._permit(6)  # handshake, startApi and the startup requests
-                    await self._client.connectAsync(
-                        c.host, c.port, c.client_id, timeout=c.request_timeout_seconds,
-                        raiseSyncErrors=True, fetchFields=_STARTUP_FETCH)
-                except (OSError, TimeoutError, ConnectionError) as e:
-                    logger.warning("IBKR connect attempt %d/%d to %s:%d failed: %s",
-                                   attempt + 1, attempts, c.host, c.port, e or type(e).__name__)
-                    if attempt + 1 < attempts:
-                        await asyncio.sleep(min(c.connect_backoff_seconds * 2 ** attempt,
-                                                _MAX_BACKOFF_SECONDS))
-                    continue
-                self._link_down_code = None
-                logger.info("IBKR connected to %s:%d as client %d (server version %d)",
-                            c.host, c.port, c.client_id, self._client.client.serverVersion())
-                return
+                if await self._connect_once(attempt + 1, attempts):
+                    return
+                if attempt + 1 < attempts:
+                    await asyncio.sleep(min(c.connect_backoff_seconds * 2 ** attempt,
+                                            _MAX_BACKOFF_SECONDS))
         finally:
             self._connecting = False
         raise _Failure("connect_failed",
@@ -244,7 +241,34 @@ class IBKRBroker(Broker):
                        f"{attempts} attempt(s)", retryable=True,
                        context={"host": c.host, "port": c.port, "attempts": attempts})
 
+    async def _connect_once(self, attempt: int, attempts: int) -> bool:
+        """One connection attempt; on 326 (client id in use) the next ids are tried at once."""
+        c = self._config
+        for _ in range(max(c.client_id_attempts, 1)):
+            # notices heard during this handshake (1100 above all) must survive it
+            self.link.connection_started()
+            try:
+                await self._client.connectAsync(
+                    c.host, c.port, self.client_id, timeout=c.request_timeout_seconds,
+                    raiseSyncErrors=True, fetchFields=_STARTUP_FETCH, account=c.account)
+            except (OSError, TimeoutError, ConnectionError) as e:
+                if self.link.client_id_in_use is not None:
+                    logger.warning("IBKR client id %d is in use at %s:%d (326); trying %d",
+                                   self.client_id, c.host, c.port, self.client_id + 1)
+                    self.client_id += 1
+                    continue
+                logger.warning("IBKR connect attempt %d/%d to %s:%d failed: %s", attempt,
+                               attempts, c.host, c.port, e or type(e).__name__)
+                return False
+            self._synced = True
+            logger.info("IBKR connected to %s:%d as client %d (server version %d)%s", c.host,
+                        c.port, self.client_id, self._client.client.serverVersion(),
+                        "; link to IB DOWN" if self.link.link_down else "")
+            return True
+        return False
+
     def _on_disconnected(self) -> None:
+        self._synced = False
         if not self._wanted or self._connecting:
             return
         logger.warning("IBKR connection lost; reconnecting in the background")
@@ -260,15 +284,33 @@ class IBKRBroker(Broker):
                            e.message)
 
     def _on_ib_error(self, req_id: int, code: int, message: str, contract: Contract | None) -> None:
-        if code in LINK_DOWN_CODES:
-            self._link_down_code = code
+        change = self.link.on_error(code, message)
+        if change == "down":
+            self._synced = False
             logger.warning("IBKR link down (%d): %s", code, message)
-        elif code in LINK_RESTORED_CODES:
-            self._link_down_code = None
+        elif change == "restored":
             logger.info("IBKR link restored (%d); resynchronising", code)
             asyncio.get_running_loop().create_task(self._resync_logged())
-        elif code not in INFORMATIONAL_CODES and req_id >= 0:
+        elif code not in INFORMATIONAL_CODES and code != COMPETING_SESSION_CODE and req_id >= 0:
+            # (10197 fails no request: the quote comes back empty and the model values the book)
             self._errors_by_req[req_id] = (code, message)
+
+    def _forward_status(self, trade: Trade) -> None:
+        """Order status from IB's events, as it happens (the session process journals it)."""
+        if trade.order.orderRef and self._listener is not None:
+            self._listener.order_status(self._status_from_trade(trade.order.orderRef, trade))
+
+    def _forward_fill(self, trade: Trade, fill: IBFill, report: Any) -> None:
+        if fill.contract.secType not in ("FUT", "FOP") or self._listener is None:
+            return
+        listener = self._listener
+
+        async def forward() -> None:
+            try:
+                listener.fill(await self._fill_from_ib(fill))
+            except Exception:  # the next fills_since serves it from TWS
+                logger.exception("IBKR fill %s not forwarded", fill.execution.execId)
+        asyncio.get_running_loop().create_task(forward())
 
     async def _resync_logged(self) -> None:
         try:
@@ -279,11 +321,11 @@ class IBKRBroker(Broker):
     async def _resync(self) -> None:
         """Fetch everything TWS knows that we may have missed while away."""
         ib = self._client
-        await self._permit(4)
         await asyncio.gather(ib.reqOpenOrdersAsync(), ib.reqCompletedOrdersAsync(False),
                              ib.reqPositionsAsync())
         # executions after the orders, so that each one finds its trade
         await ib.reqExecutionsAsync()
+        self._synced = self.link.link_down is None
 
     def health(self) -> BrokerHealth:
         now = utc_now()
@@ -293,15 +335,14 @@ class IBKRBroker(Broker):
             version = self._run("health", self._ping, timeout=5.0)
         except BrokerError as e:
             return BrokerHealth(BROKER_NAME, False, f"{e.code}: {e.message}", now)
-        if self._link_down_code is not None:
-            return BrokerHealth(BROKER_NAME, False,
-                                f"TWS reports IB error {self._link_down_code}: no link to IB",
-                                now)
-        return BrokerHealth(BROKER_NAME, True, f"TWS server version {version}", now)
+        trouble = self.link.describe()
+        if self.link.link_down is not None:
+            return BrokerHealth(BROKER_NAME, False, trouble, now)
+        detail = f"TWS server version {version}, client id {self.client_id}"
+        return BrokerHealth(BROKER_NAME, True, f"{detail}; {trouble}" if trouble else detail, now)
 
     async def _ping(self) -> int:
         await self._ensure_connected()
-        await self._permit()
         await self._client.reqCurrentTimeAsync()
         return self._client.client.serverVersion()
 
@@ -370,7 +411,6 @@ class IBKRBroker(Broker):
         return await self._instrument_from_details(details[0])
 
     async def _contract_details(self, contract: Contract) -> list[Any]:
-        await self._permit()
         return await self._client.reqContractDetailsAsync(contract)
 
     async def _instrument_from_details(self, details: Any) -> Instrument:
@@ -438,7 +478,6 @@ class IBKRBroker(Broker):
         tickers: list[tuple[int, Ticker]] = []
         try:
             for instrument, contract in zip(instruments, contracts, strict=True):
-                await self._permit()
                 ticker = ib.reqMktData(contract, "106" if instrument.is_option else "")
                 req_id = next(r for r, t in ib.wrapper.reqId2Ticker.items() if t is ticker)
                 tickers.append((req_id, ticker))
@@ -453,7 +492,10 @@ class IBKRBroker(Broker):
                     code, message = self._errors_by_req.pop(req_id)
                     raise _IBFailure(code, message, {"instrument": instrument.key})
             now = utc_now()
-            return [_quote_from_ticker(i, t, now) for (_, t), i in zip(tickers, instruments, strict=True)]
+            quotes = [_quote_from_ticker(i, t, now) for (_, t), i in zip(tickers, instruments, strict=True)]
+            if self.link.model_valuation:  # farm down or a competing session: no broker greeks
+                return [replace(q, greeks=None) for q in quotes]
+            return quotes
         finally:
             for _, ticker in tickers:
                 ib.cancelMktData(ticker.contract)
@@ -471,14 +513,17 @@ class IBKRBroker(Broker):
     async def _place(self, request: OrderRequest) -> OrderStatus:
         await self._ensure_connected()
         cid = request.client_order_id
-        existing = await self._status_async(cid)
+        # a live session that loaded TWS's orders at connect and follows its events knows every
+        # order it may have sent; one that is not in sync asks TWS again before saying "new"
+        existing = await self._status_async(cid, trust_local=self._synced)
         if existing is not None:
             logger.info("IBKR order %s already known (%s); not sending again", cid, existing.state)
             return existing
-        if self._link_down_code is not None:
+        if self.link.link_down is not None:
             raise _Failure("connectivity_lost", "TWS has no link to IB; order not sent",
                            retryable=True, context={"client_order_id": cid,
-                                                    "ib_code": self._link_down_code})
+                                                    "ib_code": self.link.link_down.code})
+        account = self._order_account()
         if request.is_combo:
             con_ids = [int((await self._qualified(leg.instrument)).conId) for leg in request.legs]
             try:
@@ -491,7 +536,7 @@ class IBKRBroker(Broker):
             (leg,) = request.legs
             contract = await self._qualified(leg.instrument)
             ib_order = ib_order_for(request, leg.quantity, leg.side)
-        await self._permit()
+        ib_order.account = account
         trade = self._client.placeOrder(contract, ib_order)
         logger.info("IBKR placed %s as order %d", cid, trade.order.orderId)
         try:
@@ -504,13 +549,33 @@ class IBKRBroker(Broker):
                            context={"client_order_id": cid,
                                     "broker_order_id": str(trade.order.orderId)}) from None
         status = self._status_from_trade(cid, trade)
-        if status.state in ("rejected", "cancelled") and status.filled_quantity == 0:
+        if _maybe_dead(status):
+            # "Inactive", or ib_async's local "Cancelled" after an error: ask TWS by orderRef
+            await self._resync()
+            trade = self._find_trade(cid) or trade
+            status = self._status_from_trade(cid, trade)
+        if _maybe_dead(status):
             code = _last_error_code(trade)
             if code is not None:
                 raise _IBFailure(code, status.message.split(": ", 1)[-1],
                                  {"client_order_id": cid,
                                   "broker_order_id": status.broker_order_id})
         return status
+
+    def _order_account(self) -> str:
+        """The account every order names: the configured one, or the login's only account."""
+        accounts = self._client.managedAccounts()
+        if self._config.account:
+            if accounts and self._config.account not in accounts:
+                raise _Failure("account_not_managed", f"this login does not manage account "
+                               f"{self._config.account}", retryable=False,
+                               context={"accounts": accounts})
+            return self._config.account
+        if len(accounts) != 1:
+            raise _Failure("account_required", "this login manages several accounts; set "
+                           "`account` in the broker credentials", retryable=False,
+                           context={"accounts": accounts})
+        return accounts[0]
 
     async def _wait_for(self, trade: Trade, done: Callable[[], bool], timeout: float) -> None:
         loop = asyncio.get_running_loop()
@@ -527,14 +592,13 @@ class IBKRBroker(Broker):
 
     async def _cancel(self, cid: str) -> OrderStatus:
         await self._ensure_connected()
-        status = await self._status_async(cid)
+        status = await self._status_async(cid, trust_local=False)
         trade = self._find_trade(cid)
         if status is None:
             raise _Failure("order_not_found", f"IBKR never received order {cid}",
                            retryable=False, context={"client_order_id": cid})
         if trade is None or trade.isDone():
             return status
-        await self._permit()
         self._client.cancelOrder(trade.order)
         try:
             await self._wait_for(trade, trade.isDone, self._config.order_ack_timeout_seconds)
@@ -548,12 +612,12 @@ class IBKRBroker(Broker):
 
     async def _status_with_connect(self, cid: str) -> OrderStatus | None:
         await self._ensure_connected()
-        return await self._status_async(cid)
+        return await self._status_async(cid, trust_local=False)
 
-    async def _status_async(self, cid: str) -> OrderStatus | None:
+    async def _status_async(self, cid: str, *, trust_local: bool) -> OrderStatus | None:
         status = self._local_status(cid)
-        if status is None:
-            # "never seen" is only trustworthy after asking TWS again
+        if (status is None and not trust_local) or (status is not None and _maybe_dead(status)):
+            # "never seen" and "dead" are only trustworthy after asking TWS again
             await self._resync()
             status = self._local_status(cid)
         return status
@@ -571,7 +635,7 @@ class IBKRBroker(Broker):
         fills = [f for f in executions if f.contract.conId == executions[0].contract.conId]
         quantity = sum(f.execution.shares for f in fills)
         return OrderStatus(client_order_id=cid, broker_order_id=str(first.orderId),
-                           state="filled", filled_quantity=int(quantity),
+                           broker_perm_id=str(first.permId or ""), state="filled", filled_quantity=int(quantity),
                            average_fill_price=sum(f.execution.shares * f.execution.price
                                                   for f in fills) / quantity,
                            time=max(f.time for f in fills))
@@ -597,6 +661,7 @@ class IBKRBroker(Broker):
         broker_id = trade.order.orderId or trade.order.permId
         return OrderStatus(
             client_order_id=cid, broker_order_id=str(broker_id), state=state,
+            broker_perm_id=str(trade.order.permId or trade.orderStatus.permId or ""),
             filled_quantity=int(filled), remaining_quantity=int(max(total - filled, 0)),
             average_fill_price=average if filled else None, message=message,
             time=trade.log[-1].time if trade.log else None)
@@ -609,7 +674,6 @@ class IBKRBroker(Broker):
 
     async def _fills_since(self, since: datetime) -> list[Fill]:
         await self._ensure_connected()
-        await self._permit()
         await self._client.reqExecutionsAsync()
         ib_fills = [f for f in self._client.fills()
                     if f.contract.secType in ("FUT", "FOP") and f.execution.time >= since]
@@ -645,7 +709,6 @@ class IBKRBroker(Broker):
 
     async def _positions(self) -> list[Position]:
         await self._ensure_connected()
-        await self._permit()
         ib_positions = await self._client.reqPositionsAsync()
         positions = []
         for p in ib_positions:
@@ -662,7 +725,6 @@ class IBKRBroker(Broker):
 
     async def _account_summary(self) -> AccountSummary:
         await self._ensure_connected()
-        await self._permit()
         account = (self._client.managedAccounts() or [""])[0]
         values = {v.tag: v for v in await self._client.accountSummaryAsync(account)}
         missing = [t for t in ("NetLiquidation", "InitMarginReq", "MaintMarginReq",
@@ -694,6 +756,10 @@ def _order_problem(order: OrderRequest) -> str:
                                       or not math.isfinite(order.limit_price)):
         return "a limit order needs a finite limit_price"
     return ""
+
+
+def _maybe_dead(status: OrderStatus) -> bool:
+    return status.state in ("rejected", "cancelled") and status.filled_quantity == 0
 
 
 def _last_error_code(trade: Trade) -> int | None:

@@ -17,6 +17,19 @@ Scripting from tests (every method is thread-safe; state lives on the fake's own
 - `drop_connections()` closes client sockets; `stop()` also stops listening; `start()` listens
   again on the same port with every order, execution and position remembered;
 - `messages(msg_id)` returns what clients sent (e.g. 3 = placeOrder) to assert on the wire.
+
+Faults, as IB produces them:
+- `set_link(up=False)` is TWS losing its link to IB: 1100 now and during every later handshake,
+  until `set_link(up=True)` sends 1102;
+- `hang_handshake = True`: accept TCP, read the greeting, never answer (a hung gateway);
+- pacing: more than 50 messages from one client in any one second are answered with error 100,
+  like IB (`pacing_violations`, `max_messages_per_second`);
+- a second client with a client id already connected gets 326 and is disconnected;
+- `InactiveButWorking()` / `ErrorButWorking(code)` report a working order as Inactive, or send
+  an error that ib_async takes for a cancel, while TWS keeps the order working;
+- `new_trading_day()` is the daily / Sunday restart: clients dropped, completed orders and
+  executions of the previous day no longer served;
+- `send_error(10197, ...)` and the farm notices (2103/2105/2157) are plain notices.
 """
 from __future__ import annotations
 
@@ -88,7 +101,21 @@ class Reject:
     message: str = "Order rejected - reason:"
 
 
-OrderAction = Fill | Rest | Reject
+@dataclass(frozen=True)
+class InactiveButWorking:
+    """Report the order Inactive to the client that placed it; TWS keeps it working."""
+
+
+@dataclass(frozen=True)
+class ErrorButWorking:
+    """Send an order error (ib_async cancels the trade locally); TWS keeps it working."""
+
+    code: int = 10349
+    message: str = "Order TIF was set to DAY based on order preset."
+
+
+OrderAction = Fill | Rest | Reject | InactiveButWorking | ErrorButWorking
+PACING_LIMIT = 50  # messages per client in any one second
 
 
 @dataclass
@@ -139,6 +166,7 @@ class _Session:
     writer: asyncio.StreamWriter
     client_id: int = -1
     outbox: list[bytes] = field(default_factory=list)
+    received_at: deque[float] = field(default_factory=deque)
 
 
 @dataclass
@@ -164,6 +192,10 @@ class FakeTWS:
         self._sessions: list[_Session] = []
         self._server: asyncio.base_events.Server | None = None
         self._next_order_id = 1
+        self._link_up = True
+        self.hang_handshake = False
+        self.pacing_violations = 0
+        self.max_messages_per_second = 0
         self._perm_ids = itertools.count(900_000_001)
         self._exec_seq = itertools.count(1)
         self._loop = asyncio.new_event_loop()
@@ -301,6 +333,9 @@ class FakeTWS:
             if greeting != b"API\0":
                 return
             await _read_frame(reader)  # "v157..178": any range that includes 157 will do
+            if self.hang_handshake:
+                await reader.read()  # until the client gives up and closes
+                return
             now = datetime.now(UTC).strftime("%Y%m%d %H:%M:%S UTC")
             writer.write(_frame([SERVER_VERSION, now]))
             self._sessions.append(session)
@@ -308,6 +343,7 @@ class FakeTWS:
                 fields = (await _read_frame(reader)).decode().split("\0")[:-1]
                 msg_id = int(fields[0])
                 self._received.append((msg_id, fields))
+                self._count_for_pacing(session)
                 handler = self._handlers().get(msg_id)
                 if handler is not None:
                     handler(session, fields)
@@ -349,9 +385,53 @@ class FakeTWS:
         }
 
     def _start_api(self, session: _Session, fields: list[str]) -> None:
-        session.client_id = int(fields[2])
+        client_id = int(fields[2])
+        if any(s.client_id == client_id for s in self._sessions if s is not session):
+            self._send(session, [4, 2, -1, 326, "Unable to connect as the client id is already "
+                                 "in use. Retry with a unique client id."])
+            self._flush()
+            self._sessions.remove(session)
+            session.writer.close()
+            return
+        session.client_id = client_id
         self._send(session, [9, 1, self._next_order_id])
         self._send(session, [15, 1, self.account])
+        if not self._link_up:
+            self._send(session, [4, 2, -1, 1100, "Connectivity between IB and Trader Workstation "
+                                 "has been lost."])
+
+    # ----------------------------------------------------------------- faults
+
+    def set_link(self, *, up: bool) -> None:
+        """TWS loses (1100) or regains (1102) its link to IB's servers."""
+        def change() -> None:
+            self._link_up = up
+            self._broadcast([4, 2, -1, 1102, "Connectivity between IB and Trader Workstation has "
+                             "been restored - data maintained."] if up else
+                            [4, 2, -1, 1100, "Connectivity between IB and Trader Workstation has "
+                             "been lost."])
+        self._call(change)
+
+    def new_trading_day(self) -> None:
+        """The daily restart: clients dropped; yesterday's completed orders and executions are
+        no longer served (working orders and positions carry over)."""
+        def restart() -> None:
+            self._drop_sessions()
+            self._orders = {k: o for k, o in self._orders.items() if not o.is_done}
+            self._executions.clear()
+        self._call(restart)
+
+    def _count_for_pacing(self, session: _Session) -> None:
+        now = self._loop.time()
+        times = session.received_at
+        times.append(now)
+        while now - times[0] >= 1.0:
+            times.popleft()
+        self.max_messages_per_second = max(self.max_messages_per_second, len(times))
+        if len(times) > PACING_LIMIT:
+            self.pacing_violations += 1
+            self._send(session, [4, 2, -1, 100, "Max rate of messages per second has been "
+                                 f"exceeded:max=50 rec={len(times)}"])
 
     def _req_ids(self, session: _Session, fields: list[str]) -> None:
         self._send(session, [9, 1, self._next_order_id])
@@ -404,6 +484,14 @@ class FakeTWS:
         if isinstance(action, Reject):
             order.status = "Cancelled"
             self._send(session, [4, 2, order_id, action.code, action.message])
+            return
+        if isinstance(action, InactiveButWorking | ErrorButWorking):
+            order.status = "Inactive" if isinstance(action, InactiveButWorking) else "Submitted"
+            self._send(session, self._open_order_fields(order))
+            self._send(session, self._order_status_fields(order))
+            if isinstance(action, ErrorButWorking):
+                self._send(session, [4, 2, order_id, action.code, action.message])
+            order.status = "Submitted"
             return
         order.status = "Submitted"
         self._send(session, self._open_order_fields(order))
