@@ -85,6 +85,15 @@ class IBKRConfig:
     account: str = ""  # IB account code orders are booked to (required for advisor logins)
     client_id_attempts: int = 3  # ids tried (client_id, +1, ...) when IB answers 326
 
+    @classmethod
+    def from_credentials(cls, validated: dict[str, Any], **overrides: Any) -> IBKRConfig:
+        """From `IBKRCredentialsSerializer(...).validated_data` (and settings of our own)."""
+        keys = ("host", "port", "client_id", "underlying_instrument", "underlying_expiry",
+                "connect_retries", "connect_backoff_seconds", "exchange_overrides",
+                "trading_class", "multiplier", "account")
+        values = {k: validated[k] for k in keys if validated.get(k) is not None}
+        return cls(**{**values, **overrides})
+
     @property
     def contract_settings(self) -> ContractSettings:
         return ContractSettings(exchange_overrides=dict(self.exchange_overrides),
@@ -140,10 +149,12 @@ class IBKRBroker(Broker):
     @classmethod
     def from_credentials(cls, validated: dict[str, Any]) -> IBKRBroker:
         """From `IBKRCredentialsSerializer(...).validated_data`."""
-        keys = ("host", "port", "client_id", "underlying_instrument", "underlying_expiry",
-                "connect_retries", "connect_backoff_seconds", "exchange_overrides",
-                "trading_class", "multiplier", "account")
-        return cls(IBKRConfig(**{k: validated[k] for k in keys if validated.get(k) is not None}))
+        return cls(IBKRConfig.from_credentials(validated))
+
+    @property
+    def is_ready(self) -> bool:
+        """Connected, through the handshake and the startup sync (read from any thread)."""
+        return self._ib is not None and self._ib.isConnected() and not self._connecting
 
     # ------------------------------------------------------------------ plumbing
 
@@ -494,7 +505,9 @@ class IBKRBroker(Broker):
             now = utc_now()
             quotes = [_quote_from_ticker(i, t, now) for (_, t), i in zip(tickers, instruments, strict=True)]
             if self.link.model_valuation:  # farm down or a competing session: no broker greeks
-                return [replace(q, greeks=None) for q in quotes]
+                quotes = [replace(q, greeks=None) for q in quotes]
+            if any(q.bid is not None for q in quotes):
+                self.link.market_data_answered()  # live data flows again: no competing session
             return quotes
         finally:
             for _, ticker in tickers:

@@ -29,6 +29,8 @@ class IBKRCredentialsSerializer(serializers.Serializer):
         child=serializers.CharField(), required=False, default=dict)
     trading_class = serializers.CharField(max_length=32, required=False, allow_blank=False)
     multiplier = serializers.FloatField(required=False)
+    # the IB account orders are booked to; required when the login manages several (advisor)
+    account = serializers.RegexField(r"^[A-Z]{1,3}\d{1,12}$", max_length=16, required=False)
 
     def validate(self, attrs: dict) -> dict:
         from brokers.endpoints import ENDPOINT_REFUSED, broker_endpoint_allowed
