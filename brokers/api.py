@@ -48,8 +48,9 @@ class ConnectBrokerView(ClientScopedAPIView):
         return Response(ConnectBrokerResponseSerializer(body).data)
 
 
-def _leg_json(leg) -> dict:
+def _leg_json(leg, quotes: dict) -> dict:
     risk = leg.risk
+    quote = quotes.get(risk.instrument.key)
     return {
         "instrument": {"key": risk.instrument.key, **instrument_to_json(risk.instrument)},
         "quantity": leg.quantity,
@@ -57,6 +58,7 @@ def _leg_json(leg) -> dict:
         "mark": finite_or_none(risk.mark),
         "quote_time": risk.quote_time,
         "unrealized_pnl": finite_or_none(leg.unrealized_pnl),
+        "market_data": quote.data_type if quote is not None else "none",
         "greeks": {
             "delta": finite_or_none(risk.delta),
             "gamma": finite_or_none(risk.gamma),
@@ -81,7 +83,7 @@ class PositionsView(ClientScopedAPIView):
         body = {
             "as_of": valuation.as_of,
             "broker": snapshot.health.broker,
-            "legs": [_leg_json(leg) for leg in valuation.legs],
+            "legs": [_leg_json(leg, snapshot.quotes) for leg in valuation.legs],
             "net_greeks": greeks["by_underlying"],
             "net_delta": greeks["net_delta"],
             "unrealized_pnl": greeks["unrealized_pnl"],

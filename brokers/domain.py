@@ -21,6 +21,7 @@ Right = Literal["C", "P"]
 Side = Literal["BUY", "SELL"]
 ExerciseStyle = Literal["american", "european"]
 GreeksSource = Literal["broker", "model"]
+MarketDataType = Literal["live", "frozen", "delayed", "delayed_frozen", "none"]
 OrderState = Literal[
     "pending_submit", "submitted", "partially_filled", "filled", "cancelled", "rejected", "unknown"
 ]
@@ -87,6 +88,10 @@ class Quote:
     time: datetime
     underlying_price: float | None = None  # options: the future's mid when known
     greeks: Greeks | None = None  # the broker's model greeks when it has them
+    # What kind of market data the prices are (IB's market data types 1-4): "live", "frozen" (the
+    # last live values, market closed), "delayed" (typically 10-20 minutes old), "delayed_frozen",
+    # or "none" when the broker sent no data at all for the instrument (no subscription).
+    data_type: MarketDataType = "live"
 
     @property
     def mid(self) -> float | None:

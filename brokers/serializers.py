@@ -69,6 +69,11 @@ class PositionLegSerializer(serializers.Serializer):
     mark = serializers.FloatField(allow_null=True)
     quote_time = serializers.DateTimeField(allow_null=True)
     unrealized_pnl = serializers.FloatField(allow_null=True, help_text="USD.")
+    market_data = serializers.ChoiceField(
+        choices=["live", "frozen", "delayed", "delayed_frozen", "none"],
+        help_text="What the leg's quote is: the broker's live data, frozen (the last live values, "
+                  "market closed), delayed (10-20 minutes late) or delayed-frozen; 'none' when the "
+                  "broker sent no data for it. Greeks say their own source (broker or model).")
     greeks = LegGreeksSerializer()
 
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field, replace
 from datetime import date, datetime
 from typing import Any, Protocol, TypeVar
 
-from ib_async import IB, Contract, StartupFetch, Ticker, Trade
+from ib_async import IB, Contract, StartupFetch, Trade
 from ib_async import Fill as IBFill
 from ib_async.wrapper import RequestError
 
@@ -36,12 +36,13 @@ from brokers.domain import (
     Right,
     SecType,
 )
+from brokers.ibkr.chain import ChainRow, chain_expiries
 from brokers.ibkr.contracts import (
     ContractSettings,
     combo_for,
     contract_for,
-    greeks_from_ib,
     ib_order_for,
+    ib_value_set,
     instrument_from_details,
     lookup_contract,
     order_state_from_ib,
@@ -50,6 +51,12 @@ from brokers.ibkr.contracts import (
 )
 from brokers.ibkr.errors import BROKER_NAME, INFORMATIONAL_CODES, broker_error_from_ib
 from brokers.ibkr.link import COMPETING_SESSION_CODE, LinkState
+from brokers.ibkr.market_data import (
+    MarketDataFailure,
+    MarketDataFallback,
+    MarketDataSettings,
+    quotes_in_batches,
+)
 from brokers.ibkr.pacing import DEFAULT_LIMIT, DEFAULT_WINDOW_SECONDS, WirePacer
 from brokers.ibkr.runtime import LoopThread
 from brokers.products import PRODUCTS
@@ -84,15 +91,24 @@ class IBKRConfig:
     pacing_window_seconds: float = DEFAULT_WINDOW_SECONDS
     account: str = ""  # IB account code orders are booked to (required for advisor logins)
     client_id_attempts: int = 3  # ids tried (client_id, +1, ...) when IB answers 326
+    market_data_lines: int = 80  # of the account's 100, leaving TWS's own windows some
+    market_data_fallback: MarketDataFallback = "frozen"  # when live is not served (see market_data)
 
     @classmethod
     def from_credentials(cls, validated: dict[str, Any], **overrides: Any) -> IBKRConfig:
         """From `IBKRCredentialsSerializer(...).validated_data` (and settings of our own)."""
         keys = ("host", "port", "client_id", "underlying_instrument", "underlying_expiry",
                 "connect_retries", "connect_backoff_seconds", "exchange_overrides",
-                "trading_class", "multiplier", "account")
+                "trading_class", "multiplier", "account", "market_data_lines",
+                "market_data_fallback")
         values = {k: validated[k] for k in keys if validated.get(k) is not None}
         return cls(**{**values, **overrides})
+
+    @property
+    def market_data(self) -> MarketDataSettings:
+        return MarketDataSettings(lines=self.market_data_lines,
+                                  wait_seconds=self.market_data_wait_seconds,
+                                  fallback=self.market_data_fallback)
 
     @property
     def contract_settings(self) -> ContractSettings:
@@ -465,53 +481,51 @@ class IBKRBroker(Broker):
                          timeout=self._config.request_timeout_seconds * 3)
 
     async def _option_chain(self, underlying: Instrument) -> list[Instrument]:
+        """Every standard option delivering this future, serial months included (see chain.py)."""
         await self._ensure_connected()
         future = await self._qualified(underlying)
-        # a FOP with blank expiry and strike lists every option of the class; keep this future's
-        query = lookup_contract(symbol=underlying.symbol, sec_type="FOP", expiry=None,
-                                strike=None, right=None, settings=self._settings)
-        details = await self._contract_details(query)
         self._expiries[future.conId] = underlying.expiry
-        options = [await self._instrument_from_details(d) for d in details
-                   if d.underConId == future.conId]
+        exchange = self._settings.exchange_for(underlying.symbol)
+        rows = [ChainRow(r.exchange, int(r.underlyingConId), r.tradingClass, r.multiplier,
+                         tuple(r.expirations))
+                for r in await self._client.reqSecDefOptParamsAsync(
+                    underlying.symbol, exchange, "FUT", future.conId)]
+        options: list[Instrument] = []
+        for trading_class, expiry in chain_expiries(
+                rows, exchange=exchange, underlying_con_id=future.conId,
+                trading_class=self._settings.option_trading_class_for(underlying.symbol)):
+            query = lookup_contract(symbol=underlying.symbol, sec_type="FOP",
+                                    expiry=parse_ib_expiry(expiry), strike=None, right=None,
+                                    settings=self._settings)
+            query.tradingClass = trading_class
+            details = await self._contract_details(query)
+            options += [await self._instrument_from_details(d) for d in details
+                        if d.underConId == future.conId]
         return sorted(options, key=lambda i: (i.expiry, i.strike or 0.0, i.right or ""))
 
     # ------------------------------------------------------------------ market data
 
     def quotes(self, instruments: list[Instrument]) -> list[Quote]:
-        timeout = self._config.request_timeout_seconds + self._config.market_data_wait_seconds
+        c = self._config
+        # each instrument costs a subscription and its cancel (and a retry when lines run out),
+        # all at the pacer's rate
+        pacing = 3 * len(instruments) * c.pacing_window_seconds / c.pacing_limit
+        timeout = c.request_timeout_seconds + c.market_data_wait_seconds + pacing
         return self._run("quotes", lambda: self._quotes(instruments), timeout=timeout)
 
     async def _quotes(self, instruments: list[Instrument]) -> list[Quote]:
         await self._ensure_connected()
-        ib = self._client
-        contracts = [await self._qualified(i) for i in instruments]
-        tickers: list[tuple[int, Ticker]] = []
+        items = [(i, await self._qualified(i)) for i in instruments]
         try:
-            for instrument, contract in zip(instruments, contracts, strict=True):
-                ticker = ib.reqMktData(contract, "106" if instrument.is_option else "")
-                req_id = next(r for r, t in ib.wrapper.reqId2Ticker.items() if t is ticker)
-                tickers.append((req_id, ticker))
-            loop = asyncio.get_running_loop()
-            deadline = loop.time() + self._config.market_data_wait_seconds
-            while loop.time() < deadline and not all(
-                    _ticker_ready(t, i.is_option) or r in self._errors_by_req
-                    for (r, t), i in zip(tickers, instruments, strict=True)):
-                await asyncio.sleep(0.01)
-            for (req_id, _), instrument in zip(tickers, instruments, strict=True):
-                if req_id in self._errors_by_req:
-                    code, message = self._errors_by_req.pop(req_id)
-                    raise _IBFailure(code, message, {"instrument": instrument.key})
-            now = utc_now()
-            quotes = [_quote_from_ticker(i, t, now) for (_, t), i in zip(tickers, instruments, strict=True)]
-            if self.link.model_valuation:  # farm down or a competing session: no broker greeks
-                quotes = [replace(q, greeks=None) for q in quotes]
-            if any(q.bid is not None for q in quotes):
-                self.link.market_data_answered()  # live data flows again: no competing session
-            return quotes
-        finally:
-            for _, ticker in tickers:
-                ib.cancelMktData(ticker.contract)
+            quotes = await quotes_in_batches(self._client, self._pacer.room_available,
+                                             self._errors_by_req, items, self._config.market_data)
+        except MarketDataFailure as e:
+            raise _IBFailure(e.ib_code, e.ib_message, {"instrument": e.instrument}) from None
+        if self.link.model_valuation:  # farm down or a competing session: no broker greeks
+            quotes = [replace(q, greeks=None) for q in quotes]
+        if any(q.bid is not None for q in quotes):
+            self.link.market_data_answered()  # live data flows again: no competing session
+        return quotes
 
     # ------------------------------------------------------------------ orders
 
@@ -663,7 +677,7 @@ class IBKRBroker(Broker):
         is_bag = trade.contract.secType == "BAG"
         own = [f for f in trade.fills if (f.contract.secType == "BAG") == is_bag]
         filled = max(trade.orderStatus.filled, sum(f.execution.shares for f in own),
-                     trade.order.filledQuantity if _finite(trade.order.filledQuantity) else 0.0)
+                     trade.order.filledQuantity if ib_value_set(trade.order.filledQuantity) else 0.0)
         total = trade.order.totalQuantity
         average = trade.orderStatus.avgFillPrice or (
             sum(f.execution.shares * f.execution.price for f in own) / filled if own else 0.0)
@@ -714,7 +728,7 @@ class IBKRBroker(Broker):
             quantity=int(f.execution.shares), price=f.execution.price,
             commission=f.commissionReport.commission, time=f.execution.time,
             # ib_async reports "no realized P&L" (an opening fill) as 0.0
-            realized_pnl=realized if realized and _finite(realized) else None)
+            realized_pnl=realized if realized and ib_value_set(realized) else None)
 
     def positions(self) -> list[Position]:
         return self._run("positions", self._positions,
@@ -778,29 +792,3 @@ def _maybe_dead(status: OrderStatus) -> bool:
 def _last_error_code(trade: Trade) -> int | None:
     codes = [e.errorCode for e in trade.log if e.errorCode]
     return codes[-1] if codes else None
-
-
-def _finite(value: float) -> bool:
-    return math.isfinite(value) and abs(value) < 1e300  # IB's UNSET_DOUBLE is 1.797e308
-
-
-def _price(value: float) -> float | None:
-    return float(value) if _finite(value) and value > 0 else None
-
-
-def _ticker_ready(ticker: Ticker, is_option: bool) -> bool:
-    has_book = _price(ticker.bid) is not None and _price(ticker.ask) is not None
-    return has_book and (not is_option or ticker.modelGreeks is not None)
-
-
-def _quote_from_ticker(instrument: Instrument, ticker: Ticker, now: datetime) -> Quote:
-    model = ticker.modelGreeks
-    return Quote(
-        instrument=instrument, bid=_price(ticker.bid), ask=_price(ticker.ask),
-        last=_price(ticker.last),
-        bid_size=int(ticker.bidSize) if _finite(ticker.bidSize) else 0,
-        ask_size=int(ticker.askSize) if _finite(ticker.askSize) else 0,
-        time=ticker.time or now,
-        underlying_price=model.undPrice if model is not None else None,
-        greeks=greeks_from_ib(model, expiry=instrument.expiry, at=ticker.time or now)
-        if instrument.is_option else None)

@@ -56,6 +56,11 @@ class ContractSettings:
         return PRODUCTS[symbol].option_trading_class
 
 
+def ib_value_set(value: float) -> bool:
+    """False for IB's "no value": NaN, infinities and UNSET_DOUBLE (1.797e308)."""
+    return math.isfinite(value) and abs(value) < 1e300
+
+
 def ib_expiry(day: date) -> str:
     return f"{day:%Y%m%d}"
 

@@ -31,6 +31,11 @@ class IBKRCredentialsSerializer(serializers.Serializer):
     multiplier = serializers.FloatField(required=False)
     # the IB account orders are booked to; required when the login manages several (advisor)
     account = serializers.RegexField(r"^[A-Z]{1,3}\d{1,12}$", max_length=16, required=False)
+    # Market data (brokers/ibkr/market_data.py): the most subscriptions held at once, and what TWS
+    # serves when the account has no live data: "frozen" (the default) never falls back to delayed.
+    market_data_lines = serializers.IntegerField(min_value=1, max_value=10_000, default=80)
+    market_data_fallback = serializers.ChoiceField(
+        choices=["none", "frozen", "delayed", "delayed_frozen"], default="frozen")
 
     def validate(self, attrs: dict) -> dict:
         from brokers.endpoints import ENDPOINT_REFUSED, broker_endpoint_allowed

@@ -24,6 +24,7 @@ class IBErrorKind:
 
 IB_ERRORS: dict[int, IBErrorKind] = {
     100: IBErrorKind("pacing_violation", True),  # max rate of messages per second exceeded
+    101: IBErrorKind("max_tickers_reached", True),  # every market-data line is held
     103: IBErrorKind("duplicate_order_id", False),
     110: IBErrorKind("invalid_price_increment", False),
     161: IBErrorKind("order_not_cancellable", False),

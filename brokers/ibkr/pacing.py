@@ -57,6 +57,12 @@ class WirePacer:
         self._forget_old(self._clock())
         return self.limit - len(self._sent)
 
+    async def room_available(self) -> None:
+        """Wait while messages are queued: a caller about to send many (market-data lines) lets
+        the queue drain instead of piling requests up behind it."""
+        while self._queue:
+            await asyncio.sleep(0.005)
+
     def submit(self, msg: str | None) -> None:
         if msg:
             self._queue.append(msg)

@@ -1,10 +1,28 @@
 """A loopback stand-in for TWS / IB Gateway that speaks the real TWS socket protocol.
 
 The unmodified `ib_async` client connects to it over TCP on 127.0.0.1. It negotiates server
-version 157, the oldest one ib_async 2.1 accepts, because that version keeps the field-heavy
-messages (openOrder, completedOrder, contractDetails) at their shortest; every field order below
-follows ib_async's `decoder.py` for that version, and incoming messages are parsed after its
-`client.py`.
+version 178 (`MIN_SERVER_VER_PENDING_PRICE_REVISION`), the highest ib_async 2.1 offers and what it
+gets from a current gateway. Every message it sends has exactly the fields TWS sends at that
+version (ib_async's `decoder.py`, IB's `EDecoder`): no version field on contract details, open
+orders, executions or order status; `advancedOrderRejectJson` on errors; no `faProfile`; size
+rules on contract details; the PEG BEST/MID fields on open and completed orders;
+`pendingPriceRevision` on executions; IB's "unset" double (1.7976931348623157E308) where TWS
+sends one. Every request it parses is read field by field after ib_async's `client.py` for 178,
+and must be consumed exactly: a request with a missing or extra field, a wrong version field or an
+unknown message id is answered with IB's error 320 ("Error reading request") like TWS does, and
+the fake keeps a list of them in `bad_requests` so a test can assert none happened.
+
+Market data is served like IB does for an account:
+- `market_data_lines` (default 100, IB's minimum allocation) bounds the simultaneous reqMktData
+  subscriptions of all sessions together; one more is refused with error 101 ("Max number of
+  tickers has been reached"); `cancelMktData` releases a line (an unknown ticker id: error 300);
+- `set_market_data(subscribed=..., market_open=...)`: an account without the live subscription
+  answers a live (1) or frozen (2) request with error 354 and no ticks; with delayed (3) or
+  delayed-frozen (4) asked by `reqMarketDataType` it answers notice 10167 and serves delayed tick
+  types (66/67/68, option computation 83) with `marketDataType` 3, or 4 while the market is
+  closed. A subscribed account serves live ticks (1/2/4, 13); while the market is closed a live
+  request gets no bid/ask and a frozen (2) or delayed-frozen (4) one gets the last quote marked 2.
+  Each subscription starts with `tickReqParams` (81) and `marketDataType` (58) like TWS.
 
 Scripting from tests (every method is thread-safe; state lives on the fake's own event loop):
 - `list_future(...)` / `list_option(...)` register contracts and return their conIds;
@@ -16,7 +34,8 @@ Scripting from tests (every method is thread-safe; state lives on the fake's own
 - `send_error(code, message)` pushes an error/notice (1100, 1102, 2110, ...) to every client;
 - `drop_connections()` closes client sockets; `stop()` also stops listening; `start()` listens
   again on the same port with every order, execution and position remembered;
-- `messages(msg_id)` returns what clients sent (e.g. 3 = placeOrder) to assert on the wire.
+- `messages(msg_id)` returns what clients sent (e.g. 3 = placeOrder) to assert on the wire;
+- `lines_in_use` / `max_lines_used` tell how many market-data lines are (were at most) held.
 
 Faults, as IB produces them:
 - `set_link(up=False)` is TWS losing its link to IB: 1100 now and during every later handshake,
@@ -44,8 +63,23 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-SERVER_VERSION = 157
+SERVER_VERSION = 178
 BAG_CON_ID = 28812380  # IB's conId for every BAG contract
+UNSET_DOUBLE = "1.7976931348623157E308"  # how TWS writes Double.MAX_VALUE ("no value")
+FARM_NOTICES = (  # what TWS says to every client after startApi when its farms are up
+    (2104, "Market data farm connection is OK:usfarm"),
+    (2106, "HMDS data farm connection is OK:ushmds"),
+    (2158, "Sec-def data farm connection is OK:secdefil"),
+)
+LIVE, FROZEN, DELAYED, DELAYED_FROZEN = 1, 2, 3, 4
+_LIVE_TICKS = {"bid": 1, "ask": 2, "last": 4, "model": 13}
+_DELAYED_TICKS = {"bid": 66, "ask": 67, "last": 68, "model": 83}
+NOT_SUBSCRIBED_354 = (
+    "Requested market data is not subscribed. Check API status by selecting the Account menu then "
+    "under Management choose Market Data Subscription Manager and/or Delayed market data is "
+    "available.")
+DELAYED_10167 = "Requested market data is not subscribed. Displaying delayed market data."
+
 
 @dataclass(frozen=True)
 class FakeContract:
@@ -61,6 +95,7 @@ class FakeContract:
     right: str = ""
     currency: str = "USD"
     under_con_id: int = 0
+    min_tick: float = 0.25
 
     @property
     def contract_month(self) -> str:
@@ -167,6 +202,65 @@ class _Session:
     client_id: int = -1
     outbox: list[bytes] = field(default_factory=list)
     received_at: deque[float] = field(default_factory=deque)
+    market_data_type: int = LIVE  # what reqMarketDataType asked for; TWS starts at live
+    tickers: dict[int, int] = field(default_factory=dict)  # reqMktData id -> conId
+
+
+class _BadRequest(Exception):
+    """A request that is not what TWS reads at this server version."""
+
+
+class _Reader:
+    """Reads one request's fields in order; `done()` insists every field was consumed."""
+
+    def __init__(self, fields: list[str]) -> None:
+        self.fields, self.at = fields, 1  # fields[0] is the message id
+
+    def str(self) -> str:
+        if self.at >= len(self.fields):
+            raise _BadRequest(f"message {self.fields[0]} ends after {len(self.fields)} fields")
+        value = self.fields[self.at]
+        self.at += 1
+        return value
+
+    def int(self) -> int:
+        text = self.str()
+        try:
+            return int(text) if text else 0
+        except ValueError:
+            raise _BadRequest(f"field {self.at - 1} of message {self.fields[0]} is not an "
+                              f"integer: {text!r}") from None
+
+    def float(self) -> float | None:
+        text = self.str()
+        if text in ("", UNSET_DOUBLE):
+            return None
+        if text == "Infinite":
+            return float("inf")
+        try:
+            return float(text)
+        except ValueError:
+            raise _BadRequest(f"field {self.at - 1} of message {self.fields[0]} is not a "
+                              f"number: {text!r}") from None
+
+    def version(self, expected: int) -> None:
+        got = self.int()
+        if got != expected:
+            raise _BadRequest(f"message {self.fields[0]} version {got}, TWS reads {expected}")
+
+    def skip(self, count: int) -> list[str]:
+        return [self.str() for _ in range(count)]
+
+    def contract(self) -> dict[str, str]:
+        names = ("conId", "symbol", "secType", "lastTradeDateOrContractMonth", "strike", "right",
+                 "multiplier", "exchange", "primaryExchange", "currency", "localSymbol",
+                 "tradingClass")
+        return dict(zip(names, self.skip(len(names)), strict=True))
+
+    def done(self) -> None:
+        if self.at != len(self.fields):
+            raise _BadRequest(f"message {self.fields[0]} has {len(self.fields) - self.at} "
+                              f"unexpected trailing field(s)")
 
 
 @dataclass
@@ -178,6 +272,7 @@ class FakeTWS:
         "MaintMarginReq": "100000.00", "AvailableFunds": "875000.00",
         "RealizedPnL": "0.00", "UnrealizedPnL": "0.00",
     })
+    market_data_lines: int = 100
 
     def __post_init__(self) -> None:
         self.port = 0
@@ -189,6 +284,7 @@ class FakeTWS:
         self._positions: dict[int, _PositionState] = {}
         self._actions: deque[OrderAction] = deque()
         self._received: list[tuple[int, list[str]]] = []
+        self._bad_requests: list[str] = []
         self._sessions: list[_Session] = []
         self._server: asyncio.base_events.Server | None = None
         self._next_order_id = 1
@@ -198,6 +294,9 @@ class FakeTWS:
         self.max_messages_per_second = 0
         self._perm_ids = itertools.count(900_000_001)
         self._exec_seq = itertools.count(1)
+        self._subscribed = True
+        self._market_open = True
+        self._max_lines_used = 0
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="fake-tws",
                                         daemon=True)
@@ -236,22 +335,24 @@ class FakeTWS:
     # ----------------------------------------------------------------- scripting
 
     def list_future(self, *, con_id: int, symbol: str, last_trade_date: str, exchange: str,
-                    multiplier: float, trading_class: str | None = None) -> int:
+                    multiplier: float, trading_class: str | None = None,
+                    min_tick: float = 0.25) -> int:
         contract = FakeContract(
             con_id, symbol, "FUT", last_trade_date, exchange, f"{multiplier:g}",
-            trading_class or symbol, f"{symbol}{_month_code(last_trade_date)}")
+            trading_class or symbol, f"{symbol}{_month_code(last_trade_date)}",
+            min_tick=min_tick)
         self._call(lambda: self._contracts.__setitem__(con_id, contract))
         return con_id
 
     def list_option(self, *, con_id: int, under_con_id: int, last_trade_date: str, strike: float,
-                    right: str, trading_class: str) -> int:
+                    right: str, trading_class: str, min_tick: float = 0.05) -> int:
         def add() -> None:
             future = self._contracts[under_con_id]
             self._contracts[con_id] = FakeContract(
                 con_id, future.symbol, "FOP", last_trade_date, future.exchange,
                 future.multiplier, trading_class,
                 f"{trading_class}{_month_code(last_trade_date)} {right}{strike:g}",
-                strike=strike, right=right, under_con_id=under_con_id)
+                strike=strike, right=right, under_con_id=under_con_id, min_tick=min_tick)
         self._call(add)
         return con_id
 
@@ -265,6 +366,12 @@ class FakeTWS:
                    underlying_price: float) -> None:
         greeks = (implied_vol, delta, option_price, gamma, vega, theta, underlying_price)
         self._call(lambda: self._greeks.__setitem__(con_id, greeks))
+
+    def set_market_data(self, *, subscribed: bool = True, market_open: bool = True) -> None:
+        """Whether the account has the live-data subscription, and whether the market trades."""
+        def apply() -> None:
+            self._subscribed, self._market_open = subscribed, market_open
+        self._call(apply)
 
     def set_position(self, con_id: int, quantity: float, average_price: float) -> None:
         state = _PositionState(quantity, average_price)
@@ -282,14 +389,29 @@ class FakeTWS:
         self._call(fill)
 
     def send_error(self, code: int, message: str, req_id: int = -1) -> None:
-        self._call(lambda: self._broadcast([4, 2, req_id, code, message]))
+        self._call(lambda: self._broadcast(_error(req_id, code, message)))
 
     def messages(self, msg_id: int) -> list[list[str]]:
         return self._call(lambda: [f for m, f in self._received if m == msg_id])
 
     @property
+    def bad_requests(self) -> list[str]:
+        return self._call(lambda: list(self._bad_requests))
+
+    def forget_bad_requests(self) -> None:
+        self._call(self._bad_requests.clear)
+
+    @property
     def connected_clients(self) -> int:
         return self._call(lambda: len(self._sessions))
+
+    @property
+    def lines_in_use(self) -> int:
+        return self._call(self._lines_in_use)
+
+    @property
+    def max_lines_used(self) -> int:
+        return self._call(lambda: self._max_lines_used)
 
     @property
     def orders(self) -> list[FakeOrder]:
@@ -330,9 +452,8 @@ class FakeTWS:
         session = _Session(writer)
         try:
             greeting = await reader.readexactly(4)
-            if greeting != b"API\0":
-                return
-            await _read_frame(reader)  # "v157..178": any range that includes 157 will do
+            if greeting != b"API\0" or not _offers_our_version(await _read_frame(reader)):
+                return  # TWS drops a client whose version range it cannot serve
             if self.hang_handshake:
                 await reader.read()  # until the client gives up and closes
                 return
@@ -341,12 +462,8 @@ class FakeTWS:
             self._sessions.append(session)
             while True:
                 fields = (await _read_frame(reader)).decode().split("\0")[:-1]
-                msg_id = int(fields[0])
-                self._received.append((msg_id, fields))
                 self._count_for_pacing(session)
-                handler = self._handlers().get(msg_id)
-                if handler is not None:
-                    handler(session, fields)
+                self._dispatch(session, fields)
                 self._flush()
         except (asyncio.IncompleteReadError, ConnectionError):
             pass
@@ -354,6 +471,21 @@ class FakeTWS:
             if session in self._sessions:
                 self._sessions.remove(session)
             writer.close()
+
+    def _dispatch(self, session: _Session, fields: list[str]) -> None:
+        try:
+            msg_id = int(fields[0])
+        except (IndexError, ValueError):
+            msg_id = -1
+        self._received.append((msg_id, fields))
+        handler = self._handlers().get(msg_id)
+        try:
+            if handler is None:
+                raise _BadRequest(f"unknown message id {fields[0] if fields else ''!r}")
+            handler(session, _Reader(fields))
+        except _BadRequest as e:
+            self._bad_requests.append(str(e))
+            self._send(session, _error(-1, 320, f"Error reading request: {e}"))
 
     def _send(self, session: _Session, fields: list[Any]) -> None:
         session.outbox.append(_frame(fields))
@@ -372,33 +504,44 @@ class FakeTWS:
     def _session_of(self, client_id: int) -> _Session | None:
         return next((s for s in self._sessions if s.client_id == client_id), None)
 
+    def _lines_in_use(self) -> int:
+        return sum(len(s.tickers) for s in self._sessions)
+
     # ----------------------------------------------------------------- request handlers
 
-    def _handlers(self) -> dict[int, Callable[[_Session, list[str]], None]]:
+    def _handlers(self) -> dict[int, Callable[[_Session, _Reader], None]]:
         return {
-            71: self._start_api, 1: self._req_mkt_data, 3: self._place_order,
-            4: self._cancel_order, 5: self._req_open_orders, 16: self._req_all_open_orders,
-            7: self._req_executions, 9: self._req_contract_details, 61: self._req_positions,
-            62: self._req_account_summary, 6: self._req_account_updates,
-            76: self._req_account_updates_multi, 78: self._req_sec_def_opt_params,
+            71: self._start_api, 1: self._req_mkt_data, 2: self._cancel_mkt_data,
+            59: self._req_market_data_type, 3: self._place_order, 4: self._cancel_order,
+            5: self._req_open_orders, 16: self._req_all_open_orders, 7: self._req_executions,
+            9: self._req_contract_details, 61: self._req_positions, 64: self._cancel_positions,
+            62: self._req_account_summary, 63: self._cancel_account_summary,
+            6: self._req_account_updates, 76: self._req_account_updates_multi,
+            77: self._cancel_account_updates_multi, 78: self._req_sec_def_opt_params,
             99: self._req_completed_orders, 49: self._req_current_time, 8: self._req_ids,
+            15: self._req_auto_open_orders,
         }
 
-    def _start_api(self, session: _Session, fields: list[str]) -> None:
-        client_id = int(fields[2])
+    def _start_api(self, session: _Session, r: _Reader) -> None:
+        r.version(2)
+        client_id = r.int()
+        r.str()  # optional capabilities
+        r.done()
         if any(s.client_id == client_id for s in self._sessions if s is not session):
-            self._send(session, [4, 2, -1, 326, "Unable to connect as the client id is already "
-                                 "in use. Retry with a unique client id."])
+            self._send(session, _error(-1, 326, "Unable to connect as the client id is already "
+                                                "in use. Retry with a unique client id."))
             self._flush()
-            self._sessions.remove(session)
             session.writer.close()
+            self._sessions.remove(session)
             return
         session.client_id = client_id
         self._send(session, [9, 1, self._next_order_id])
         self._send(session, [15, 1, self.account])
+        for code, message in FARM_NOTICES:
+            self._send(session, _error(-1, code, message))
         if not self._link_up:
-            self._send(session, [4, 2, -1, 1100, "Connectivity between IB and Trader Workstation "
-                                 "has been lost."])
+            self._send(session, _error(-1, 1100, "Connectivity between IB and Trader Workstation "
+                                                 "has been lost."))
 
     # ----------------------------------------------------------------- faults
 
@@ -406,10 +549,10 @@ class FakeTWS:
         """TWS loses (1100) or regains (1102) its link to IB's servers."""
         def change() -> None:
             self._link_up = up
-            self._broadcast([4, 2, -1, 1102, "Connectivity between IB and Trader Workstation has "
-                             "been restored - data maintained."] if up else
-                            [4, 2, -1, 1100, "Connectivity between IB and Trader Workstation has "
-                             "been lost."])
+            self._broadcast(_error(-1, 1102, "Connectivity between IB and Trader Workstation has "
+                                   "been restored - data maintained.") if up else
+                            _error(-1, 1100, "Connectivity between IB and Trader Workstation has "
+                                   "been lost."))
         self._call(change)
 
     def new_trading_day(self) -> None:
@@ -430,74 +573,194 @@ class FakeTWS:
         self.max_messages_per_second = max(self.max_messages_per_second, len(times))
         if len(times) > PACING_LIMIT:
             self.pacing_violations += 1
-            self._send(session, [4, 2, -1, 100, "Max rate of messages per second has been "
-                                 f"exceeded:max=50 rec={len(times)}"])
+            self._send(session, _error(-1, 100, "Max rate of messages per second has been "
+                                                f"exceeded:max=50 rec={len(times)}"))
 
-    def _req_ids(self, session: _Session, fields: list[str]) -> None:
+    def _req_ids(self, session: _Session, r: _Reader) -> None:
+        r.version(1)
+        r.int()
+        r.done()
         self._send(session, [9, 1, self._next_order_id])
 
-    def _req_current_time(self, session: _Session, fields: list[str]) -> None:
+    def _req_auto_open_orders(self, session: _Session, r: _Reader) -> None:
+        r.version(1)
+        r.int()
+        r.done()
+
+    def _req_current_time(self, session: _Session, r: _Reader) -> None:
+        r.version(1)
+        r.done()
         self._send(session, [49, 1, int(datetime.now(UTC).timestamp())])
 
-    def _req_mkt_data(self, session: _Session, fields: list[str]) -> None:
-        req_id, con_id = int(fields[2]), int(fields[3] or 0)
-        if con_id not in self._contracts:
-            self._send(session, [4, 2, req_id, 200,
-                                 "No security definition has been found for the request"])
+    def _req_market_data_type(self, session: _Session, r: _Reader) -> None:
+        r.version(1)
+        wanted = r.int()
+        r.done()
+        if wanted not in (LIVE, FROZEN, DELAYED, DELAYED_FROZEN):
+            self._send(session, _error(-1, 321, f"Error validating request:-'bM' : cause - "
+                                                f"Invalid market data type {wanted}"))
             return
-        if con_id in self._quotes:
-            bid, ask, last, bid_size, ask_size = self._quotes[con_id]
-            self._send(session, [1, 6, req_id, 1, bid, bid_size, 0])
-            self._send(session, [1, 6, req_id, 2, ask, ask_size, 0])
-            self._send(session, [1, 6, req_id, 4, last, 1, 0])
-        if con_id in self._greeks:
-            iv, delta, price, gamma, vega, theta, und = self._greeks[con_id]
-            self._send(session, [21, req_id, 13, 0, iv, delta, price, 0, gamma, vega, theta, und])
+        session.market_data_type = wanted
 
-    def _place_order(self, session: _Session, fields: list[str]) -> None:
-        order_id = int(fields[1])
-        con_id, symbol, sec_type = int(fields[2] or 0), fields[3], fields[4]
-        exchange = fields[9]
+    def _req_mkt_data(self, session: _Session, r: _Reader) -> None:
+        r.version(11)
+        req_id = r.int()
+        wanted = r.contract()
+        if wanted["secType"] == "BAG":
+            r.skip(4 * r.int())
+        if r.int():  # delta-neutral contract
+            r.skip(3)
+        generic_ticks, _snapshot, _regulatory, _options = r.str(), r.int(), r.int(), r.str()
+        r.done()
+        if any(req_id in s.tickers for s in self._sessions):
+            self._send(session, _error(req_id, 322, "Error processing request:-'bM' : cause - "
+                                                    "Duplicate ticker id"))
+            return
+        found = self._matching(wanted, include_expired=False)
+        if len(found) != 1:
+            self._send(session, _error(req_id, 200, "No security definition has been found "
+                                                    "for the request"))
+            return
+        contract = found[0]
+        if self._lines_in_use() >= self.market_data_lines:
+            self._send(session, _error(req_id, 101, "Max number of tickers has been reached"))
+            return
+        served = self._served_type(session.market_data_type)
+        if served is None:
+            self._send(session, _error(req_id, 354, NOT_SUBSCRIBED_354))
+            return
+        session.tickers[req_id] = contract.con_id
+        self._max_lines_used = max(self._max_lines_used, self._lines_in_use())
+        if served in (DELAYED, DELAYED_FROZEN):
+            self._send(session, _error(req_id, 10167, DELAYED_10167))
+        self._send(session, [81, req_id, _num(contract.min_tick), "", 3])
+        self._send(session, [58, 1, req_id, served])
+        ticks = _DELAYED_TICKS if served in (DELAYED, DELAYED_FROZEN) else _LIVE_TICKS
+        book = served != LIVE or self._market_open  # a closed market has no live bid/ask
+        if contract.con_id in self._quotes and book:
+            bid, ask, last, bid_size, ask_size = self._quotes[contract.con_id]
+            self._send(session, [1, 6, req_id, ticks["bid"], bid, bid_size, 0])
+            self._send(session, [1, 6, req_id, ticks["ask"], ask, ask_size, 0])
+            self._send(session, [1, 6, req_id, ticks["last"], last, 1, 0])
+        if contract.con_id in self._greeks and book and "106" in generic_ticks.split(","):
+            iv, delta, price, gamma, vega, theta, und = self._greeks[contract.con_id]
+            self._send(session, [21, req_id, ticks["model"], 0, iv, delta, price, 0, gamma, vega,
+                                 theta, und])
+
+    def _served_type(self, asked: int) -> int | None:
+        """The data type IB serves for what the session asked, or None (error 354)."""
+        if self._subscribed:
+            if asked in (FROZEN, DELAYED_FROZEN) and not self._market_open:
+                return FROZEN
+            return LIVE
+        if asked in (LIVE, FROZEN):
+            return None
+        return DELAYED_FROZEN if asked == DELAYED_FROZEN and not self._market_open else DELAYED
+
+    def _cancel_mkt_data(self, session: _Session, r: _Reader) -> None:
+        r.version(2)
+        req_id = r.int()
+        r.done()
+        if session.tickers.pop(req_id, None) is None:
+            self._send(session, _error(req_id, 300, f"Can't find EId with tickerId:{req_id}"))
+
+    def _place_order(self, session: _Session, r: _Reader) -> None:
+        order_id = r.int()
+        wanted = r.contract()
+        r.skip(2)  # secIdType, secId
+        action, quantity, order_type = r.str(), r.float(), r.str()
+        limit_price, _aux, tif = r.float(), r.float(), r.str()
+        r.skip(4)  # ocaGroup, account, openClose, origin
+        order_ref = r.str()
+        r.skip(8)  # transmit, parentId, blockOrder, sweepToFill, displaySize, triggerMethod,
+        # outsideRth, hidden
+        legs: list[ComboLegSpec] = []
+        if wanted["secType"] == "BAG":
+            for _ in range(r.int()):
+                leg = r.skip(8)
+                legs.append(ComboLegSpec(int(leg[0]), int(leg[1]), leg[2], leg[3]))
+            r.skip(r.int())  # order combo leg prices
+            r.skip(2 * r.int())  # smart combo routing params
+        r.skip(7)  # sharesAllocation, discretionaryAmt, goodAfterTime, goodTillDate, FA group,
+        # method, percentage (no faProfile from 177 on)
+        r.skip(22)  # modelCode .. volatilityType
+        if r.str():  # deltaNeutralOrderType
+            r.skip(1 + 8)
+        else:
+            r.skip(1)
+        r.skip(6)  # continuousUpdate .. scaleSubsLevelSize
+        increment = r.float()
+        if increment is not None and 0 < increment:
+            r.skip(7)
+        r.skip(3)  # scaleTable, activeStartTime, activeStopTime
+        if r.str():  # hedgeType
+            r.skip(1)
+        r.skip(4)  # optOutSmartRouting, clearingAccount, clearingIntent, notHeld
+        if r.int():  # delta-neutral contract
+            r.skip(3)
+        if r.str():  # algoStrategy
+            r.skip(2 * r.int())
+        r.skip(6)  # algoId, whatIf, orderMiscOptions, solicited, randomizeSize, randomizePrice
+        if order_type in ("PEG BENCH", "PEGBENCH"):
+            r.skip(5)
+        if r.int():
+            raise _BadRequest("order conditions are not modelled by the fake")
+        r.skip(19)  # adjustedOrderType .. usePriceMgmtAlgo
+        r.skip(5)  # duration, postToAts, autoCancelParent, advancedErrorOverride, manualOrderTime
+        if wanted["exchange"] == "IBKRATS":
+            r.skip(1)
+        if order_type in ("PEG BEST", "PEGBEST"):
+            r.skip(2)
+            if r.fields[r.at - 1] == "Infinite":
+                r.skip(2)
+        elif order_type in ("PEG MID", "PEGMID"):
+            r.skip(2)
+        r.done()
+
         key = (session.client_id, order_id)
         if key in self._orders:
-            self._send(session, [4, 2, order_id, 103, "Duplicate order id"])
+            self._send(session, _error(order_id, 103, "Duplicate order id"))
             return
-        legs: list[ComboLegSpec] = []
-        if sec_type == "BAG":
-            for i in range(int(fields[35])):
-                leg = fields[36 + 8 * i: 44 + 8 * i]
-                legs.append(ComboLegSpec(int(leg[0]), int(leg[1]), leg[2], leg[3]))
-        contract = None if sec_type == "BAG" else self._contracts.get(con_id)
-        if sec_type != "BAG" and contract is None:
-            self._send(session, [4, 2, order_id, 200,
-                                 "No security definition has been found for the request"])
+        if quantity is None or quantity <= 0:
+            self._send(session, _error(order_id, 434, "The order size cannot be zero."))
             return
+        if order_type == "LMT" and limit_price is None:
+            self._send(session, _error(order_id, 321, "Error validating request:-'bN' : cause - "
+                                                      "The price field is required."))
+            return
+        contract = None
+        if wanted["secType"] != "BAG":
+            found = self._matching(wanted, include_expired=False)
+            if len(found) != 1:
+                self._send(session, _error(order_id, 200, "No security definition has been "
+                                                          "found for the request"))
+                return
+            contract = found[0]
         self._next_order_id = max(self._next_order_id, order_id + 1)
         order = FakeOrder(
             order_id=order_id, client_id=session.client_id, perm_id=next(self._perm_ids),
-            contract=contract, symbol=symbol, exchange=exchange, legs=legs, action=fields[16],
-            quantity=float(fields[17]), order_type=fields[18],
-            limit_price=float(fields[19]) if fields[19] else None, tif=fields[21],
-            order_ref=fields[26])
+            contract=contract, symbol=wanted["symbol"], exchange=wanted["exchange"], legs=legs,
+            action=action, quantity=quantity, order_type=order_type, limit_price=limit_price,
+            tif=tif, order_ref=order_ref)
         self._orders[key] = order
-        action = self._actions.popleft() if self._actions else Fill()
-        if isinstance(action, Reject):
+        action_taken = self._actions.popleft() if self._actions else Fill()
+        if isinstance(action_taken, Reject):
             order.status = "Cancelled"
-            self._send(session, [4, 2, order_id, action.code, action.message])
+            self._send(session, _error(order_id, action_taken.code, action_taken.message))
             return
-        if isinstance(action, InactiveButWorking | ErrorButWorking):
-            order.status = "Inactive" if isinstance(action, InactiveButWorking) else "Submitted"
+        if isinstance(action_taken, InactiveButWorking | ErrorButWorking):
+            order.status = "Inactive" if isinstance(action_taken, InactiveButWorking) else "Submitted"
             self._send(session, self._open_order_fields(order))
             self._send(session, self._order_status_fields(order))
-            if isinstance(action, ErrorButWorking):
-                self._send(session, [4, 2, order_id, action.code, action.message])
+            if isinstance(action_taken, ErrorButWorking):
+                self._send(session, _error(order_id, action_taken.code, action_taken.message))
             order.status = "Submitted"
             return
         order.status = "Submitted"
         self._send(session, self._open_order_fields(order))
         self._send(session, self._order_status_fields(order))
-        if isinstance(action, Fill):
-            self._fill(order, action)
+        if isinstance(action_taken, Fill):
+            self._fill(order, action_taken)
 
     def _fill(self, order: FakeOrder, action: Fill) -> None:
         price = action.price if action.price is not None else order.limit_price
@@ -555,25 +818,32 @@ class FakeTWS:
     def _exec_id(self, order: FakeOrder) -> str:
         return f"0000{order.perm_id:08x}.{next(self._exec_seq):08d}.01.01"
 
-    def _cancel_order(self, session: _Session, fields: list[str]) -> None:
-        order_id = int(fields[2])
+    def _cancel_order(self, session: _Session, r: _Reader) -> None:
+        r.version(1)
+        order_id = r.int()
+        r.str()  # manualOrderCancelTime (169+)
+        r.done()
         order = self._orders.get((session.client_id, order_id))
         if order is None:
-            self._send(session, [4, 2, order_id, 10147,
-                                 f"OrderId {order_id} that needs to be cancelled is not found."])
+            self._send(session, _error(order_id, 10147, f"OrderId {order_id} that needs to be "
+                                                        f"cancelled is not found."))
         elif order.is_done:
-            self._send(session, [4, 2, order_id, 10148,
-                                 f"OrderId {order_id} that needs to be cancelled cannot be "
-                                 f"cancelled, state: {order.status}."])
+            self._send(session, _error(order_id, 10148,
+                                       f"OrderId {order_id} that needs to be cancelled cannot be "
+                                       f"cancelled, state: {order.status}."))
         else:
             order.status = "Cancelled"
             self._send(session, self._order_status_fields(order))
-            self._send(session, [4, 2, order_id, 202, "Order Canceled - reason:"])
+            self._send(session, _error(order_id, 202, "Order Canceled - reason:"))
 
-    def _req_open_orders(self, session: _Session, fields: list[str]) -> None:
+    def _req_open_orders(self, session: _Session, r: _Reader) -> None:
+        r.version(1)
+        r.done()
         self._send_open_orders(session, lambda o: o.client_id == session.client_id)
 
-    def _req_all_open_orders(self, session: _Session, fields: list[str]) -> None:
+    def _req_all_open_orders(self, session: _Session, r: _Reader) -> None:
+        r.version(1)
+        r.done()
         self._send_open_orders(session, lambda o: True)
 
     def _send_open_orders(self, session: _Session, keep: Callable[[FakeOrder], bool]) -> None:
@@ -583,50 +853,71 @@ class FakeTWS:
                 self._send(session, self._order_status_fields(order))
         self._send(session, [53, 1])
 
-    def _req_completed_orders(self, session: _Session, fields: list[str]) -> None:
+    def _req_completed_orders(self, session: _Session, r: _Reader) -> None:
+        r.int()  # apiOnly
+        r.done()
         for order in self._orders.values():
             if order.is_done:
                 self._send(session, self._completed_order_fields(order))
         self._send(session, [102])
 
-    def _req_executions(self, session: _Session, fields: list[str]) -> None:
-        req_id = int(fields[2])
+    def _req_executions(self, session: _Session, r: _Reader) -> None:
+        r.version(3)
+        req_id = r.int()
+        r.skip(7)  # filter: clientId, acctCode, time, symbol, secType, exchange, side
+        r.done()
         for execution in self._executions:
             self._send(session, self._exec_fields(req_id, execution))
         for execution in self._executions:
             self._send(session, self._commission_fields(execution))
         self._send(session, [55, 1, req_id])
 
-    def _req_contract_details(self, session: _Session, fields: list[str]) -> None:
-        req_id = int(fields[2])
-        (con_id, symbol, sec_type, expiry, strike, right, multiplier, exchange, _primary,
-         currency, local_symbol, trading_class) = fields[3:15]
-        wanted_strike = float(strike) if strike else 0.0
-
-        def matches(c: FakeContract) -> bool:
-            if con_id and int(con_id):
-                return c.con_id == int(con_id)
-            return ((not symbol or c.symbol == symbol)
-                    and (not sec_type or c.sec_type == sec_type)
-                    and (not expiry or expiry in (c.last_trade_date, c.contract_month))
-                    and (not wanted_strike or c.strike == wanted_strike)
-                    and (not right or c.right == right[0])
-                    and (not multiplier or float(c.multiplier) == float(multiplier))
-                    and (not exchange or c.exchange == exchange)
-                    and (not currency or c.currency == currency)
-                    and (not local_symbol or c.local_symbol == local_symbol)
-                    and (not trading_class or c.trading_class == trading_class))
-
-        found = [c for c in self._contracts.values() if matches(c)]
+    def _req_contract_details(self, session: _Session, r: _Reader) -> None:
+        r.version(8)
+        req_id = r.int()
+        wanted = r.contract()
+        include_expired = bool(r.int())
+        r.skip(3)  # secIdType, secId, issuerId (176+)
+        r.done()
+        found = self._matching(wanted, include_expired=include_expired)
         if not found:
-            self._send(session, [4, 2, req_id, 200,
-                                 "No security definition has been found for the request"])
+            self._send(session, _error(req_id, 200, "No security definition has been found "
+                                                    "for the request"))
             return
         for contract in found:
             self._send(session, self._contract_details_fields(req_id, contract))
         self._send(session, [52, 1, req_id])
 
-    def _req_positions(self, session: _Session, fields: list[str]) -> None:
+    def _matching(self, wanted: dict[str, str], *, include_expired: bool) -> list[FakeContract]:
+        """Like TWS: a conId names one contract; otherwise every given field must match."""
+        con_id = int(wanted["conId"] or 0)
+        strike = float(wanted["strike"]) if wanted["strike"] else 0.0
+        expiry, right = wanted["lastTradeDateOrContractMonth"], wanted["right"]
+        today = datetime.now(UTC).strftime("%Y%m%d")
+
+        def matches(c: FakeContract) -> bool:
+            if not include_expired and c.last_trade_date < today:
+                return False
+            if con_id:
+                return c.con_id == con_id
+            return ((not wanted["symbol"] or c.symbol == wanted["symbol"])
+                    and (not wanted["secType"] or c.sec_type == wanted["secType"])
+                    and (not expiry or expiry in (c.last_trade_date, c.contract_month))
+                    and (not strike or c.strike == strike)
+                    and (not right or c.right == right[0])
+                    and (not wanted["multiplier"]
+                         or float(c.multiplier) == float(wanted["multiplier"]))
+                    and (not wanted["exchange"] or c.exchange == wanted["exchange"])
+                    and (not wanted["currency"] or c.currency == wanted["currency"])
+                    and (not wanted["localSymbol"] or c.local_symbol == wanted["localSymbol"])
+                    and (not wanted["tradingClass"]
+                         or c.trading_class == wanted["tradingClass"]))
+
+        return [c for c in self._contracts.values() if matches(c)]
+
+    def _req_positions(self, session: _Session, r: _Reader) -> None:
+        r.version(1)
+        r.done()
         for con_id, position in self._positions.items():
             contract = self._contracts[con_id]
             avg_cost = position.average_price * float(contract.multiplier)
@@ -634,31 +925,61 @@ class FakeTWS:
                                  _num(position.quantity), _num(avg_cost)])
         self._send(session, [62, 1])
 
-    def _req_account_summary(self, session: _Session, fields: list[str]) -> None:
-        req_id, tags = int(fields[2]), set(fields[4].split(","))
+    def _cancel_positions(self, session: _Session, r: _Reader) -> None:
+        r.version(1)
+        r.done()
+
+    def _req_account_summary(self, session: _Session, r: _Reader) -> None:
+        r.version(1)
+        req_id, _group, tags = r.int(), r.str(), set(r.str().split(","))
+        r.done()
         for tag, value in self.account_values.items():
             if tag in tags or "All" in tags:
                 self._send(session, [63, 1, req_id, self.account, tag, value, "USD"])
         self._send(session, [64, 1, req_id])
 
-    def _req_account_updates(self, session: _Session, fields: list[str]) -> None:
-        if fields[2] == "1":
+    def _cancel_account_summary(self, session: _Session, r: _Reader) -> None:
+        r.version(1)
+        r.int()
+        r.done()
+
+    def _req_account_updates(self, session: _Session, r: _Reader) -> None:
+        r.version(2)
+        subscribe, _account = r.int(), r.str()
+        r.done()
+        if subscribe:
             for tag, value in self.account_values.items():
                 self._send(session, [6, 2, tag, value, "USD", self.account])
             self._send(session, [54, 1, self.account])
 
-    def _req_account_updates_multi(self, session: _Session, fields: list[str]) -> None:
-        self._send(session, [74, 1, int(fields[2])])
+    def _req_account_updates_multi(self, session: _Session, r: _Reader) -> None:
+        r.version(1)
+        req_id = r.int()
+        r.skip(3)  # account, modelCode, ledgerAndNLV
+        r.done()
+        self._send(session, [74, 1, req_id])
 
-    def _req_sec_def_opt_params(self, session: _Session, fields: list[str]) -> None:
-        req_id, under_con_id = int(fields[1]), int(fields[5] or 0)
+    def _cancel_account_updates_multi(self, session: _Session, r: _Reader) -> None:
+        r.version(1)
+        r.int()
+        r.done()
+
+    def _req_sec_def_opt_params(self, session: _Session, r: _Reader) -> None:
+        req_id, symbol, fut_fop_exchange, sec_type, under_con_id = (
+            r.int(), r.str(), r.str(), r.str(), r.int())
+        r.done()
+        today = datetime.now(UTC).strftime("%Y%m%d")
+        under = self._contracts.get(under_con_id)
         classes: dict[tuple[str, str, str], tuple[set[str], set[float]]] = {}
-        for c in self._contracts.values():
-            if c.sec_type == "FOP" and c.under_con_id == under_con_id:
-                expiries, strikes = classes.setdefault(
-                    (c.exchange, c.trading_class, c.multiplier), (set(), set()))
-                expiries.add(c.last_trade_date)
-                strikes.add(c.strike)
+        if under is not None and under.symbol == symbol and under.sec_type == sec_type:
+            for c in self._contracts.values():
+                if (c.sec_type == "FOP" and c.under_con_id == under_con_id
+                        and c.last_trade_date >= today
+                        and (not fut_fop_exchange or c.exchange == fut_fop_exchange)):
+                    expiries, strikes = classes.setdefault(
+                        (c.exchange, c.trading_class, c.multiplier), (set(), set()))
+                    expiries.add(c.last_trade_date)
+                    strikes.add(c.strike)
         for (exchange, trading_class, multiplier), (expiries, strikes) in classes.items():
             self._send(session, [75, req_id, exchange, under_con_id, trading_class, multiplier,
                                  len(expiries), *sorted(expiries), len(strikes),
@@ -670,12 +991,13 @@ class FakeTWS:
     def _contract_details_fields(self, req_id: int, c: FakeContract) -> list[Any]:
         under = self._contracts.get(c.under_con_id)
         return [
-            10, 8, req_id, c.symbol, c.sec_type, c.last_trade_date, _num(c.strike), c.right,
+            10, req_id, c.symbol, c.sec_type, c.last_trade_date, _num(c.strike), c.right,
             c.exchange, c.currency, c.local_symbol, c.trading_class, c.trading_class, c.con_id,
-            0.25, 1,  # minTick, the obsolete mdSizeMultiplier
+            _num(c.min_tick),  # no mdSizeMultiplier from 164 on
             c.multiplier, "LMT,MKT", c.exchange, 1, c.under_con_id, c.symbol, "",
             c.contract_month, "", "", "", "US/Central", "", "", "", "", 0,  # no secIds
-            "", c.symbol, under.sec_type if under else "", "", c.last_trade_date, "",
+            1, c.symbol, under.sec_type if under else "", "", c.last_trade_date, "",
+            "1", "1", "1",  # minSize, sizeIncrement, suggestedSizeIncrement (164+)
         ]
 
     def _order_contract_fields(self, order: FakeOrder) -> list[Any]:
@@ -695,8 +1017,7 @@ class FakeTWS:
             5, o.order_id, *self._order_contract_fields(o),
             o.action, _num(o.quantity), o.order_type, _opt(o.limit_price), "", o.tif, "",
             self.account, "", 0, o.order_ref, o.client_id, o.perm_id, 0, 0, 0, "",
-            "", "", "", "",  # sharesAllocation, faGroup, faMethod, faPercentage
-            "",  # faProfile (server < 177)
+            "", "", "", "",  # sharesAllocation, faGroup, faMethod, faPercentage (no faProfile)
             *[""] * 29,  # modelCode .. deltaNeutralAuxPrice (no delta-neutral order type)
             *[""] * 6, "",  # continuousUpdate .. basisPointsType, comboLegsDescrip
             *self._combo_fields(o), 0, 0,  # order combo legs, smart routing params
@@ -706,7 +1027,9 @@ class FakeTWS:
             "",  # algoStrategy
             0, 0, o.status, *[""] * 13, "", 0, 0,  # solicited, whatIf, state, randomize
             0,  # conditions
-            *[""] * 16,
+            *[""] * 16,  # adjustedOrderType .. usePriceMgmtAlgo
+            "", 0, 0,  # duration (159), postToAts (160), autoCancelParent (162)
+            "", "", "", "", "",  # minTradeQty .. midOffsetAtHalf (170)
         ]
 
     def _completed_order_fields(self, o: FakeOrder) -> list[Any]:
@@ -714,8 +1037,7 @@ class FakeTWS:
             101, *self._order_contract_fields(o),
             o.action, _num(o.quantity), o.order_type, _opt(o.limit_price), "", o.tif, "",
             self.account, "", 0, o.order_ref, o.perm_id, 0, 0, "", "", "", "", "",
-            "",  # faProfile (server < 177)
-            *[""] * 23,  # modelCode .. deltaNeutralAuxPrice
+            *[""] * 23,  # modelCode .. deltaNeutralAuxPrice (no faProfile from 177 on)
             "", "", "", "", "",  # continuousUpdate .. comboLegsDescrip
             *self._combo_fields(o), 0, 0,
             "", "", "",  # scale fields
@@ -726,6 +1048,7 @@ class FakeTWS:
             0,  # conditions
             "", "", "", 0, 0, "", _num(o.filled), 0, 0, "", 0, 0, 0,
             datetime.now(UTC).strftime("%Y%m%d %H:%M:%S UTC"), o.status,
+            "", "", "", "", "",  # minTradeQty .. midOffsetAtHalf (170)
         ]
 
     def _order_status_fields(self, o: FakeOrder) -> list[Any]:
@@ -740,10 +1063,25 @@ class FakeTWS:
             e.time.strftime("%Y%m%d %H:%M:%S UTC"), self.account, order.exchange, e.side,
             _num(e.shares), e.price, order.perm_id, order.client_id, 0, _num(e.shares), e.price,
             order.order_ref, "", "", "", 1,
+            0,  # pendingPriceRevision (178)
         ]
 
     def _commission_fields(self, e: FakeExecution) -> list[Any]:
-        return [59, 1, e.exec_id, e.commission, "USD", _opt(e.realized_pnl), "", ""]
+        realized = UNSET_DOUBLE if e.realized_pnl is None else repr(e.realized_pnl)
+        return [59, 1, e.exec_id, e.commission, "USD", realized, UNSET_DOUBLE, ""]
+
+
+def _error(req_id: int, code: int, message: str) -> list[Any]:
+    return [4, 2, req_id, code, message, ""]  # "" = advancedOrderRejectJson (166+)
+
+
+def _offers_our_version(handshake: bytes) -> bool:
+    """The client's "v<min>..<max>[ options]" must include SERVER_VERSION."""
+    try:
+        low, high = handshake.decode().split(" ")[0].lstrip("v").split("..")
+        return int(low) <= SERVER_VERSION <= int(high)
+    except ValueError:
+        return False
 
 
 def _frame(fields: list[Any]) -> bytes:

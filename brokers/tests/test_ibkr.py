@@ -4,10 +4,12 @@ from __future__ import annotations
 import logging
 import socket
 import threading
+import time
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 
 import pytest
+from ib_async import IB
 
 from brokers.domain import BrokerError, Instrument, OrderLeg, OrderRequest
 from brokers.ibkr import IBKRBroker, IBKRConfig
@@ -31,7 +33,9 @@ def fake() -> Iterator[FakeTWS]:
                     multiplier=1000)
     tws.start()
     yield tws
+    bad = tws.bad_requests
     tws.close()
+    assert bad == []  # every request ib_async sent was read field by field at server version 178
 
 
 def config_for(port: int, **overrides: object) -> IBKRConfig:
@@ -64,9 +68,35 @@ def buy(instrument: Instrument, cid: str, price: float = 100.5, qty: int = 2) ->
 def test_connects_with_the_tws_handshake_and_reports_health(fake: FakeTWS,
                                                             broker: IBKRBroker) -> None:
     health = broker.health()
-    assert health.connected and "157" in health.detail
+    assert health.connected and "178" in health.detail
     assert fake.connected_clients == 1
     assert fake.messages(71)[0][2] == "7"  # startApi carried our client id
+
+
+def test_the_fake_reads_requests_like_tws_178(fake: FakeTWS) -> None:
+    ib = IB()
+    errors: list[tuple[int, str]] = []
+    ib.errorEvent += lambda req_id, code, message, contract: errors.append((code, message))
+    ib.connect("127.0.0.1", fake.port, clientId=31, timeout=5)
+    try:
+        assert ib.client.serverVersion() == 178
+        ib.client.send(49)  # reqCurrentTime without its version field
+        ib.client.send(9999, 1)  # no such request
+        ib.client.send(2, 2, 777)  # cancelMktData of a ticker never requested
+        deadline = time.monotonic() + 5
+        while len(errors) < 3 + 3 and time.monotonic() < deadline:  # 3 farm notices first
+            ib.sleep(0.05)
+        codes = [code for code, _ in errors]
+        assert codes[:3] == [2104, 2106, 2158]
+        assert sorted(codes[3:]) == [300, 320, 320]
+        assert len(fake.bad_requests) == 2
+        second = IB()
+        with pytest.raises((ConnectionError, TimeoutError)):
+            second.connect("127.0.0.1", fake.port, clientId=31, timeout=2)  # 326: id in use
+        second.disconnect()
+    finally:
+        ib.disconnect()
+    fake.forget_bad_requests()  # the two above were deliberate
 
 
 def test_calls_before_connect_fail_without_retry(fake: FakeTWS) -> None:
@@ -244,6 +274,7 @@ def test_retry_from_a_fresh_process_finds_the_order_at_tws(fake: FakeTWS,
                                                            broker: IBKRBroker) -> None:
     call = option(broker, 6000)
     broker.place_order(buy(call, "survivor"))
+    broker.disconnect()  # the old process died: TWS refuses a second session on its client id
     restarted = IBKRBroker(config_for(fake.port))
     restarted.connect()
     try:
