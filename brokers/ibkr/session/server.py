@@ -181,11 +181,14 @@ class AccountSession:
         pipe.execute()
 
     def execute(self, method: str, args: dict[str, Any], deadline: float) -> Any:
-        if method == "health":
-            return self._health(deadline)
-        if method not in PASSTHROUGH | {"place_order", "order_status", "fills_since"}:
+        if method not in PASSTHROUGH | {"health", "place_order", "order_status", "fills_since"}:
             raise BrokerError(operation=method, broker=BROKER_NAME, code="invalid_request",
                               message=f"unknown operation {method}", retryable=False)
+        # a session met for the first time answers after its first connection attempt; later,
+        # a session that is not connected answers at once
+        self._first_attempt.wait(max(min(deadline - time.time() - 0.5, 10.0), 0))
+        if method == "health":
+            return self._health()
         if not self.broker.is_ready:
             raise BrokerError(operation=method, broker=BROKER_NAME,
                               code="gateway_down" if self.phase == "gateway_down" else "not_connected",
@@ -200,9 +203,7 @@ class AccountSession:
             return self._fills_since(args["since"])
         return getattr(self.broker, method)(**args)
 
-    def _health(self, deadline: float) -> BrokerHealth:
-        # a session met for the first time answers after its first connection attempt
-        self._first_attempt.wait(max(min(deadline - time.time() - 0.5, 10.0), 0))
+    def _health(self) -> BrokerHealth:
         if not self.broker.is_ready:
             return BrokerHealth(BROKER_NAME, False, self.detail(), utc_now())
         return self.broker.health()
