@@ -275,3 +275,53 @@ def test_the_session_process_killed_and_restarted_sends_nothing_twice_and_loses_
     finally:
         second.terminate()
         assert second.wait(30) == 0  # a clean stop on SIGTERM
+
+
+# ---------------------------------------------------------------- through the platform's API
+
+def _connect_ibkr(api: Any, alpha: Any, port: int) -> Any:
+    from tradingplatform.testing import bearer
+
+    body = {"broker": "ibkr", "credentials": {"host": "127.0.0.1", "port": port, "client_id": 7,
+                                              "underlying_instrument": "ES",
+                                              "underlying_expiry": "202712"}}
+    return api.post(f"/clients/{alpha.client_id}/connect-broker", body, format="json",
+                    **bearer(alpha.owner))
+
+
+def test_connect_broker_and_the_agent_status_show_the_live_session(
+        api: Any, alpha: Any, fake: FakeTWS, server: SessionServer, settings: Any) -> None:
+    from tradingplatform.testing import bearer
+
+    settings.USE_MOCK_BROKER = False
+    response = _connect_ibkr(api, alpha, fake.port)
+    assert response.status_code == 200 and response.json()["connected"] is True, response.content
+
+    def session() -> dict[str, Any]:
+        status = api.get(f"/clients/{alpha.client_id}/agent/status", **bearer(alpha.viewer))
+        assert status.status_code == 200, status.content
+        return status.json()["broker"]["session"]
+
+    eventually(lambda: session()["phase"] == "connected", "the session state is not in status")
+    fake.send_error(2103, "Market data farm connection is broken:usfarm")
+    fake.send_error(10197, "No market data during competing live session")
+    eventually(lambda: session()["model_valuation"] is True, "10197 not in status")
+    link = session()["link"]
+    assert link["competing_session"]["code"] == 10197 and "usfarm" in link["farms_down"]
+    fake.set_link(up=False)
+    eventually(lambda: session()["phase"] == "link_down", "1100 not in status")
+
+
+def test_a_hung_gateway_answers_positions_at_once_and_never_holds_the_client(
+        api: Any, alpha: Any, fake: FakeTWS, server: SessionServer, settings: Any) -> None:
+    from tradingplatform.testing import bearer
+
+    settings.USE_MOCK_BROKER = False
+    settings.IBKR_CALL_DEADLINE_SECONDS = 2.0
+    fake.hang_handshake = True  # accepts TCP, never completes the handshake
+    assert _connect_ibkr(api, alpha, fake.port).json()["connected"] is False
+    for _ in range(3):  # the lock was released each time: every request gets its answer
+        response = api.get(f"/clients/{alpha.client_id}/positions", **bearer(alpha.viewer))
+        assert response.status_code == 503, response.content
+        detail = response.json()["detail"]
+        assert detail["retryable"] is True and detail["code"] in ("not_connected", "gateway_down")
