@@ -155,6 +155,7 @@ class IBKRBroker(Broker):
         self.link = LinkState()
         self._synced = False  # orders and executions known to TWS are all loaded
         self._reconnect_lock: asyncio.Lock | None = None
+        self._snapshot_lock: asyncio.Lock | None = None
         self._reconnect_task: asyncio.Task[None] | None = None
         self._wanted = False  # connect() called and no disconnect() since
         self._connecting = False
@@ -245,6 +246,9 @@ class IBKRBroker(Broker):
                 self._ib.orderStatusEvent += self._forward_status
                 self._ib.commissionReportEvent += self._forward_fill
             self._reconnect_lock = asyncio.Lock()
+            # ib_async keeps one pending request per kind (open and completed orders, positions):
+            # a live session's concurrent callers take turns instead of orphaning each other's
+            self._snapshot_lock = asyncio.Lock()
         assert self._reconnect_lock is not None
         async with self._reconnect_lock:
             if not self._client.isConnected():
@@ -348,10 +352,12 @@ class IBKRBroker(Broker):
     async def _resync(self) -> None:
         """Fetch everything TWS knows that we may have missed while away."""
         ib = self._client
-        await asyncio.gather(ib.reqOpenOrdersAsync(), ib.reqCompletedOrdersAsync(False),
-                             ib.reqPositionsAsync())
-        # executions after the orders, so that each one finds its trade
-        await ib.reqExecutionsAsync()
+        assert self._snapshot_lock is not None
+        async with self._snapshot_lock:
+            await asyncio.gather(ib.reqOpenOrdersAsync(), ib.reqCompletedOrdersAsync(False),
+                                 ib.reqPositionsAsync())
+            # executions after the orders, so that each one finds its trade
+            await ib.reqExecutionsAsync()
         self._synced = self.link.link_down is None
 
     def health(self) -> BrokerHealth:
@@ -736,7 +742,9 @@ class IBKRBroker(Broker):
 
     async def _positions(self) -> list[Position]:
         await self._ensure_connected()
-        ib_positions = await self._client.reqPositionsAsync()
+        assert self._snapshot_lock is not None
+        async with self._snapshot_lock:
+            ib_positions = await self._client.reqPositionsAsync()
         positions = []
         for p in ib_positions:
             if p.contract.secType not in ("FUT", "FOP") or not p.position:

@@ -57,6 +57,7 @@ import inspect
 import itertools
 import struct
 import threading
+import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -291,7 +292,10 @@ class FakeTWS:
         self._link_up = True
         self.hang_handshake = False
         self.pacing_violations = 0
-        self.max_messages_per_second = 0
+        self.max_messages_per_second = 0  # from one client
+        self.max_account_messages_per_second = 0  # from every client together
+        self._account_received_at: deque[float] = deque()
+        self._arrivals: list[tuple[str, float]] = []  # (message id, perf_counter) for benchmarks
         self._perm_ids = itertools.count(900_000_001)
         self._exec_seq = itertools.count(1)
         self._subscribed = True
@@ -463,6 +467,7 @@ class FakeTWS:
             while True:
                 fields = (await _read_frame(reader)).decode().split("\0")[:-1]
                 self._count_for_pacing(session)
+                self._arrivals.append((fields[0] if fields else "", time.perf_counter()))
                 self._dispatch(session, fields)
                 self._flush()
         except (asyncio.IncompleteReadError, ConnectionError):
@@ -564,6 +569,19 @@ class FakeTWS:
             self._executions.clear()
         self._call(restart)
 
+    def reset_rate_counters(self) -> None:
+        """Forget the rates measured so far (a benchmark measures one phase at a time)."""
+        def reset() -> None:
+            self.max_messages_per_second = self.max_account_messages_per_second = 0
+            self._account_received_at.clear()
+            for session in self._sessions:
+                session.received_at.clear()
+        self._call(reset)
+
+    def arrival_times(self, msg_id: int) -> list[float]:
+        """`time.perf_counter()` at which each message of this id was read (same-process clocks)."""
+        return self._call(lambda: [t for m, t in self._arrivals if m == str(msg_id)])
+
     def _count_for_pacing(self, session: _Session) -> None:
         now = self._loop.time()
         times = session.received_at
@@ -571,6 +589,12 @@ class FakeTWS:
         while now - times[0] >= 1.0:
             times.popleft()
         self.max_messages_per_second = max(self.max_messages_per_second, len(times))
+        everyone = self._account_received_at
+        everyone.append(now)
+        while now - everyone[0] >= 1.0:
+            everyone.popleft()
+        self.max_account_messages_per_second = max(self.max_account_messages_per_second,
+                                                   len(everyone))
         if len(times) > PACING_LIMIT:
             self.pacing_violations += 1
             self._send(session, _error(-1, 100, "Max rate of messages per second has been "

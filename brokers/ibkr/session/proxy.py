@@ -36,6 +36,9 @@ from brokers.domain import (
 from brokers.ibkr.errors import BROKER_NAME
 from brokers.ibkr.session import codec, protocol
 
+_WAIT_SLICE = 2.0  # seconds; under the client's socket timeout
+_alive_seen: dict[redis.Redis, float] = {}  # client -> when the process was last seen alive
+
 
 @functools.cache
 def redis_client(url: str) -> redis.Redis:
@@ -63,6 +66,8 @@ class IBKRSessionBroker(Broker):
                            retryable=True, context=context)
 
     def _process_alive(self, operation: str) -> None:
+        if time.monotonic() - _alive_seen.get(self._redis, -1e9) < 1.0:
+            return  # seen alive within the last second: spare the round trip
         try:
             alive = self._redis.exists(protocol.alive_key())
         except redis.RedisError:
@@ -73,6 +78,7 @@ class IBKRSessionBroker(Broker):
             raise self._error(operation, "session_process_down",
                               "the IBKR session process is not running (make run starts it; "
                               "compose: service ibkr-sessions)")
+        _alive_seen[self._redis] = time.monotonic()
 
     def _call(self, operation: str, **args: Any) -> Any:
         self._process_alive(operation)
@@ -82,8 +88,11 @@ class IBKRSessionBroker(Broker):
                    "method": operation, "args": codec.encode(args), "deadline": deadline}
         try:
             self._redis.lpush(protocol.requests_key(), json.dumps(request))
-            reply = self._redis.blpop([protocol.reply_key(request_id)],
-                                      timeout=max(deadline - time.time(), 0.01))
+            reply = None
+            while reply is None and time.time() < deadline:
+                # in slices shorter than the socket timeout, so that a dead Redis is noticed
+                reply = self._redis.blpop([protocol.reply_key(request_id)],
+                                          timeout=min(max(deadline - time.time(), 0.01), _WAIT_SLICE))
         except redis.RedisError:
             raise self._error(operation, "session_process_unreachable",
                               "Redis did not carry the call to the IBKR session process") from None

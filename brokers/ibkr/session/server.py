@@ -269,9 +269,11 @@ class SessionServer:
         return session
 
     def run(self) -> None:
-        next_scan = 0.0
+        next_scan = next_alive = 0.0
         while not self.stopping.is_set():
-            self._redis.set(protocol.alive_key(), "1", ex=protocol.ALIVE_TTL_SECONDS)
+            if time.monotonic() >= next_alive:  # not before every request: one round trip less
+                self._redis.set(protocol.alive_key(), "1", ex=protocol.ALIVE_TTL_SECONDS)
+                next_alive = time.monotonic() + 1.0
             if self._discover is not None and time.monotonic() >= next_scan:
                 next_scan = time.monotonic() + self._scan_seconds
                 self._scan()
