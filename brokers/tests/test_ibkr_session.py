@@ -272,9 +272,45 @@ def test_the_session_process_killed_and_restarted_sends_nothing_twice_and_loses_
         assert [o.order_ref for o in fake.orders] == ["survives"]
         assert len(fake.messages(3)) == 1
         assert not redis.exists(protocol.reply_key("stale"))
+        assert _check(prefix) == 0  # the container health check
     finally:
         second.terminate()
         assert second.wait(30) == 0  # a clean stop on SIGTERM
+    assert _check(prefix) == 1
+
+
+def _check(prefix: str) -> int:
+    from tradingplatform.tests.servers import subprocess_env_for_tests
+
+    env = dict(os.environ, **subprocess_env_for_tests(), IBKR_SESSIONS_REDIS_PREFIX=prefix)
+    return subprocess.run([sys.executable, "manage.py", "ibkr_sessions", "--check"],
+                          cwd=django_settings.BASE_DIR, env=env, capture_output=True, timeout=60).returncode
+
+
+def test_stored_credentials_get_a_live_session_before_any_call(
+        alpha: Any, fake: FakeTWS, prefix: str, settings: Any) -> None:
+    from django_tenants.utils import tenant_context
+
+    from brokers.management.commands.ibkr_sessions import stored_ibkr_credentials
+    from brokers.models import BrokerConnection
+
+    settings.USE_MOCK_BROKER = False
+    with tenant_context(alpha.client):
+        BrokerConnection.objects.update_or_create(
+            singleton=True, defaults={"broker": "ibkr", "credentials": json.dumps(credentials(fake.port))})
+    found = [c for c in stored_ibkr_credentials() if c["port"] == fake.port]
+    assert len(found) == 1
+    served = SessionServer(redis_client(django_settings.REDIS_URL), discover=lambda: found, scan_seconds=60)
+    thread = threading.Thread(target=served.run, daemon=True)
+    thread.start()
+    try:
+        eventually(lambda: fake.connected_clients == 1, "no session was started for the stored account")
+        assert phase(proxy_for(fake.port)) in ("connecting", "connected")
+    finally:
+        served.stopping.set()
+        thread.join(30)
+    settings.USE_MOCK_BROKER = True
+    assert stored_ibkr_credentials() == []  # the simulator serves everyone: no IB session
 
 
 # ---------------------------------------------------------------- through the platform's API

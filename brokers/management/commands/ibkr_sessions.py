@@ -12,6 +12,7 @@ from django.core.management.base import BaseCommand
 from django_tenants.utils import tenant_context
 from rest_framework import serializers
 
+from brokers.ibkr.session import protocol
 from brokers.ibkr.session.proxy import redis_client
 from brokers.ibkr.session.server import SessionServer
 
@@ -45,8 +46,13 @@ class Command(BaseCommand):
     def add_arguments(self, parser) -> None:
         parser.add_argument("--no-discovery", action="store_true",
                             help="start sessions only when a call names them (no scan of clients)")
+        parser.add_argument("--check", action="store_true",
+                            help="exit 0 if a session process is alive, 1 if not (health checks)")
 
     def handle(self, *args, **options) -> None:
+        if options["check"]:
+            alive = redis_client(settings.REDIS_URL).exists(protocol.alive_key())
+            raise SystemExit(0 if alive else 1)
         server = SessionServer(redis_client(settings.REDIS_URL),
                                discover=None if options["no_discovery"] else stored_ibkr_credentials,
                                scan_seconds=settings.IBKR_SESSIONS_SCAN_SECONDS)
