@@ -361,3 +361,36 @@ def test_a_hung_gateway_answers_positions_at_once_and_never_holds_the_client(
         assert response.status_code == 503, response.content
         detail = response.json()["detail"]
         assert detail["retryable"] is True and detail["code"] in ("not_connected", "gateway_down")
+
+
+def test_a_session_no_client_stores_any_more_is_let_go_once_idle(fake: FakeTWS, prefix: str) -> None:
+    stored = [credentials(fake.port)]
+    served = SessionServer(redis_client(django_settings.REDIS_URL), discover=lambda: list(stored),
+                           scan_seconds=0.2)
+    thread = threading.Thread(target=served.run, daemon=True)
+    thread.start()
+    try:
+        eventually(lambda: fake.connected_clients == 1, "no session for the stored account")
+        stored.clear()  # the client switched to another broker
+        eventually(lambda: fake.connected_clients == 0, "the session was kept")
+        assert phase(proxy_for(fake.port)) is None  # its state is withdrawn too
+    finally:
+        served.stopping.set()
+        thread.join(30)
+
+
+def test_the_order_row_keeps_the_perm_id(alpha: Any) -> None:
+    from django_tenants.utils import tenant_context
+
+    from brokers.domain import OrderStatus
+    from brokers.services import order_record, order_status_apply
+
+    with tenant_context(alpha.client):
+        row = order_record(order=buy("perm-1"), broker="ibkr")
+        order_status_apply(row=row, status=OrderStatus("perm-1", "17", "submitted", broker_perm_id="900000017"))
+        row.refresh_from_db()
+        assert (row.broker_order_id, row.broker_perm_id) == ("17", "900000017")
+        # a later status without it (a journal entry, another adapter) keeps what is known
+        order_status_apply(row=row, status=OrderStatus("perm-1", "17", "filled", filled_quantity=1))
+        row.refresh_from_db()
+        assert row.broker_perm_id == "900000017"

@@ -87,6 +87,7 @@ class AccountSession:
         self._stop = threading.Event()
         self._first_attempt = threading.Event()
         self.phase = "connecting"
+        self.last_used = time.monotonic()
         self.down_since: datetime | None = None
         self.last_error: dict[str, Any] | None = None
         self._supervisor = threading.Thread(target=self._supervise, name=f"ibkr-sup-{key[:6]}",
@@ -157,6 +158,7 @@ class AccountSession:
     # ------------------------------------------------------------------ requests
 
     def submit(self, request: dict[str, Any]) -> None:
+        self.last_used = time.monotonic()
         self._pool.submit(self._serve, request)
 
     def _serve(self, request: dict[str, Any]) -> None:
@@ -284,10 +286,19 @@ class SessionServer:
 
     def _scan(self) -> None:
         try:
-            for credentials in self._discover():  # type: ignore[misc]
-                self.ensure(credentials)
+            stored = {protocol.session_key(c): c for c in self._discover()}  # type: ignore[misc]
         except Exception:
             logger.exception("IBKR sessions: scanning stored credentials failed; next scan retries")
+            return
+        for credentials in stored.values():
+            self.ensure(credentials)
+        # an account no client stores any more (switched broker, changed gateway) is let go once
+        # no call has used it for a whole scan interval
+        idle_since = time.monotonic() - self._scan_seconds
+        for key in [k for k, (_, s) in self._sessions.items()
+                    if k not in stored and s.last_used < idle_since]:
+            logger.info("IBKR session %s: no client stores it any more; disconnecting", key)
+            self._sessions.pop(key)[1].close()
 
     def _dispatch(self, raw: bytes) -> None:
         try:
