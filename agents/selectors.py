@@ -27,8 +27,29 @@ def agent_config_get() -> AgentConfig:
 
 
 def agent_parameters_get() -> AgentParameters:
-    """The strategy parameters in force (the risk limits are read by risk.selectors)."""
-    return parameters_from_json(agent_config_get().parameters)
+    """The strategy parameters in force (the risk limits are read by risk.selectors). What the
+    owner never set comes from the broker connection's product when it names one (IBKR's
+    `underlying_instrument` and the future its `underlying_expiry` resolved to at connect), then
+    from the built-in defaults."""
+    stored = agent_config_get().parameters
+    return parameters_from_json({**_connection_defaults(stored), **stored})
+
+
+def _connection_defaults(stored: dict[str, Any]) -> dict[str, Any]:
+    import json
+
+    from brokers.products import PRODUCTS
+    from brokers.services import broker_connection_get
+
+    credentials = json.loads(broker_connection_get().credentials or "{}")
+    symbol = credentials.get("underlying_instrument")
+    if symbol not in PRODUCTS:  # none named, or a product the agent cannot trade
+        return {}
+    defaults: dict[str, Any] = {"underlying": symbol}
+    expiry = str(credentials.get("underlying_expiry", ""))
+    if len(expiry) == 8 and stored.get("underlying", symbol) == symbol:  # resolved at connect
+        defaults["hedge_future_expiry"] = f"{expiry[:4]}-{expiry[4:6]}-{expiry[6:]}"
+    return defaults
 
 
 def agent_risk_limits_stored() -> dict[str, Any]:

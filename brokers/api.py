@@ -58,7 +58,7 @@ def _leg_json(leg, quotes: dict) -> dict:
         "mark": finite_or_none(risk.mark),
         "quote_time": risk.quote_time,
         "unrealized_pnl": finite_or_none(leg.unrealized_pnl),
-        "market_data": quote.data_type if quote is not None else "none",
+        "market_data": "model" if risk.mark_source == "model" else (quote.data_type if quote is not None else "none"),
         "greeks": {
             "delta": finite_or_none(risk.delta),
             "gamma": finite_or_none(risk.gamma),

@@ -283,3 +283,10 @@ class Broker(abc.ABC):
     def quote(self, instrument: Instrument) -> Quote:
         return self.quotes([instrument])[0]
 
+    def settings_resolve(self) -> dict[str, Any]:
+        """At connect: check the connection's product settings against the broker's own contract
+        data. Returns the credential values it resolved (to keep), or raises BrokerError with code
+        `invalid_contract_settings` and `context["fields"]` (field -> messages). Brokers whose
+        credentials name no product have nothing to check."""
+        return {}
+

@@ -70,10 +70,12 @@ class PositionLegSerializer(serializers.Serializer):
     quote_time = serializers.DateTimeField(allow_null=True)
     unrealized_pnl = serializers.FloatField(allow_null=True, help_text="USD.")
     market_data = serializers.ChoiceField(
-        choices=["live", "frozen", "delayed", "delayed_frozen", "none"],
-        help_text="What the leg's quote is: the broker's live data, frozen (the last live values, "
-                  "market closed), delayed (10-20 minutes late) or delayed-frozen; 'none' when the "
-                  "broker sent no data for it. Greeks say their own source (broker or model).")
+        choices=["live", "frozen", "delayed", "delayed_frozen", "model", "none"],
+        help_text="What the leg's mark is: the broker's live quote, frozen (the last live values, "
+                  "market closed), delayed (10-20 minutes late) or delayed-frozen; 'model' when the "
+                  "broker sent no price and the platform's Black-76 values the option at the "
+                  "broker's implied volatility for it; 'none' when nothing values it. Greeks say "
+                  "their own source (broker or model).")
     greeks = LegGreeksSerializer()
 
 

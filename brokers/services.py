@@ -14,6 +14,7 @@ from typing import Any
 from django.db import connection as db_connection
 from django.db import transaction
 from django.utils import timezone
+from rest_framework import serializers
 
 from audit import kinds
 from audit import services as audit
@@ -46,26 +47,33 @@ def broker_connection_get() -> BrokerConnection:
 
 
 def broker_connect(*, client: Client, broker: str, credentials: dict[str, Any], actor: str) -> ConnectResult:
-    """Validate, store encrypted, test, audit. Invalid credentials raise a DRF ValidationError and
-    change nothing; a failing test still stores them (status `failed`) and reports why."""
+    """Validate, test, store encrypted, audit. Invalid credentials raise a DRF ValidationError and
+    change nothing, and so do product settings the broker itself refuses when tested (an expired
+    future, a trading class or multiplier it does not list: `Broker.settings_resolve`); what the
+    broker resolved (the future's full expiry, its option class) is stored with the credentials.
+    A test that fails otherwise (the broker unreachable) still stores them (status `failed`) and
+    reports why."""
     validated = credentials_validate(broker=broker, credentials=credentials)
+    candidate = BrokerConnection(broker=broker, credentials=json.dumps(validated))
+    health, error = None, None
+    try:
+        with broker_session(connection=candidate) as session:
+            health = session.health()
+            if health.connected:
+                validated = {**validated, **session.settings_resolve()}
+    except BrokerError as exc:
+        if exc.code == "invalid_contract_settings":
+            raise serializers.ValidationError({"credentials": exc.context["fields"]}) from None
+        error = exc
+    connected = error is None and health is not None and health.connected
     with transaction.atomic():
         connection, _ = BrokerConnection.objects.update_or_create(
             singleton=True,
             defaults={"broker": broker, "credentials": json.dumps(validated),
-                      "status": BrokerConnection.Status.UNTESTED, "last_error": None},
+                      "status": BrokerConnection.Status.CONNECTED if connected else BrokerConnection.Status.FAILED,
+                      "last_error": error.payload() if error else None,
+                      "last_checked_at": timezone.now()},
         )
-    health, error = None, None
-    try:
-        with broker_session(connection=connection) as session:
-            health = session.health()
-    except BrokerError as exc:
-        error = exc
-    connected = error is None and health is not None and health.connected
-    connection.status = BrokerConnection.Status.CONNECTED if connected else BrokerConnection.Status.FAILED
-    connection.last_error = error.payload() if error else None
-    connection.last_checked_at = timezone.now()
-    connection.save(update_fields=["status", "last_error", "last_checked_at", "updated_at"])
     audit.audit_record(
         client_id=client.client_id, actor_type="user", actor_id=actor,
         kind=kinds.BROKER_CONNECTED if connected else kinds.BROKER_FAILED,

@@ -50,6 +50,9 @@ class InstrumentRisk:
     theta: float
     rho: float
     greeks_source: str  # "broker", "model", "expired" (past its last trade) or "none" (no usable quote)
+    # "quote": the mark is the quote's mid (or last); "model": the broker sent no price, and the
+    # platform's Black-76 prices the option at the broker's own implied volatility for it.
+    mark_source: str = "quote"
 
     @property
     def delta_per_contract(self) -> float:
@@ -162,6 +165,15 @@ def instruments_risk(
         years = np.array([years_to_expiry(option, now) for option in options], dtype=np.float64)
         is_call = np.array([option.right == "C" for option in options])
         vols = implied_vol(prices, forwards, strikes, years, rate, is_call)
+        # No price at all, but the broker's model gave this option's implied volatility (IB does
+        # for illiquid or delayed options): value it with our own model at that volatility.
+        broker_vols = np.array(
+            [quote.greeks.implied_vol if quote is not None and quote.greeks is not None
+             and quote.greeks.implied_vol is not None else np.nan for quote in option_quotes],
+            dtype=np.float64,
+        )
+        modelled = np.isnan(prices) & np.isfinite(broker_vols) & (broker_vols > 0) & np.isfinite(forwards)
+        vols = np.where(modelled, broker_vols, vols)
         model = black76(forwards, strikes, years, rate, vols, is_call)
         chosen = select_leg_greeks(
             broker=[quote.greeks if quote is not None else None for quote in option_quotes],
@@ -172,8 +184,11 @@ def instruments_risk(
                 results[i] = _expired_option_risk(option, quote, forwards[row])
                 continue
             source = chosen.source[row] if np.isfinite(chosen.delta[row]) else "none"
+            valued = bool(modelled[row]) and bool(np.isfinite(model.price[row]))
             results[i] = InstrumentRisk(
-                instrument=option, mark=marks[i], quote_time=quote.time if quote else None,
+                instrument=option, mark=float(model.price[row]) if valued else marks[i],
+                mark_source="model" if valued else "quote",
+                quote_time=quote.time if quote else None,
                 forward=float(forwards[row]) if np.isfinite(forwards[row]) else None,
                 implied_vol=float(vols[row]) if np.isfinite(vols[row]) else None,
                 delta=float(chosen.delta[row]), gamma=float(chosen.gamma[row]),

@@ -134,7 +134,9 @@ def _proposed_order(order: OrderRequest, quotes: dict, now: datetime) -> governo
                 quantity=leg.signed_quantity,
                 delta_per_contract=delta if math.isfinite(delta) and risk.greeks_source != "none" else None,
                 is_option=leg.instrument.is_option,
-                quote=governor.LegQuote(bid=quote.bid, ask=quote.ask, time=quote.time) if quote else None,
+                # A delayed (10-20 min) or frozen quote's age is unknown: the governor treats it as stale.
+                quote=governor.LegQuote(bid=quote.bid, ask=quote.ask,
+                                        time=quote.time if quote.data_type == "live" else None) if quote else None,
             )
         )
     return governor.ProposedOrder(legs=tuple(legs))

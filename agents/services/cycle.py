@@ -39,6 +39,7 @@ from brokers import services as broker_services
 from brokers.domain import Broker, BrokerError, Instrument
 from risk import selectors as risk_selectors
 from risk import services as risk
+from risk import strike_window
 from risk.book import instruments_risk
 from tenants.models import Client
 from tradingplatform.events import publish_event
@@ -53,6 +54,31 @@ def _quoted(instruments: list[Instrument], quotes: dict, now: datetime) -> tuple
                                 ask=quotes[i.key].ask if i.key in quotes else None)
         for i, risk in zip(instruments, risks, strict=True)
     )
+
+
+def _choosable(*, broker: Broker, options: list[Instrument], quotes: dict, rules, now: datetime) -> list[Instrument]:
+    """The listed options the structure rules can choose by |delta| (`risk.strike_window`), so
+    that only those take market-data lines: their futures and at-the-money options are quoted
+    first (into `quotes`) for the forwards and each expiry's implied volatility."""
+    if not options:
+        return []
+    futures = {option.underlying_future().key: option.underlying_future() for option in options}
+    quotes.update(broker_services.quotes_for(
+        broker=broker, instruments=[future for key, future in futures.items() if key not in quotes]))
+    forwards = {key: quotes[key].mid for key in futures if key in quotes and quotes[key].mid is not None}
+    at_the_money = strike_window.atm_options(options, forwards)
+    quotes.update(broker_services.quotes_for(broker=broker, instruments=at_the_money))
+    by_expiry: dict[tuple[str, Any], list[float]] = {}
+    for risk_ in instruments_risk(at_the_money, quotes, now=now, rate=settings.RISK_FREE_RATE):
+        if risk_.implied_vol is not None:
+            key = (risk_.instrument.underlying_future().key, risk_.instrument.expiry)
+            by_expiry.setdefault(key, []).append(risk_.implied_vol)
+    straddle = rules.kind in ("short_straddle", "long_straddle")
+    targets = (0.5,) if straddle else (
+        (rules.short_delta, rules.wing_delta) if rules.kind == "iron_condor" else (rules.short_delta,))
+    return strike_window.options_near_deltas(
+        options, forwards=forwards, atm_vols={key: sum(v) / len(v) for key, v in by_expiry.items()},
+        now=now, rate=settings.RISK_FREE_RATE, targets=targets, pair_rights=straddle)
 
 
 def _needs_chain(parameters: AgentParameters, structure: policy.OpenStructure | None, now: datetime) -> bool:
@@ -91,13 +117,16 @@ def _policy_inputs(*, broker: Broker, snapshot, parameters: AgentParameters, str
                         if leg.risk.instrument.key in held})
     if _needs_chain(parameters, structure, now):
         rules = parameters.structure
-        for underlying in contracts.option_underlyings(futures, hedge=hedge_future, today=today,
-                                                      dte_max=rules.dte_max):
-            options.update({option.key: option for option in broker.option_chain(underlying)
-                            if rules.dte_min <= (option.expiry - today).days <= rules.dte_max})
+        listed = [option for underlying in contracts.option_underlyings(
+                      futures, hedge=hedge_future, today=today, dte_max=rules.dte_max)
+                  for option in broker.option_chain(underlying)
+                  if rules.dte_min <= (option.expiry - today).days <= rules.dte_max]
+        options.update({option.key: option for option in _choosable(
+            broker=broker, options=listed, quotes=quotes, rules=rules, now=now)})
     chain: tuple[policy.QuotedInstrument, ...] = ()
     if options:
-        quotes.update(broker_services.quotes_for(broker=broker, instruments=list(options.values())))
+        unquoted = [option for option in options.values() if option.key not in quotes]
+        quotes.update(broker_services.quotes_for(broker=broker, instruments=unquoted))
         chain = _quoted(list(options.values()), quotes, now)
     (hedge,) = _quoted([hedge_future], quotes, now)
     inputs = policy.PolicyInputs(

@@ -58,8 +58,8 @@ from brokers.ibkr.market_data import (
     quotes_in_batches,
 )
 from brokers.ibkr.pacing import DEFAULT_LIMIT, DEFAULT_WINDOW_SECONDS, WirePacer
+from brokers.ibkr.resolve import SettingsRefused, resolve_underlying
 from brokers.ibkr.runtime import LoopThread
-from brokers.products import PRODUCTS
 
 logger = logging.getLogger(__name__)
 
@@ -388,9 +388,9 @@ class IBKRBroker(Broker):
 
     async def _lookup(self, symbol: str, sec_type: str, expiry: date | None,
                       strike: float | None, right: str | None) -> Instrument:
-        if symbol not in PRODUCTS:
-            raise _Failure("unknown_product", f"{symbol} is not a product of the platform",
-                           retryable=False, context={"symbol": symbol})
+        if not self._settings.knows(symbol):
+            raise _Failure("unknown_product", f"{symbol} is neither in the product table nor "
+                           "routed by this connection", retryable=False, context={"symbol": symbol})
         await self._ensure_connected()
         query = lookup_contract(symbol=symbol, sec_type=sec_type, expiry=expiry, strike=strike,
                                 right=right, settings=self._settings)
@@ -407,13 +407,31 @@ class IBKRBroker(Broker):
                            retryable=False, context={"symbol": symbol, "matches": len(details)})
         return await self._instrument_from_details(details[0])
 
+    def settings_resolve(self) -> dict[str, Any]:
+        return self._run("connect", self._settings_resolve,
+                         timeout=self._config.request_timeout_seconds * 6)
+
+    async def _settings_resolve(self) -> dict[str, Any]:
+        c = self._config
+        await self._ensure_connected()
+        try:
+            resolved = await resolve_underlying(
+                self._client, self._pacer.room_available, symbol=c.underlying_instrument,
+                expiry=c.underlying_expiry, multiplier=c.multiplier,
+                trading_class=c.trading_class, settings=self._settings)
+        except SettingsRefused as e:
+            raise _Failure("invalid_contract_settings", str(e), retryable=False,
+                           context={"fields": e.fields}) from None
+        return {"underlying_expiry": resolved.expiry, "multiplier": resolved.multiplier,
+                "trading_class": resolved.trading_class}
+
     def listed_futures(self, symbol: str) -> list[Instrument]:
         return self._run("listed_futures", lambda: self._listed_futures(symbol.upper()))
 
     async def _listed_futures(self, symbol: str) -> list[Instrument]:
-        if symbol not in PRODUCTS:
-            raise _Failure("unknown_product", f"{symbol} is not a product of the platform",
-                           retryable=False, context={"symbol": symbol})
+        if not self._settings.knows(symbol):
+            raise _Failure("unknown_product", f"{symbol} is neither in the product table nor "
+                           "routed by this connection", retryable=False, context={"symbol": symbol})
         await self._ensure_connected()
         query = lookup_contract(symbol=symbol, sec_type="FUT", expiry=None, strike=None,
                                 right=None, settings=self._settings)
@@ -484,7 +502,7 @@ class IBKRBroker(Broker):
 
     def option_chain(self, underlying: Instrument) -> list[Instrument]:
         return self._run("option_chain", lambda: self._option_chain(underlying),
-                         timeout=self._config.request_timeout_seconds * 3)
+                         timeout=self._config.request_timeout_seconds * 6)  # one lookup per expiry
 
     async def _option_chain(self, underlying: Instrument) -> list[Instrument]:
         """Every standard option delivering this future, serial months included (see chain.py)."""
@@ -513,10 +531,11 @@ class IBKRBroker(Broker):
 
     def quotes(self, instruments: list[Instrument]) -> list[Quote]:
         c = self._config
-        # each instrument costs a subscription and its cancel (and a retry when lines run out),
-        # all at the pacer's rate
-        pacing = 3 * len(instruments) * c.pacing_window_seconds / c.pacing_limit
-        timeout = c.request_timeout_seconds + c.market_data_wait_seconds + pacing
+        # one wait per batch of lines (twice: a 101 can halve them), and the pacer's time for a
+        # subscribe and a cancel per instrument
+        batches = -(-len(instruments) // max(1, c.market_data_lines))
+        timeout = (c.request_timeout_seconds + 2 * batches * c.market_data_wait_seconds
+                   + 2 * len(instruments) * c.pacing_window_seconds / c.pacing_limit)
         return self._run("quotes", lambda: self._quotes(instruments), timeout=timeout)
 
     async def _quotes(self, instruments: list[Instrument]) -> list[Quote]:

@@ -38,22 +38,32 @@ class ContractSettings:
     multiplier: float | None = None  # multiplier of the connection's product
     product: str = ""  # the product the two overrides above apply to
 
+    def knows(self, symbol: str) -> bool:
+        """A product of the platform's table, or one this connection routes (an override)."""
+        return symbol in PRODUCTS or symbol in self.exchange_overrides
+
     def exchange_for(self, symbol: str) -> str:
-        exchange = self.exchange_overrides.get(symbol) or PRODUCTS[symbol].exchange
+        product = PRODUCTS.get(symbol)
+        exchange = self.exchange_overrides.get(symbol) or (product.exchange if product else "")
         if exchange not in ALLOWED_EXCHANGES:
             raise ValueError(f"exchange {exchange!r} for {symbol} is not one of "
                              f"{', '.join(sorted(ALLOWED_EXCHANGES))}")
         return exchange
 
-    def multiplier_for(self, symbol: str) -> float:
+    def multiplier_for(self, symbol: str) -> float | None:
+        """None for a product outside the table with no multiplier configured (IB's applies)."""
         if symbol == self.product and self.multiplier is not None:
             return self.multiplier
-        return PRODUCTS[symbol].multiplier
+        product = PRODUCTS.get(symbol)
+        return product.multiplier if product else None
 
     def option_trading_class_for(self, symbol: str) -> str:
+        """The standard option class: configured (resolved at connect), else the table's, else
+        the symbol (CME's convention for most equity and rate futures options)."""
         if symbol == self.product and self.trading_class:
             return self.trading_class
-        return PRODUCTS[symbol].option_trading_class
+        product = PRODUCTS.get(symbol)
+        return product.option_trading_class if product else symbol
 
 
 def ib_value_set(value: float) -> bool:
@@ -72,6 +82,10 @@ def parse_ib_expiry(text: str) -> date:
 
 def format_multiplier(value: float) -> str:
     return f"{value:g}"
+
+
+def _multiplier_text(value: float | None) -> str:
+    return "" if value is None else format_multiplier(value)  # blank matches any at IB
 
 
 def contract_for(instrument: Instrument, settings: ContractSettings) -> Contract:
@@ -101,7 +115,7 @@ def lookup_contract(
     """A possibly partial contract for reqContractDetails (blank fields match everything)."""
     contract = Contract(
         secType=sec_type, symbol=symbol, exchange=settings.exchange_for(symbol),
-        currency="USD", multiplier=format_multiplier(settings.multiplier_for(symbol)),
+        currency="USD", multiplier=_multiplier_text(settings.multiplier_for(symbol)),
         lastTradeDateOrContractMonth=ib_expiry(expiry) if expiry else "",
         tradingClass=settings.option_trading_class_for(symbol) if sec_type == "FOP" else symbol)
     if sec_type == "FOP":
@@ -137,19 +151,23 @@ def ib_order_for(request: OrderRequest, quantity: int, action: str) -> Order:
 def instrument_from_contract(
     contract: Contract, *, underlying_expiry: date | None, real_expiry: str = ""
 ) -> Instrument:
-    product = PRODUCTS[contract.symbol]
+    product = PRODUCTS.get(contract.symbol)  # None: a product IB lists outside the table
     is_option = contract.secType == "FOP"
+    if product is None and not (contract.exchange and contract.multiplier):
+        raise ValueError(f"IB gave no exchange or multiplier for {contract.symbol}, a product "
+                         f"outside the platform's table")
     return Instrument(
         symbol=contract.symbol,
         sec_type="FOP" if is_option else "FUT",
         expiry=parse_ib_expiry(real_expiry or contract.lastTradeDateOrContractMonth),
-        exchange=contract.exchange or product.exchange,
-        multiplier=float(contract.multiplier) if contract.multiplier else product.multiplier,
+        exchange=contract.exchange or product.exchange,  # type: ignore[union-attr]
+        multiplier=float(contract.multiplier) if contract.multiplier else product.multiplier,  # type: ignore[union-attr]
         currency=contract.currency or "USD",
         strike=float(contract.strike) if is_option else None,
         right=contract.right[:1] if is_option else None,  # type: ignore[arg-type]
         trading_class=contract.tradingClass,
-        exercise_style=product.exercise_style if is_option else None,
+        # CME Group's options on futures are American unless the table says otherwise
+        exercise_style=(product.exercise_style if product else "american") if is_option else None,
         underlying_expiry=underlying_expiry if is_option else None,
         broker_ref=str(contract.conId) if contract.conId else "",
     )

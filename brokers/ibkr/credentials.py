@@ -15,13 +15,17 @@ from brokers.ibkr.contracts import ALLOWED_EXCHANGES
 from brokers.products import PRODUCTS
 
 _EXPIRY = re.compile(r"^\d{4}(0[1-9]|1[0-2])((0[1-9]|[12]\d|3[01]))?$")
+_SYMBOL = re.compile(r"^[A-Z0-9]{1,10}$")
+_SYMBOL_HELP = "An IB futures symbol: 1-10 capital letters or digits, e.g. ES or YM."
 
 
 class IBKRCredentialsSerializer(serializers.Serializer):
     host = serializers.CharField(max_length=255, trim_whitespace=True)
     port = serializers.IntegerField(min_value=1, max_value=65535)
     client_id = serializers.IntegerField(min_value=0)
-    underlying_instrument = serializers.ChoiceField(choices=sorted(PRODUCTS))
+    # Any product IB lists: checked against TWS's contract details when the broker is connected
+    # (brokers/ibkr/resolve.py), not against the platform's table.
+    underlying_instrument = serializers.CharField(max_length=10)
     underlying_expiry = serializers.CharField()
     connect_retries = serializers.IntegerField(min_value=0, max_value=10, default=3)
     connect_backoff_seconds = serializers.FloatField(min_value=0, max_value=60, default=1.0)
@@ -42,7 +46,18 @@ class IBKRCredentialsSerializer(serializers.Serializer):
 
         if not broker_endpoint_allowed(host=attrs["host"], port=attrs["port"]):
             raise serializers.ValidationError({"host": [ENDPOINT_REFUSED]})
+        symbol = attrs["underlying_instrument"]
+        if symbol not in PRODUCTS and symbol not in attrs["exchange_overrides"]:
+            raise serializers.ValidationError({"exchange_overrides": [
+                f"{symbol} is not in the platform's product table: give its listing exchange, "
+                f"e.g. {{\"{symbol}\": \"CBOT\"}}."]})
         return attrs
+
+    def validate_underlying_instrument(self, value: str) -> str:
+        value = value.strip().upper()
+        if not _SYMBOL.match(value):
+            raise serializers.ValidationError(_SYMBOL_HELP)
+        return value
 
     def validate_underlying_expiry(self, value: str) -> str:
         if not _EXPIRY.match(value):
@@ -54,8 +69,9 @@ class IBKRCredentialsSerializer(serializers.Serializer):
         cleaned: dict[str, str] = {}
         for symbol, exchange in value.items():
             exchange = exchange.strip().upper()
-            if symbol not in PRODUCTS:
-                errors[symbol] = f"Unknown product; known: {', '.join(sorted(PRODUCTS))}."
+            symbol = symbol.strip().upper()
+            if not _SYMBOL.match(symbol):
+                errors[symbol] = _SYMBOL_HELP
             elif exchange == "GLOBEX":
                 errors[symbol] = ("GLOBEX is no longer accepted by Interactive Brokers; use the "
                                   "listing exchange (CME, CBOT, NYMEX or COMEX).")

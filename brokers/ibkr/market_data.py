@@ -122,6 +122,8 @@ async def _one_batch(
             req_id, ticker = tickers[index]
             instrument = items[index][0]
             error = errors_by_req.pop(req_id, None)
+            if error is not None and error[0] in NOTICES:  # arrived after the ticker was ready
+                error = None
             if error is not None:
                 held.discard(index)  # refused: nothing to cancel (TWS would answer 300)
             if error is None:

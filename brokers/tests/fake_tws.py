@@ -26,7 +26,8 @@ Market data is served like IB does for an account:
 
 Scripting from tests (every method is thread-safe; state lives on the fake's own event loop):
 - `list_future(...)` / `list_option(...)` register contracts and return their conIds;
-- `set_quote(con_id, ...)` and `set_greeks(con_id, ...)` feed reqMktData;
+- `set_quote(con_id, ...)` and `set_greeks(con_id, ...)` feed reqMktData (`drop_greeks` stops
+  the option computation ticks of one contract);
 - `script_next_order(Fill(...) | Rest() | Reject(code, message))` decides what happens to the next
   placeOrder (default: `Fill()` at the order's limit price);
 - `fill_resting_order(order_ref, price)` fills a working order now, whether a client is connected
@@ -371,6 +372,10 @@ class FakeTWS:
         greeks = (implied_vol, delta, option_price, gamma, vega, theta, underlying_price)
         self._call(lambda: self._greeks.__setitem__(con_id, greeks))
 
+    def drop_greeks(self, con_id: int) -> None:
+        """No option computation ticks for this contract from now on."""
+        self._call(lambda: self._greeks.pop(con_id, None))
+
     def set_market_data(self, *, subscribed: bool = True, market_open: bool = True) -> None:
         """Whether the account has the live-data subscription, and whether the market trades."""
         def apply() -> None:
@@ -524,7 +529,8 @@ class FakeTWS:
             6: self._req_account_updates, 76: self._req_account_updates_multi,
             77: self._cancel_account_updates_multi, 78: self._req_sec_def_opt_params,
             99: self._req_completed_orders, 49: self._req_current_time, 8: self._req_ids,
-            15: self._req_auto_open_orders,
+            15: self._req_auto_open_orders, 17: self._req_managed_accounts,
+            58: self._req_global_cancel,
         }
 
     def _start_api(self, session: _Session, r: _Reader) -> None:
@@ -610,6 +616,22 @@ class FakeTWS:
         r.version(1)
         r.int()
         r.done()
+
+    def _req_managed_accounts(self, session: _Session, r: _Reader) -> None:
+        r.version(1)
+        r.done()
+        self._send(session, [15, 1, self.account])
+
+    def _req_global_cancel(self, session: _Session, r: _Reader) -> None:
+        r.version(1)  # (179+ adds the manual-cancel fields)
+        r.done()
+        for order in self._orders.values():
+            if not order.is_done:
+                order.status = "Cancelled"
+                owner = self._session_of(order.client_id)
+                if owner is not None:
+                    self._send(owner, self._order_status_fields(order))
+                    self._send(owner, _error(order.order_id, 202, "Order Canceled - reason:"))
 
     def _req_current_time(self, session: _Session, r: _Reader) -> None:
         r.version(1)

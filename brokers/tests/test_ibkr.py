@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 
 import pytest
-from ib_async import IB
+from ib_async import IB, Contract, LimitOrder
 
 from brokers.domain import BrokerError, Instrument, OrderLeg, OrderRequest
 from brokers.ibkr import IBKRBroker, IBKRConfig
@@ -90,6 +90,14 @@ def test_the_fake_reads_requests_like_tws_178(fake: FakeTWS) -> None:
         assert codes[:3] == [2104, 2106, 2158]
         assert sorted(codes[3:]) == [300, 320, 320]
         assert len(fake.bad_requests) == 2
+        fake.script_next_order(Rest())
+        trade = ib.placeOrder(Contract(conId=ES_C6000, exchange="CME"), LimitOrder("BUY", 1, 5.0))
+        while trade.orderStatus.status != "Submitted" and time.monotonic() < deadline + 5:
+            ib.sleep(0.05)
+        ib.reqGlobalCancel()
+        while not trade.isDone() and time.monotonic() < deadline + 10:
+            ib.sleep(0.05)
+        assert trade.orderStatus.status == "Cancelled"
         second = IB()
         with pytest.raises((ConnectionError, TimeoutError)):
             second.connect("127.0.0.1", fake.port, clientId=31, timeout=2)  # 326: id in use

@@ -40,9 +40,9 @@ def test_defaults_for_optional_fields() -> None:
 
 @pytest.mark.parametrize(("field", "value"), [
     ("host", ""), ("port", 0), ("port", 65536), ("client_id", -1),
-    ("underlying_instrument", "ZZ"), ("underlying_expiry", "2027-12"),
+    ("underlying_instrument", "E-S"), ("underlying_expiry", "2027-12"),
     ("underlying_expiry", "202713"), ("connect_retries", 11), ("connect_backoff_seconds", 61),
-    ("exchange_overrides", {"CL": "ICE"}), ("exchange_overrides", {"XX": "CME"}),
+    ("exchange_overrides", {"CL": "ICE"}), ("exchange_overrides", {"E S": "CME"}),
     ("trading_class", ""), ("multiplier", 0), ("multiplier", -50),
 ])
 def test_each_bad_field_is_reported_on_that_field(field: str, value: Any) -> None:
@@ -60,3 +60,15 @@ def test_globex_is_rejected_with_a_clear_message() -> None:
     serializer = IBKRCredentialsSerializer(data={**GOOD, "exchange_overrides": {"ES": "GLOBEX"}})
     assert not serializer.is_valid()
     assert "GLOBEX is no longer accepted" in str(serializer.errors["exchange_overrides"]["ES"])
+
+
+def test_a_product_outside_the_table_is_accepted_with_its_exchange() -> None:
+    """The original specification's example: the Dow future on CBOT (checked with TWS at connect)."""
+    original = {**GOOD, "underlying_instrument": "ym", "underlying_expiry": "202603",
+                "exchange_overrides": {"YM": "CBOT"}, "trading_class": "YM", "multiplier": 5}
+    serializer = IBKRCredentialsSerializer(data=original)
+    assert serializer.is_valid(), serializer.errors
+    assert serializer.validated_data["underlying_instrument"] == "YM"
+    unrouted = IBKRCredentialsSerializer(data={**original, "exchange_overrides": {}})
+    assert not unrouted.is_valid()
+    assert "give its listing exchange" in str(unrouted.errors["exchange_overrides"])

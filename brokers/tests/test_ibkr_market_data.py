@@ -6,6 +6,7 @@ from collections.abc import Iterator
 from datetime import date
 
 import pytest
+from django.test import override_settings
 
 from brokers.domain import BrokerError, Instrument
 from brokers.ibkr import IBKRBroker
@@ -165,12 +166,11 @@ def test_a_closed_market_serves_frozen_quotes(fake: FakeTWS) -> None:
 @pytest.mark.parametrize(("fallback", "shown"), [("delayed", "delayed"), ("frozen", "none")])
 def test_positions_of_an_account_without_live_data_say_what_each_quote_is(
         api, alpha, fake: FakeTWS, fallback: str, shown: str) -> None:
-    from django.test import override_settings
-
     from tradingplatform.testing import bearer
 
     fake.set_market_data(subscribed=False)
     call = _con_id(6000.0, "C")
+    fake.drop_greeks(call)  # IB's model sent nothing: the platform's own values the leg
     fake.set_position(call, -2, 10.0)
     fake.set_position(ES_FUT, 1, 5990.0)
     credentials = {"host": "127.0.0.1", "port": fake.port, "client_id": 9,
@@ -188,6 +188,71 @@ def test_positions_of_an_account_without_live_data_say_what_each_quote_is(
     assert {leg["market_data"] for leg in legs.values()} == {shown}
     if shown == "delayed":
         assert legs["FOP"]["mark"] == 10.25 and legs["FUT"]["mark"] == 6000.125
-        assert legs["FOP"]["greeks"]["source"] == "broker"
+        assert legs["FOP"]["greeks"]["source"] == "model"
+        assert legs["FOP"]["greeks"]["delta"] is not None
     else:  # unpriced, but the book is there
         assert legs["FOP"]["mark"] is None and legs["FOP"]["quantity"] == -2
+
+
+def test_no_order_is_sent_on_delayed_quotes(api, alpha, fake: FakeTWS) -> None:
+    """Delayed data shows the book; it never prices an order (its age is unknown: stale)."""
+    from django_tenants.utils import tenant_context
+
+    from brokers.domain import OrderLeg, OrderRequest
+    from risk.governor import ReasonCode
+    from risk.services import Actor, order_submit
+    from tradingplatform.testing import bearer
+
+    fake.set_market_data(subscribed=False)
+    credentials = {"host": "127.0.0.1", "port": fake.port, "client_id": 9,
+                   "underlying_instrument": "ES", "underlying_expiry": "202703",
+                   "connect_retries": 0, "market_data_fallback": "delayed"}
+    with override_settings(USE_MOCK_BROKER=False):
+        api.post(f"/clients/{alpha.client_id}/connect-broker",
+                 {"broker": "ibkr", "credentials": credentials}, format="json",
+                 **bearer(alpha.owner))
+        with tenant_context(alpha.client):
+            result = order_submit(client=alpha.client, actor=Actor("user", "test"), order=OrderRequest(
+                client_order_id="on-delayed", legs=(OrderLeg(_options()[0], "BUY", 1),),
+                order_type="LMT", limit_price=10.5))
+    assert not result.accepted
+    assert ReasonCode.STALE_QUOTE in result.decision.codes
+    assert fake.messages(3) == []
+
+
+def test_many_small_batches_get_the_time_they_need(fake: FakeTWS) -> None:
+    """Options without IB greeks are read until the wait is over: 21 batches of 4 take longer than
+    one request's timeout, and the call's own timeout grows with its batches."""
+    options = _options()
+    for option in options:
+        fake.drop_greeks(int(option.broker_ref))
+    broker = _broker(fake, market_data_lines=4, market_data_wait_seconds=0.3,
+                     request_timeout_seconds=3.0)
+    try:
+        quotes = broker.quotes(options)
+    finally:
+        broker.disconnect()
+    assert len(quotes) == 82 and all(q.bid == 10.0 and q.greeks is None for q in quotes)
+    assert fake.max_lines_used == 4
+
+
+@override_settings(USE_MOCK_BROKER=False)
+def test_an_option_ib_prices_only_by_its_model_is_valued_by_ours(api, alpha, fake: FakeTWS) -> None:
+    from tradingplatform.testing import bearer
+
+    untraded = 299_999
+    fake.list_option(con_id=untraded, under_con_id=ES_FUT, last_trade_date="20270319",
+                     strike=7000.0, right="C", trading_class="ES")
+    fake.set_greeks(untraded, implied_vol=0.25, delta=0.02, gamma=0.0001, vega=0.5, theta=-0.1,
+                    option_price=1.1, underlying_price=6000.125)  # no bid, ask or last
+    fake.set_position(untraded, -3, 2.0)
+    credentials = {"host": "127.0.0.1", "port": fake.port, "client_id": 9,
+                   "underlying_instrument": "ES", "underlying_expiry": "202703",
+                   "connect_retries": 0}
+    api.post(f"/clients/{alpha.client_id}/connect-broker",
+             {"broker": "ibkr", "credentials": credentials}, format="json", **bearer(alpha.owner))
+    response = api.get("/clients/alpha/positions", **bearer(alpha.viewer))
+    assert response.status_code == 200, response.content
+    (leg,) = response.json()["legs"]
+    assert leg["market_data"] == "model"
+    assert leg["mark"] > 0 and leg["unrealized_pnl"] is not None

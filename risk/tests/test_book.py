@@ -142,3 +142,18 @@ def test_a_quarterly_option_past_its_0830_ct_last_trade_settles_in_cash_with_no_
     (expired,) = instruments_risk([CALL], _quotes(quote), now=after, rate=RATE)
     assert (expired.greeks_source, expired.mark, expired.delta) == ("expired", 50.0, 0.0)
     assert years_to_expiry(CALL, before) > 0 > years_to_expiry(CALL, after)
+
+
+def test_an_option_the_broker_gave_no_price_is_valued_by_our_model_at_the_brokers_volatility():
+    greeks = Greeks(delta=0.5, gamma=0.001, vega=6.0, theta=-1.0, rho=0.0, implied_vol=0.2,
+                    source="broker", time=NOW)
+    unpriced = Quote(CALL, bid=None, ask=None, last=None, bid_size=0, ask_size=0, time=NOW,
+                     underlying_price=6000.0, greeks=greeks, data_type="delayed")
+    (risk,) = instruments_risk([CALL], _quotes(unpriced, FUT_QUOTE), now=NOW, rate=RATE)
+    expected = float(black76(6000.0, 6000.0, years_to_expiry(CALL, NOW), RATE, 0.2, True).price)
+    assert (risk.mark_source, risk.mark) == ("model", pytest.approx(expected))
+    bare = replace(unpriced, greeks=None)  # no price and no volatility: nothing values it
+    (risk,) = instruments_risk([CALL], _quotes(bare, FUT_QUOTE), now=NOW, rate=RATE)
+    assert (risk.mark_source, risk.mark) == ("quote", None)
+    (priced,) = instruments_risk([CALL], _quotes(_option_quote(CALL), FUT_QUOTE), now=NOW, rate=RATE)
+    assert priced.mark_source == "quote"

@@ -157,3 +157,6 @@ class IBKRSessionBroker(Broker):
 
     def account_summary(self) -> AccountSummary:
         return self._call("account_summary")
+
+    def settings_resolve(self) -> dict[str, Any]:
+        return self._call("settings_resolve")

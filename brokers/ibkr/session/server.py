@@ -38,7 +38,8 @@ from brokers.ibkr.session import codec, protocol
 logger = logging.getLogger(__name__)
 
 PASSTHROUGH = frozenset({"lookup_instrument", "quotes", "listed_futures", "option_chain",
-                         "underlying", "positions", "cancel_order", "account_summary"})
+                         "underlying", "positions", "cancel_order", "account_summary",
+                         "settings_resolve"})
 MAX_BACKOFF_SECONDS = 60.0
 
 
