@@ -329,7 +329,7 @@ def test_connect_broker_and_the_agent_status_show_the_live_session(
         api: Any, alpha: Any, fake: FakeTWS, server: SessionServer, settings: Any) -> None:
     from tradingplatform.testing import bearer
 
-    settings.USE_MOCK_BROKER = False
+    settings.USE_MOCK_BROKER, settings.IBKR_SESSION_PROCESS = False, True
     response = _connect_ibkr(api, alpha, fake.port)
     assert response.status_code == 200 and response.json()["connected"] is True, response.content
 
@@ -352,7 +352,7 @@ def test_a_hung_gateway_answers_positions_at_once_and_never_holds_the_client(
         api: Any, alpha: Any, fake: FakeTWS, server: SessionServer, settings: Any) -> None:
     from tradingplatform.testing import bearer
 
-    settings.USE_MOCK_BROKER = False
+    settings.USE_MOCK_BROKER, settings.IBKR_SESSION_PROCESS = False, True
     settings.IBKR_CALL_DEADLINE_SECONDS = 2.0
     fake.hang_handshake = True  # accepts TCP, never completes the handshake
     assert _connect_ibkr(api, alpha, fake.port).json()["connected"] is False
