@@ -272,6 +272,10 @@ class IBKRBroker(OrdersAndAccount, Broker):
                 logger.warning("IBKR connect attempt %d/%d to %s:%d failed: %s", attempt,
                                attempts, c.host, c.port, e or type(e).__name__)
                 return False
+            if self.client_id != c.client_id:
+                # the startup sync listed this client id's open orders only; ours were placed
+                # under the configured one
+                await self._resync()
             self._synced = True
             logger.info("IBKR connected to %s:%d as client %d (server version %d)%s", c.host,
                         c.port, self.client_id, self._client.client.serverVersion(),
@@ -335,7 +339,8 @@ class IBKRBroker(OrdersAndAccount, Broker):
         ib = self._client
         assert self._snapshot_lock is not None
         async with self._snapshot_lock:
-            await asyncio.gather(ib.reqOpenOrdersAsync(), ib.reqCompletedOrdersAsync(False),
+            # every client's open orders: ours may have been placed under another client id
+            await asyncio.gather(ib.reqAllOpenOrdersAsync(), ib.reqCompletedOrdersAsync(False),
                                  ib.reqPositionsAsync())
             # executions after the orders, so that each one finds its trade
             await ib.reqExecutionsAsync()

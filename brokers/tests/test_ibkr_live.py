@@ -229,3 +229,23 @@ def test_a_working_order_that_never_fills_stays_working(fake: FakeTWS, broker: I
     assert broker.order_status("resting").state == "submitted"  # type: ignore[union-attr]
     assert broker.place_order(buy("resting")).state == "submitted"
     assert len(fake.messages(3)) == 1
+
+
+def test_an_order_placed_under_a_client_id_now_taken_is_still_found(fake: FakeTWS) -> None:
+    first = make_broker(fake.port)
+    first.connect()
+    fake.script_next_order(Rest())
+    first.place_order(buy("by-client-7"))
+    first.disconnect()
+    squatter = IB()  # another program now holds client id 7
+    squatter.connect("127.0.0.1", fake.port, clientId=7, timeout=5)
+    second = make_broker(fake.port)
+    try:
+        second.connect()
+        assert second.client_id == 8
+        status = second.place_order(buy("by-client-7"))  # the retry of an unknown outcome
+        assert status.state == "submitted"
+        assert len(fake.messages(3)) == 1  # found among every client's open orders, not resent
+    finally:
+        second.disconnect()
+        squatter.disconnect()
