@@ -42,6 +42,8 @@ Faults, as IB produces them:
 - `set_link(up=False)` is TWS losing its link to IB: 1100 now and during every later handshake,
   until `set_link(up=True)` sends 1102;
 - `hang_handshake = True`: accept TCP, read the greeting, never answer (a hung gateway);
+- `frozen = True`: connected clients' requests are read and never answered (a TWS that hangs
+  after the handshake, on a modal dialog say);
 - pacing: more than 50 messages from one client in any one second are answered with error 100,
   like IB (`pacing_violations`, `max_messages_per_second`);
 - a second client with a client id already connected gets 326 and is disconnected;
@@ -292,6 +294,7 @@ class FakeTWS:
         self._next_order_id = 1
         self._link_up = True
         self.hang_handshake = False
+        self.frozen = False
         self.pacing_violations = 0
         self.max_messages_per_second = 0  # from one client
         self.max_account_messages_per_second = 0  # from every client together
@@ -473,6 +476,8 @@ class FakeTWS:
                 fields = (await _read_frame(reader)).decode().split("\0")[:-1]
                 self._count_for_pacing(session)
                 self._arrivals.append((fields[0] if fields else "", time.perf_counter()))
+                if self.frozen:
+                    continue  # read and never answered
                 self._dispatch(session, fields)
                 self._flush()
         except (asyncio.IncompleteReadError, ConnectionError):

@@ -69,7 +69,7 @@ def prefix(settings) -> str:
 @pytest.fixture
 def server(prefix: str) -> Iterator[SessionServer]:
     redis = redis_client(django_settings.REDIS_URL)
-    served = SessionServer(redis)
+    served = SessionServer(redis, keepalive_seconds=0.5)
     thread = threading.Thread(target=served.run, name="ibkr-sessions-test", daemon=True)
     thread.start()
     eventually(lambda: bool(redis.exists(protocol.alive_key())), "the session server did not start")
@@ -205,6 +205,18 @@ def test_a_competing_session_shows_in_status(fake: FakeTWS, server: SessionServe
     eventually(lambda: (proxy.session_state() or {}).get("model_valuation") is True,
                "10197 not shown")
     assert "10197" in proxy.health().detail
+
+
+def test_a_gateway_that_hangs_after_the_handshake_shows_as_unresponsive(
+        fake: FakeTWS, server: SessionServer) -> None:
+    proxy = proxy_for(fake.port)
+    assert proxy.health().connected
+    fake.frozen = True
+    eventually(lambda: phase(proxy) == "unresponsive", "a frozen TWS still looked connected")
+    health = proxy.health()  # answered from the session's state, not by asking the frozen TWS
+    assert not health.connected and "did not answer a keepalive" in health.detail
+    fake.frozen = False
+    eventually(lambda: phase(proxy) == "connected", "the session did not see TWS answer again")
 
 
 def test_a_hung_gateway_answers_every_caller_within_its_deadline(fake: FakeTWS,

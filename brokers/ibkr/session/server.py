@@ -75,7 +75,7 @@ class AccountSession:
     """One IB account's long-lived connection, its supervisor thread and its request workers."""
 
     def __init__(self, key: str, credentials: dict[str, Any], client_id: int,
-                 client: redis.Redis, *, workers: int = 4) -> None:
+                 client: redis.Redis, *, workers: int = 4, keepalive_seconds: float = 30.0) -> None:
         self.key = key
         self.credentials = credentials
         self._redis = client
@@ -85,12 +85,14 @@ class AccountSession:
         self._host = f"{config.host}:{config.port}"
         self._pool = ThreadPoolExecutor(workers, thread_name_prefix=f"ibkr-{key[:6]}")
         self._place_lock = threading.Lock()
+        self._keepalive = keepalive_seconds
         self._stop = threading.Event()
         self._first_attempt = threading.Event()
         self.phase = "connecting"
         self.last_used = time.monotonic()
         self.down_since: datetime | None = None
         self.last_error: dict[str, Any] | None = None
+        self.unanswered: str | None = None  # the last keepalive's failure, while it lasts
         self._supervisor = threading.Thread(target=self._supervise, name=f"ibkr-sup-{key[:6]}",
                                             daemon=True)
 
@@ -108,7 +110,7 @@ class AccountSession:
     # ------------------------------------------------------------------ connection
 
     def _supervise(self) -> None:
-        backoff = 1.0
+        backoff, next_ping = 1.0, 0.0
         while not self._stop.is_set():
             if not self.broker.is_ready:
                 self.phase = "connecting"
@@ -126,7 +128,12 @@ class AccountSession:
                     continue
                 backoff, self.down_since = 1.0, None
                 self._first_attempt.set()
-            self.phase = "link_down" if self.broker.link.link_down is not None else "connected"
+            if time.monotonic() >= next_ping:  # a TWS that hangs after the handshake shows too
+                next_ping = time.monotonic() + self._keepalive
+                ping = self.broker.health()
+                self.unanswered = None if ping.connected or self.broker.link.link_down else ping.detail
+            self.phase = ("link_down" if self.broker.link.link_down is not None
+                          else "unresponsive" if self.unanswered else "connected")
             self.publish()
             self._stop.wait(1.0)
 
@@ -138,6 +145,9 @@ class AccountSession:
                     f"restart or hung); nothing is sent until it is back. {reason}").strip()
         if self.phase == "connecting":
             return f"connecting to IB Gateway/TWS at {self._host}"
+        if self.phase == "unresponsive":
+            return (f"IB Gateway/TWS at {self._host} is connected but did not answer a keepalive "
+                    f"({self.unanswered}); calls may time out")
         return self.broker.link.describe() or "connected"
 
     def state(self) -> dict[str, Any]:
@@ -207,9 +217,15 @@ class AccountSession:
         return getattr(self.broker, method)(**args)
 
     def _health(self) -> BrokerHealth:
-        if not self.broker.is_ready:
+        """From what the session knows (events, the supervisor's keepalive): no message to TWS,
+        so that health never waits behind a burst in the pacer."""
+        ready = self.broker.is_ready
+        if not ready or self.phase in ("gateway_down", "unresponsive"):
             return BrokerHealth(BROKER_NAME, False, self.detail(), utc_now())
-        return self.broker.health()
+        link = self.broker.link
+        trouble = link.describe()
+        detail = f"live session as client {self.broker.client_id}" + (f"; {trouble}" if trouble else "")
+        return BrokerHealth(BROKER_NAME, link.link_down is None, detail, utc_now())
 
     def _place(self, order: OrderRequest, deadline: float) -> OrderStatus:
         cid = order.client_order_id
@@ -238,8 +254,9 @@ class SessionServer:
 
     def __init__(self, client: redis.Redis, *,
                  discover: Callable[[], list[dict[str, Any]]] | None = None,
-                 scan_seconds: float = 30.0) -> None:
+                 scan_seconds: float = 30.0, keepalive_seconds: float = 30.0) -> None:
         self._redis = client
+        self._keepalive = keepalive_seconds
         self._discover = discover
         self._scan_seconds = scan_seconds
         self._sessions: dict[str, tuple[str, AccountSession]] = {}  # key -> (fingerprint, session)
@@ -265,7 +282,8 @@ class SessionServer:
             current[1].close()
         client_id = self._allocate_client_id(credentials["host"], credentials["port"],
                                              credentials["client_id"])
-        session = AccountSession(key, credentials, client_id, self._redis).start()
+        session = AccountSession(key, credentials, client_id, self._redis,
+                                 keepalive_seconds=self._keepalive).start()
         self._sessions[key] = (fingerprint, session)
         logger.info("IBKR session %s: started for %s:%s as client %d", key, credentials["host"],
                     credentials["port"], client_id)
