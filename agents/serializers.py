@@ -118,7 +118,7 @@ class BrokerStatusSerializer(serializers.Serializer):
     session = serializers.DictField(
         allow_null=True, required=False,
         help_text="IBKR: the live session's state as the session process last published it (phase connecting, "
-                  "connected, link_down or gateway_down; detail; IB's notices: 1100, farms down, 10197).")
+                  "connected, link_down, unresponsive or gateway_down; detail; IB's notices: 1100, farms down, 10197).")
 
 
 class EffectiveStateSerializer(serializers.Serializer):

@@ -39,7 +39,7 @@ def order_get(*, client_order_id: str) -> Order | None:
 
 def broker_session_state(*, connection: BrokerConnection) -> dict[str, Any] | None:
     """What the IBKR session process last published about this connection's live session
-    (`phase`: connecting, connected, link_down or gateway_down; `detail`; IB's notices under
+    (`phase`: connecting, connected, link_down, unresponsive or gateway_down; `detail`; IB's notices under
     `link`), read from Redis without asking the process; None for other brokers."""
     import redis
 
