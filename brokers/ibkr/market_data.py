@@ -64,11 +64,16 @@ async def quotes_in_batches(
     ib: IB, permit: Callable[[], Awaitable[None]], errors_by_req: dict[int, tuple[int, str]],
     items: list[tuple[Instrument, Contract]], settings: MarketDataSettings,
 ) -> list[Quote]:
-    """Quotes of `items` (instrument, qualified contract), in their order."""
+    """Quotes of `items` (instrument, qualified contract), in their order. An instrument listed
+    twice is subscribed once (ib_async keeps one ticker per contract: a second subscription would
+    hold a line its cancel never releases)."""
     await permit()
     ib.reqMarketDataType(REQUEST_TYPE[settings.fallback])
+    first_of: dict[str, int] = {}
+    for index, (instrument, _) in enumerate(items):
+        first_of.setdefault(instrument.key, index)
     results: dict[int, Quote] = {}
-    queue = list(range(len(items)))
+    queue = sorted(set(first_of.values()))
     budget = max(1, settings.lines)
     while queue:
         batch, queue = queue[:budget], queue[budget:]
@@ -83,7 +88,7 @@ async def quotes_in_batches(
                            "from now on", len(refused), len(batch), accepted)
             budget = accepted
             queue = refused + queue
-    return [results[i] for i in range(len(items))]
+    return [results[first_of[instrument.key]] for instrument, _ in items]
 
 
 async def _one_batch(

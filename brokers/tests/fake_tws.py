@@ -10,7 +10,8 @@ rules on contract details; the PEG BEST/MID fields on open and completed orders;
 sends one. Every request it parses is read field by field after ib_async's `client.py` for 178,
 and must be consumed exactly: a request with a missing or extra field, a wrong version field or an
 unknown message id is answered with IB's error 320 ("Error reading request") like TWS does, and
-the fake keeps a list of them in `bad_requests` so a test can assert none happened.
+the fake keeps a list of them in `bad_requests` so a test can assert none happened
+(`forget_bad_requests()` after sending some on purpose).
 
 Market data is served like IB does for an account:
 - `market_data_lines` (default 100, IB's minimum allocation) bounds the simultaneous reqMktData

@@ -2,6 +2,7 @@
 TWS (brokers/ibkr/market_data.py)."""
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from datetime import date
 
@@ -43,6 +44,14 @@ def fake() -> Iterator[FakeTWS]:
     assert bad == []
 
 
+def _lines_released(fake: FakeTWS) -> bool:
+    """Every line given back (the cancels may still be in flight when quotes() returns)."""
+    deadline = time.monotonic() + 5
+    while fake.lines_in_use and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return fake.lines_in_use == 0
+
+
 def _broker(fake: FakeTWS, **overrides: object) -> IBKRBroker:
     broker = IBKRBroker(config_for(fake.port, **overrides))
     broker.connect()
@@ -60,12 +69,12 @@ def test_quotes_stay_within_the_line_budget_and_release_every_line(fake: FakeTWS
     broker = _broker(fake, market_data_lines=20)
     try:
         quotes = broker.quotes(_options())
+        assert _lines_released(fake)  # while still connected
     finally:
         broker.disconnect()
     assert len(quotes) == 82 and all(q.bid == 10.0 and q.greeks is not None for q in quotes)
     assert [q.instrument for q in quotes] == _options()
     assert fake.max_lines_used == 20
-    assert fake.lines_in_use == 0
     assert len(fake.messages(2)) == len(fake.messages(1)) == 82  # each subscription cancelled
 
 
@@ -75,11 +84,11 @@ def test_a_smaller_account_than_configured_shrinks_the_batches_instead_of_failin
     broker = _broker(fake, market_data_lines=80)
     try:
         quotes = broker.quotes(_options())
+        assert _lines_released(fake)
     finally:
         broker.disconnect()
     assert len(quotes) == 82 and all(q.bid == 10.0 for q in quotes)
     assert fake.max_lines_used == 30
-    assert fake.lines_in_use == 0
 
 
 def test_no_free_line_at_all_is_a_retryable_error(fake: FakeTWS) -> None:
@@ -140,10 +149,11 @@ def test_without_a_delayed_fallback_354_leaves_the_instrument_unpriced_not_faile
     broker = _broker(fake)  # the default fallback is frozen, which needs the subscription too
     try:
         quotes = broker.quotes(_options()[:2])
+        assert _lines_released(fake)
     finally:
         broker.disconnect()
     assert [(q.data_type, q.bid, q.ask) for q in quotes] == [("none", None, None)] * 2
-    assert fake.lines_in_use == 0
+    assert fake.messages(2) == []  # refused subscriptions are not cancelled (TWS would say 300)
 
 
 def test_a_closed_market_serves_frozen_quotes(fake: FakeTWS) -> None:
@@ -256,3 +266,15 @@ def test_an_option_ib_prices_only_by_its_model_is_valued_by_ours(api, alpha, fak
     (leg,) = response.json()["legs"]
     assert leg["market_data"] == "model"
     assert leg["mark"] > 0 and leg["unrealized_pnl"] is not None
+
+
+def test_an_instrument_asked_twice_takes_one_line_and_gives_it_back(fake: FakeTWS) -> None:
+    broker = _broker(fake)
+    try:
+        option = _options()[0]
+        quotes = broker.quotes([option, option])
+        assert _lines_released(fake)
+    finally:
+        broker.disconnect()
+    assert [q.bid for q in quotes] == [10.0, 10.0]
+    assert len(fake.messages(1)) == len(fake.messages(2)) == 1
