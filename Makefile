@@ -26,6 +26,7 @@ bench: $(STAMP)
 	$(VENV)/bin/python -m tradingplatform.devstack exec -- $(VENV)/bin/python -m bench.stream_latency_bench
 	$(VENV)/bin/python -m tradingplatform.devstack exec -- $(VENV)/bin/python -m bench.desk_book_bench
 	$(VENV)/bin/python -m tradingplatform.devstack exec -- $(VENV)/bin/python -m bench.desk_live_bench
+	$(VENV)/bin/python -m tradingplatform.devstack exec -- $(VENV)/bin/python -m bench.ibkr_session_bench
 
 install: $(STAMP)
 

@@ -81,6 +81,7 @@ def _json_limits(limits) -> dict[str, Any]:
 
 def agent_status_get(*, client: Client) -> dict[str, Any]:
     from brokers.registry import routed_broker
+    from brokers.selectors import broker_session_state
     from brokers.services import broker_connection_get
     from risk.selectors import (
         daily_pnl_read,
@@ -157,6 +158,7 @@ def agent_status_get(*, client: Client) -> dict[str, Any]:
             "status": connection.status,
             "last_checked_at": connection.last_checked_at,
             "last_error": connection.last_error,
+            "session": broker_session_state(connection=connection),
         },
         "net_greeks": greeks,
         "last_cycle": runtime.last_cycle_at,

@@ -129,6 +129,10 @@ class BrokerStatusSerializer(serializers.Serializer):
     status = serializers.CharField()
     last_checked_at = serializers.DateTimeField(allow_null=True)
     last_error = serializers.DictField(allow_null=True)
+    session = serializers.DictField(
+        allow_null=True, required=False,
+        help_text="IBKR: the live session's state as the session process last published it (phase connecting, "
+                  "connected, link_down, unresponsive or gateway_down; detail; IB's notices: 1100, farms down, 10197).")
 
 
 class EffectiveStateSerializer(serializers.Serializer):

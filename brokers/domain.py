@@ -141,6 +141,7 @@ class OrderStatus:
     average_fill_price: float | None = None
     message: str = ""
     time: datetime | None = None
+    broker_perm_id: str = ""  # IB's permId: survives client ids and restarts, unlike the order id
 
 
 @dataclass(frozen=True, slots=True)

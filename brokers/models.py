@@ -51,6 +51,8 @@ class Order(models.Model):
     client_order_id = models.CharField(max_length=64, unique=True)
     broker = models.CharField(max_length=16)
     broker_order_id = models.CharField(max_length=64, blank=True)
+    # IB's permId: unlike the order id it survives client ids, sessions and restarts
+    broker_perm_id = models.CharField(max_length=32, blank=True, default="")
     legs = models.JSONField()  # [{"instrument": {...}, "side": "BUY", "quantity": 1}, ...]
     order_type = models.CharField(max_length=8)
     limit_price = models.DecimalField(max_digits=18, decimal_places=6, null=True, blank=True)

@@ -17,6 +17,7 @@ from brokers.domain import Broker, BrokerError
 from brokers.endpoints import ENDPOINT_REFUSED
 from brokers.ibkr.broker import IBKRBroker
 from brokers.ibkr.credentials import IBKRCredentialsSerializer
+from brokers.ibkr.session.proxy import IBKRSessionBroker
 from brokers.mock import MockBroker, MockCredentialsSerializer
 from brokers.phillip import PhillipBroker, PhillipCredentialsSerializer
 from brokers.stores import DatabaseSimulatorStore
@@ -36,13 +37,20 @@ def _mock(validated: dict[str, Any]) -> Broker:
     return MockBroker.from_credentials(validated, store=DatabaseSimulatorStore())
 
 
+def _ibkr(validated: dict[str, Any]) -> Broker:
+    # the live session lives in the ibkr_sessions process; a direct connection is for tools and tests
+    if settings.IBKR_SESSION_PROCESS:
+        return IBKRSessionBroker.from_credentials(validated)
+    return IBKRBroker.from_credentials(validated)
+
+
 def _phillip(validated: dict[str, Any]) -> Broker:
     return PhillipBroker.from_credentials(validated, default_base_url=settings.PHILLIP_BASE_URL)
 
 
 BROKER_KINDS: dict[str, BrokerKind] = {
     "mock": BrokerKind("mock", "Simulated market", MockCredentialsSerializer, _mock),
-    "ibkr": BrokerKind("ibkr", "Interactive Brokers", IBKRCredentialsSerializer, IBKRBroker.from_credentials),
+    "ibkr": BrokerKind("ibkr", "Interactive Brokers", IBKRCredentialsSerializer, _ibkr),
     "phillip": BrokerKind("phillip", "PhillipCapital", PhillipCredentialsSerializer, _phillip),
 }
 

@@ -1,13 +1,15 @@
 """Reads of the client's book, in the current client's schema."""
 from __future__ import annotations
 
+import json
 from datetime import timedelta
-from typing import Literal
+from typing import Any, Literal
 
+from django.conf import settings
 from django.db.models import Q, QuerySet
 from django.utils import timezone
 
-from brokers.models import Fill, Order
+from brokers.models import BrokerConnection, Fill, Order
 
 # An order the broker may still fill: sent and not finished, or on its way, or of an outcome that
 # is still being asked of the broker.
@@ -48,3 +50,22 @@ def orders_list(*, state: OrderListState) -> QuerySet[Order]:
 
 def order_get(*, client_order_id: str) -> Order | None:
     return Order.objects.filter(client_order_id=client_order_id).first()
+
+
+def broker_session_state(*, connection: BrokerConnection) -> dict[str, Any] | None:
+    """What the IBKR session process last published about this connection's live session
+    (`phase`: connecting, connected, link_down, unresponsive or gateway_down; `detail`; IB's notices under
+    `link`), read from Redis without asking the process; None for other brokers."""
+    import redis
+
+    from brokers.ibkr.session.proxy import IBKRSessionBroker
+    from brokers.registry import routed_broker
+
+    if routed_broker(connection.broker) != "ibkr" or not settings.IBKR_SESSION_PROCESS:
+        return None
+    unknown = {"phase": "unknown", "detail": "the IBKR session process has published nothing for "
+                                             "this account (is it running?)"}
+    try:
+        return IBKRSessionBroker(json.loads(connection.credentials)).session_state() or unknown
+    except (redis.RedisError, KeyError, ValueError):
+        return unknown

@@ -126,7 +126,8 @@ class OrderSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = Order
-        fields = ["client_order_id", "broker", "broker_order_id", "legs", "order_type", "limit_price", "state",
+        fields = ["client_order_id", "broker", "broker_order_id", "broker_perm_id", "legs", "order_type", "limit_price",
+                  "state",
                   "working", "quantity", "filled_quantity", "average_fill_price", "message", "created_at",
                   "updated_at"]
         read_only_fields = fields

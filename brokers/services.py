@@ -198,6 +198,7 @@ def orders_refresh(*, broker: Broker) -> list[OrderRow]:
 def order_status_apply(*, row: OrderRow, status: OrderStatus) -> OrderRow:
     row.state = status.state
     row.broker_order_id = status.broker_order_id or row.broker_order_id
+    row.broker_perm_id = status.broker_perm_id or row.broker_perm_id
     row.filled_quantity = status.filled_quantity
     row.average_fill_price = (
         Decimal(repr(status.average_fill_price)) if status.average_fill_price is not None else None

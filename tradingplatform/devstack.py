@@ -195,6 +195,8 @@ def run() -> int:
                        "--loglevel", "INFO", "--concurrency", "2", "--without-gossip", "--without-mingle"],
             "beat": [sys.executable, "-m", "celery", "-A", "tradingplatform", "beat", "--loglevel", "INFO",
                      "--schedule", str(DATA_DIR / "celerybeat-schedule")],
+            # one live IB session per IBKR account (brokers.ibkr.session); idle without IBKR clients
+            "ibkr-sessions": [sys.executable, "manage.py", "ibkr_sessions"],
         }
         return _supervise(commands, env=env, banner=f"Serving on http://{bind}:{port}  (Ctrl-C stops everything)")
 

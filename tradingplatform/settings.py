@@ -97,6 +97,12 @@ PHILLIP_BASE_URL = env.str("PHILLIP_BASE_URL", default="https://api.phillipcapit
 # Broker endpoints an owner's credentials may name (Phillip base_url, IBKR host[:port]): `host`,
 # `host:port` or `*.domain`; PHILLIP_BASE_URL's host is always allowed, loopback outside production.
 BROKER_ALLOWED_HOSTS = env.list("BROKER_ALLOWED_HOSTS", default=[])
+# Interactive Brokers: calls go to the session process (manage.py ibkr_sessions) over Redis; each
+# call's whole life is bounded by IBKR_CALL_DEADLINE_SECONDS (no retry while the client lock is held).
+IBKR_SESSION_PROCESS = env.bool("IBKR_SESSION_PROCESS", default=True)
+IBKR_CALL_DEADLINE_SECONDS = env.float("IBKR_CALL_DEADLINE_SECONDS", default=15.0)
+IBKR_SESSIONS_SCAN_SECONDS = env.float("IBKR_SESSIONS_SCAN_SECONDS", default=30.0)
+IBKR_SESSIONS_REDIS_PREFIX = env.str("IBKR_SESSIONS_REDIS_PREFIX", default=f"tp:{ENVIRONMENT}:ibkr")
 
 SHARED_APPS = [
     "django_tenants",

@@ -1,9 +1,12 @@
 """`IBKRBroker`: the Broker interface over TWS / IB Gateway through ib_async.
 
+This module holds the plumbing (the event loop, the connection, IB's notices, contracts, market
+data); orders, fills, positions and the account are `brokers.ibkr.orders`.
+
 Safety properties the rest of the platform relies on:
-- our client order id travels in `Order.orderRef`; `place_order` first asks `order_status` for it
-  (which resynchronises with TWS before answering "never seen"), so a retry after an unknown
-  outcome never sends a second order;
+- every message goes through the account's wire pacer (`brokers.ibkr.pacing`);
+- a notice heard during the handshake (1100 above all) survives it: nothing is sent while TWS has
+  no link to IB; a client id in use (326) moves to the next one;
 - after any reconnect and on IB notices 1101/1102 the open orders, completed orders, positions
   and executions are fetched again, so fills made while we were away appear in `fills_since`;
 - every public method raises only `BrokerError`, with `retryable` from `errors.IB_ERRORS`.
@@ -12,26 +15,22 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import math
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
-from datetime import date, datetime
-from typing import Any, TypeVar
+from dataclasses import dataclass, field, replace
+from datetime import date
+from typing import Any, Protocol, TypeVar
 
 from ib_async import IB, Contract, StartupFetch, Trade
 from ib_async import Fill as IBFill
 from ib_async.wrapper import RequestError
 
 from brokers.domain import (
-    AccountSummary,
     Broker,
     BrokerError,
     BrokerHealth,
     Fill,
     Instrument,
-    OrderRequest,
     OrderStatus,
-    Position,
     Quote,
     Right,
     SecType,
@@ -39,32 +38,27 @@ from brokers.domain import (
 from brokers.ibkr.chain import ChainRow, chain_expiries
 from brokers.ibkr.contracts import (
     ContractSettings,
-    combo_for,
     contract_for,
     details_disagreements,
-    ib_order_for,
-    ib_value_set,
     instrument_from_details,
     lookup_contract,
-    order_state_from_ib,
     parse_ib_expiry,
     utc_now,
 )
-from brokers.ibkr.errors import (
-    BROKER_NAME,
-    INFORMATIONAL_CODES,
-    LINK_DOWN_CODES,
-    LINK_RESTORED_CODES,
-    broker_error_from_ib,
-)
+from brokers.ibkr.errors import BROKER_NAME, INFORMATIONAL_CODES, broker_error_from_ib
+from brokers.ibkr.failures import Failure as _Failure
+from brokers.ibkr.failures import IBFailure as _IBFailure
+from brokers.ibkr.link import COMPETING_SESSION_CODE, LinkState
 from brokers.ibkr.market_data import (
     MarketDataFailure,
     MarketDataFallback,
     MarketDataSettings,
     quotes_in_batches,
 )
+from brokers.ibkr.orders import OrdersAndAccount
+from brokers.ibkr.pacing import DEFAULT_LIMIT, DEFAULT_WINDOW_SECONDS, WirePacer
 from brokers.ibkr.resolve import SettingsRefused, resolve_underlying
-from brokers.ibkr.runtime import LoopThread, TokenBucket
+from brokers.ibkr.runtime import LoopThread
 
 logger = logging.getLogger(__name__)
 
@@ -72,7 +66,6 @@ T = TypeVar("T")
 
 _STARTUP_FETCH = (StartupFetch.POSITIONS | StartupFetch.ORDERS_OPEN
                   | StartupFetch.ORDERS_COMPLETE | StartupFetch.EXECUTIONS)
-_PENDING_STATES = frozenset({"PendingSubmit", "ApiPending", ""})
 _MAX_BACKOFF_SECONDS = 60.0
 
 
@@ -92,9 +85,22 @@ class IBKRConfig:
     order_ack_timeout_seconds: float = 5.0
     market_data_wait_seconds: float = 2.0
     commission_wait_seconds: float = 1.0
-    messages_per_second: float = 45.0  # IB's hard limit is 50
+    pacing_limit: int = DEFAULT_LIMIT  # messages per pacing window; IB's limit is 50 a second
+    pacing_window_seconds: float = DEFAULT_WINDOW_SECONDS
+    account: str = ""  # IB account code orders are booked to (required for advisor logins)
+    client_id_attempts: int = 3  # ids tried (client_id, +1, ...) when IB answers 326
     market_data_lines: int = 80  # of the account's 100, leaving TWS's own windows some
     market_data_fallback: MarketDataFallback = "frozen"  # when live is not served (see market_data)
+
+    @classmethod
+    def from_credentials(cls, validated: dict[str, Any], **overrides: Any) -> IBKRConfig:
+        """From `IBKRCredentialsSerializer(...).validated_data` (and settings of our own)."""
+        keys = ("host", "port", "client_id", "underlying_instrument", "underlying_expiry",
+                "connect_retries", "connect_backoff_seconds", "exchange_overrides",
+                "trading_class", "multiplier", "account", "market_data_lines",
+                "market_data_fallback")
+        values = {k: validated[k] for k in keys if validated.get(k) is not None}
+        return cls(**{**values, **overrides})
 
     @property
     def market_data(self) -> MarketDataSettings:
@@ -109,36 +115,32 @@ class IBKRConfig:
                                 product=self.underlying_instrument)
 
 
-class _Failure(Exception):
-    """Raised inside the loop; turned into a BrokerError carrying the public operation name."""
+class OrderEventListener(Protocol):
+    """Told of every order status and fill as IB reports them (called on the session's loop)."""
 
-    def __init__(self, code: str, message: str, *, retryable: bool,
-                 context: dict[str, Any] | None = None) -> None:
-        super().__init__(message)
-        self.code, self.message, self.retryable = code, message, retryable
-        self.context = dict(context or {})
+    def order_status(self, status: OrderStatus) -> None: ...
+
+    def fill(self, fill: Fill) -> None: ...
 
 
-class _IBFailure(Exception):
-    def __init__(self, ib_code: int, ib_message: str, context: dict[str, Any]) -> None:
-        super().__init__(ib_message)
-        self.ib_code, self.ib_message, self.context = ib_code, ib_message, context
-
-
-class IBKRBroker(Broker):
+class IBKRBroker(OrdersAndAccount, Broker):
     name = BROKER_NAME
 
-    def __init__(self, config: IBKRConfig) -> None:
+    def __init__(self, config: IBKRConfig, listener: OrderEventListener | None = None) -> None:
         self._config = config
         self._settings = config.contract_settings
         self._loop_thread = LoopThread(f"ibkr-{config.host}:{config.port}/{config.client_id}")
         self._ib: IB | None = None
-        self._bucket: TokenBucket | None = None
+        self._pacer = WirePacer(config.pacing_limit, config.pacing_window_seconds)
+        self._listener = listener
+        self.client_id = config.client_id  # the id in use: moves on when IB answers 326
+        self.link = LinkState()
+        self._synced = False  # orders and executions known to TWS are all loaded
         self._reconnect_lock: asyncio.Lock | None = None
+        self._snapshot_lock: asyncio.Lock | None = None
         self._reconnect_task: asyncio.Task[None] | None = None
         self._wanted = False  # connect() called and no disconnect() since
         self._connecting = False
-        self._link_down_code: int | None = None
         self._errors_by_req: dict[int, tuple[int, str]] = {}
         self._instruments: dict[int, Instrument] = {}
         self._expiries: dict[int, date] = {}
@@ -146,10 +148,12 @@ class IBKRBroker(Broker):
     @classmethod
     def from_credentials(cls, validated: dict[str, Any]) -> IBKRBroker:
         """From `IBKRCredentialsSerializer(...).validated_data`."""
-        keys = ("host", "port", "client_id", "underlying_instrument", "underlying_expiry",
-                "connect_retries", "connect_backoff_seconds", "exchange_overrides",
-                "trading_class", "multiplier", "market_data_lines", "market_data_fallback")
-        return cls(IBKRConfig(**{k: validated[k] for k in keys if validated.get(k) is not None}))
+        return cls(IBKRConfig.from_credentials(validated))
+
+    @property
+    def is_ready(self) -> bool:
+        """Connected, through the handshake and the startup sync (read from any thread)."""
+        return self._ib is not None and self._ib.isConnected() and not self._connecting
 
     # ------------------------------------------------------------------ plumbing
 
@@ -189,10 +193,6 @@ class IBKRBroker(Broker):
         assert self._ib is not None
         return self._ib
 
-    async def _permit(self, messages: int = 1) -> None:
-        assert self._bucket is not None
-        await self._bucket.acquire(messages)
-
     # ------------------------------------------------------------------ connection
 
     def connect(self) -> None:
@@ -223,9 +223,14 @@ class IBKRBroker(Broker):
             self._ib.RaiseRequestErrors = True
             self._ib.errorEvent += self._on_ib_error
             self._ib.disconnectedEvent += self._on_disconnected
-            self._bucket = TokenBucket(self._config.messages_per_second,
-                                       self._config.messages_per_second)
+            self._pacer.install(self._ib.client)
+            if self._listener is not None:
+                self._ib.orderStatusEvent += self._forward_status
+                self._ib.commissionReportEvent += self._forward_fill
             self._reconnect_lock = asyncio.Lock()
+            # ib_async keeps one pending request per kind (open and completed orders, positions):
+            # a live session's concurrent callers take turns instead of orphaning each other's
+            self._snapshot_lock = asyncio.Lock()
         assert self._reconnect_lock is not None
         async with self._reconnect_lock:
             if not self._client.isConnected():
@@ -237,22 +242,11 @@ class IBKRBroker(Broker):
         self._connecting = True
         try:
             for attempt in range(attempts):
-                try:
-                    await self._permit(6)  # handshake, startApi and the startup requests
-                    await self._client.connectAsync(
-                        c.host, c.port, c.client_id, timeout=c.request_timeout_seconds,
-                        raiseSyncErrors=True, fetchFields=_STARTUP_FETCH)
-                except (OSError, TimeoutError, ConnectionError) as e:
-                    logger.warning("IBKR connect attempt %d/%d to %s:%d failed: %s",
-                                   attempt + 1, attempts, c.host, c.port, e or type(e).__name__)
-                    if attempt + 1 < attempts:
-                        await asyncio.sleep(min(c.connect_backoff_seconds * 2 ** attempt,
-                                                _MAX_BACKOFF_SECONDS))
-                    continue
-                self._link_down_code = None
-                logger.info("IBKR connected to %s:%d as client %d (server version %d)",
-                            c.host, c.port, c.client_id, self._client.client.serverVersion())
-                return
+                if await self._connect_once(attempt + 1, attempts):
+                    return
+                if attempt + 1 < attempts:
+                    await asyncio.sleep(min(c.connect_backoff_seconds * 2 ** attempt,
+                                            _MAX_BACKOFF_SECONDS))
         finally:
             self._connecting = False
         raise _Failure("connect_failed",
@@ -260,7 +254,38 @@ class IBKRBroker(Broker):
                        f"{attempts} attempt(s)", retryable=True,
                        context={"host": c.host, "port": c.port, "attempts": attempts})
 
+    async def _connect_once(self, attempt: int, attempts: int) -> bool:
+        """One connection attempt; on 326 (client id in use) the next ids are tried at once."""
+        c = self._config
+        for _ in range(max(c.client_id_attempts, 1)):
+            # notices heard during this handshake (1100 above all) must survive it
+            self.link.connection_started()
+            try:
+                await self._client.connectAsync(
+                    c.host, c.port, self.client_id, timeout=c.request_timeout_seconds,
+                    raiseSyncErrors=True, fetchFields=_STARTUP_FETCH, account=c.account)
+            except (OSError, TimeoutError, ConnectionError) as e:
+                if self.link.client_id_in_use is not None:
+                    logger.warning("IBKR client id %d is in use at %s:%d (326); trying %d",
+                                   self.client_id, c.host, c.port, self.client_id + 1)
+                    self.client_id += 1
+                    continue
+                logger.warning("IBKR connect attempt %d/%d to %s:%d failed: %s", attempt,
+                               attempts, c.host, c.port, e or type(e).__name__)
+                return False
+            if self.client_id != c.client_id:
+                # the startup sync listed this client id's open orders only; ours were placed
+                # under the configured one
+                await self._resync()
+            self._synced = True
+            logger.info("IBKR connected to %s:%d as client %d (server version %d)%s", c.host,
+                        c.port, self.client_id, self._client.client.serverVersion(),
+                        "; link to IB DOWN" if self.link.link_down else "")
+            return True
+        return False
+
     def _on_disconnected(self) -> None:
+        self._synced = False
         if not self._wanted or self._connecting:
             return
         logger.warning("IBKR connection lost; reconnecting in the background")
@@ -276,15 +301,33 @@ class IBKRBroker(Broker):
                            e.message)
 
     def _on_ib_error(self, req_id: int, code: int, message: str, contract: Contract | None) -> None:
-        if code in LINK_DOWN_CODES:
-            self._link_down_code = code
+        change = self.link.on_error(code, message)
+        if change == "down":
+            self._synced = False
             logger.warning("IBKR link down (%d): %s", code, message)
-        elif code in LINK_RESTORED_CODES:
-            self._link_down_code = None
+        elif change == "restored":
             logger.info("IBKR link restored (%d); resynchronising", code)
             asyncio.get_running_loop().create_task(self._resync_logged())
-        elif code not in INFORMATIONAL_CODES and req_id >= 0:
+        elif code not in INFORMATIONAL_CODES and code != COMPETING_SESSION_CODE and req_id >= 0:
+            # (10197 fails no request: the quote comes back empty and the model values the book)
             self._errors_by_req[req_id] = (code, message)
+
+    def _forward_status(self, trade: Trade) -> None:
+        """Order status from IB's events, as it happens (the session process journals it)."""
+        if trade.order.orderRef and self._listener is not None:
+            self._listener.order_status(self._status_from_trade(trade.order.orderRef, trade))
+
+    def _forward_fill(self, trade: Trade, fill: IBFill, report: Any) -> None:
+        if fill.contract.secType not in ("FUT", "FOP") or self._listener is None:
+            return
+        listener = self._listener
+
+        async def forward() -> None:
+            try:
+                listener.fill(await self._fill_from_ib(fill))
+            except Exception:  # the next fills_since serves it from TWS
+                logger.exception("IBKR fill %s not forwarded", fill.execution.execId)
+        asyncio.get_running_loop().create_task(forward())
 
     async def _resync_logged(self) -> None:
         try:
@@ -295,11 +338,14 @@ class IBKRBroker(Broker):
     async def _resync(self) -> None:
         """Fetch everything TWS knows that we may have missed while away."""
         ib = self._client
-        await self._permit(4)
-        await asyncio.gather(ib.reqOpenOrdersAsync(), ib.reqCompletedOrdersAsync(False),
-                             ib.reqPositionsAsync())
-        # executions after the orders, so that each one finds its trade
-        await ib.reqExecutionsAsync()
+        assert self._snapshot_lock is not None
+        async with self._snapshot_lock:
+            # every client's open orders: ours may have been placed under another client id
+            await asyncio.gather(ib.reqAllOpenOrdersAsync(), ib.reqCompletedOrdersAsync(False),
+                                 ib.reqPositionsAsync())
+            # executions after the orders, so that each one finds its trade
+            await ib.reqExecutionsAsync()
+        self._synced = self.link.link_down is None
 
     def health(self) -> BrokerHealth:
         now = utc_now()
@@ -309,15 +355,14 @@ class IBKRBroker(Broker):
             version = self._run("health", self._ping, timeout=5.0)
         except BrokerError as e:
             return BrokerHealth(BROKER_NAME, False, f"{e.code}: {e.message}", now)
-        if self._link_down_code is not None:
-            return BrokerHealth(BROKER_NAME, False,
-                                f"TWS reports IB error {self._link_down_code}: no link to IB",
-                                now)
-        return BrokerHealth(BROKER_NAME, True, f"TWS server version {version}", now)
+        trouble = self.link.describe()
+        if self.link.link_down is not None:
+            return BrokerHealth(BROKER_NAME, False, trouble, now)
+        detail = f"TWS server version {version}, client id {self.client_id}"
+        return BrokerHealth(BROKER_NAME, True, f"{detail}; {trouble}" if trouble else detail, now)
 
     async def _ping(self) -> int:
         await self._ensure_connected()
-        await self._permit()
         await self._client.reqCurrentTimeAsync()
         return self._client.client.serverVersion()
 
@@ -358,7 +403,7 @@ class IBKRBroker(Broker):
         await self._ensure_connected()
         try:
             resolved = await resolve_underlying(
-                self._client, self._permit, symbol=c.underlying_instrument,
+                self._client, self._pacer.room_available, symbol=c.underlying_instrument,
                 expiry=c.underlying_expiry, multiplier=c.multiplier,
                 trading_class=c.trading_class, settings=self._settings)
         except SettingsRefused as e:
@@ -404,7 +449,6 @@ class IBKRBroker(Broker):
         return await self._instrument_from_details(details[0])
 
     async def _contract_details(self, contract: Contract) -> list[Any]:
-        await self._permit()
         return await self._client.reqContractDetailsAsync(contract)
 
     async def _instrument_from_details(self, details: Any) -> Instrument:
@@ -457,7 +501,6 @@ class IBKRBroker(Broker):
         future = await self._qualified(underlying)
         self._expiries[future.conId] = underlying.expiry
         exchange = self._settings.exchange_for(underlying.symbol)
-        await self._permit()
         rows = [ChainRow(r.exchange, int(r.underlyingConId), r.tradingClass, r.multiplier,
                          tuple(r.expirations))
                 for r in await self._client.reqSecDefOptParamsAsync(
@@ -483,256 +526,19 @@ class IBKRBroker(Broker):
         # subscribe and a cancel per instrument
         batches = -(-len(instruments) // max(1, c.market_data_lines))
         timeout = (c.request_timeout_seconds + 2 * batches * c.market_data_wait_seconds
-                   + 2 * len(instruments) / c.messages_per_second)
+                   + 2 * len(instruments) * c.pacing_window_seconds / c.pacing_limit)
         return self._run("quotes", lambda: self._quotes(instruments), timeout=timeout)
 
     async def _quotes(self, instruments: list[Instrument]) -> list[Quote]:
         await self._ensure_connected()
         items = [(i, await self._qualified(i)) for i in instruments]
         try:
-            return await quotes_in_batches(self._client, self._permit, self._errors_by_req, items,
-                                           self._config.market_data)
+            quotes = await quotes_in_batches(self._client, self._pacer.room_available,
+                                             self._errors_by_req, items, self._config.market_data)
         except MarketDataFailure as e:
             raise _IBFailure(e.ib_code, e.ib_message, {"instrument": e.instrument}) from None
-
-    # ------------------------------------------------------------------ orders
-
-    def place_order(self, order: OrderRequest) -> OrderStatus:
-        problem = _order_problem(order)
-        if problem:
-            raise self._error("place_order", "invalid_order", problem, False,
-                              {"client_order_id": order.client_order_id})
-        timeout = self._config.request_timeout_seconds * 2 + self._config.order_ack_timeout_seconds
-        return self._run("place_order", lambda: self._place(order), timeout=timeout)
-
-    async def _place(self, request: OrderRequest) -> OrderStatus:
-        await self._ensure_connected()
-        cid = request.client_order_id
-        existing = await self._status_async(cid)
-        if existing is not None:
-            logger.info("IBKR order %s already known (%s); not sending again", cid, existing.state)
-            return existing
-        if self._link_down_code is not None:
-            raise _Failure("connectivity_lost", "TWS has no link to IB; order not sent",
-                           retryable=True, context={"client_order_id": cid,
-                                                    "ib_code": self._link_down_code})
-        if request.is_combo:
-            con_ids = [int((await self._qualified(leg.instrument)).conId) for leg in request.legs]
-            try:
-                contract, units = combo_for(request.legs, con_ids, self._settings)
-            except ValueError as e:
-                raise _Failure("invalid_order", str(e), retryable=False,
-                               context={"client_order_id": cid}) from None
-            ib_order = ib_order_for(request, units, "BUY")
-        else:
-            (leg,) = request.legs
-            contract = await self._qualified(leg.instrument)
-            ib_order = ib_order_for(request, leg.quantity, leg.side)
-        await self._permit()
-        trade = self._client.placeOrder(contract, ib_order)
-        logger.info("IBKR placed %s as order %d", cid, trade.order.orderId)
-        try:
-            await self._wait_for(trade, lambda: trade.orderStatus.status not in _PENDING_STATES,
-                                 self._config.order_ack_timeout_seconds)
-        except TimeoutError:
-            raise _Failure("order_outcome_unknown",
-                           "TWS did not acknowledge the order in time; ask order_status before "
-                           "sending it again", retryable=True,
-                           context={"client_order_id": cid,
-                                    "broker_order_id": str(trade.order.orderId)}) from None
-        status = self._status_from_trade(cid, trade)
-        if status.state in ("rejected", "cancelled") and status.filled_quantity == 0:
-            code = _last_error_code(trade)
-            if code is not None:
-                raise _IBFailure(code, status.message.split(": ", 1)[-1],
-                                 {"client_order_id": cid,
-                                  "broker_order_id": status.broker_order_id})
-        return status
-
-    async def _wait_for(self, trade: Trade, done: Callable[[], bool], timeout: float) -> None:
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        while not done():
-            remaining = deadline - loop.time()
-            if remaining <= 0:
-                raise TimeoutError
-            await asyncio.wait_for(trade.statusEvent, remaining)
-
-    def cancel_order(self, client_order_id: str) -> OrderStatus:
-        timeout = self._config.request_timeout_seconds * 2 + self._config.order_ack_timeout_seconds
-        return self._run("cancel_order", lambda: self._cancel(client_order_id), timeout=timeout)
-
-    async def _cancel(self, cid: str) -> OrderStatus:
-        await self._ensure_connected()
-        status = await self._status_async(cid)
-        trade = self._find_trade(cid)
-        if status is None:
-            raise _Failure("order_not_found", f"IBKR never received order {cid}",
-                           retryable=False, context={"client_order_id": cid})
-        if trade is None or trade.isDone():
-            return status
-        await self._permit()
-        self._client.cancelOrder(trade.order)
-        try:
-            await self._wait_for(trade, trade.isDone, self._config.order_ack_timeout_seconds)
-        except TimeoutError:
-            logger.warning("IBKR cancel of %s not confirmed in time", cid)
-        return self._status_from_trade(cid, trade)
-
-    def order_status(self, client_order_id: str) -> OrderStatus | None:
-        return self._run("order_status", lambda: self._status_with_connect(client_order_id),
-                         timeout=self._config.request_timeout_seconds * 2)
-
-    async def _status_with_connect(self, cid: str) -> OrderStatus | None:
-        await self._ensure_connected()
-        return await self._status_async(cid)
-
-    async def _status_async(self, cid: str) -> OrderStatus | None:
-        status = self._local_status(cid)
-        if status is None:
-            # "never seen" is only trustworthy after asking TWS again
-            await self._resync()
-            status = self._local_status(cid)
-        return status
-
-    def _local_status(self, cid: str) -> OrderStatus | None:
-        trade = self._find_trade(cid)
-        if trade is not None:
-            return self._status_from_trade(cid, trade)
-        executions = [f for f in self._client.fills()
-                      if f.execution.orderRef == cid and f.contract.secType != "BAG"]
-        if not executions:
-            return None
-        # only executions survived (the order itself is no longer listed): report what filled
-        first = executions[0].execution
-        fills = [f for f in executions if f.contract.conId == executions[0].contract.conId]
-        quantity = sum(f.execution.shares for f in fills)
-        return OrderStatus(client_order_id=cid, broker_order_id=str(first.orderId),
-                           state="filled", filled_quantity=int(quantity),
-                           average_fill_price=sum(f.execution.shares * f.execution.price
-                                                  for f in fills) / quantity,
-                           time=max(f.time for f in fills))
-
-    def _find_trade(self, cid: str) -> Trade | None:
-        matches = [t for t in self._client.trades() if t.order.orderRef == cid]
-        # the live trade (with an order id) carries more than a completed-orders copy
-        matches.sort(key=lambda t: (t.order.orderId > 0, t.order.permId))
-        return matches[-1] if matches else None
-
-    def _status_from_trade(self, cid: str, trade: Trade) -> OrderStatus:
-        is_bag = trade.contract.secType == "BAG"
-        own = [f for f in trade.fills if (f.contract.secType == "BAG") == is_bag]
-        filled = max(trade.orderStatus.filled, sum(f.execution.shares for f in own),
-                     trade.order.filledQuantity if ib_value_set(trade.order.filledQuantity) else 0.0)
-        total = trade.order.totalQuantity
-        average = trade.orderStatus.avgFillPrice or (
-            sum(f.execution.shares * f.execution.price for f in own) / filled if own else 0.0)
-        errors = [e for e in trade.log if e.errorCode]
-        state = order_state_from_ib(trade.orderStatus.status, filled=filled, total=total,
-                                    error_codes=frozenset(e.errorCode for e in errors))
-        message = errors[-1].message if errors else ""
-        broker_id = trade.order.orderId or trade.order.permId
-        return OrderStatus(
-            client_order_id=cid, broker_order_id=str(broker_id), state=state,
-            filled_quantity=int(filled), remaining_quantity=int(max(total - filled, 0)),
-            average_fill_price=average if filled else None, message=message,
-            time=trade.log[-1].time if trade.log else None)
-
-    # ------------------------------------------------------------------ account
-
-    def fills_since(self, since: datetime) -> list[Fill]:
-        return self._run("fills_since", lambda: self._fills_since(since),
-                         timeout=self._config.request_timeout_seconds * 3)
-
-    async def _fills_since(self, since: datetime) -> list[Fill]:
-        await self._ensure_connected()
-        await self._permit()
-        await self._client.reqExecutionsAsync()
-        ib_fills = [f for f in self._client.fills()
-                    if f.contract.secType in ("FUT", "FOP") and f.execution.time >= since]
-        await self._wait_for_commissions(ib_fills)
-        fills = [await self._fill_from_ib(f) for f in ib_fills]
-        return sorted(fills, key=lambda f: (f.time, f.fill_id))
-
-    async def _wait_for_commissions(self, ib_fills: list[IBFill]) -> None:
-        # TWS sends each commission report shortly after its execution, sometimes after the end
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self._config.commission_wait_seconds
-        while any(not f.commissionReport.execId for f in ib_fills):
-            if loop.time() >= deadline:
-                missing = [f.execution.execId for f in ib_fills if not f.commissionReport.execId]
-                logger.warning("IBKR commission reports missing for %s; reporting 0", missing)
-                return
-            await asyncio.sleep(0.01)
-
-    async def _fill_from_ib(self, f: IBFill) -> Fill:
-        realized = f.commissionReport.realizedPNL
-        return Fill(
-            fill_id=f.execution.execId, client_order_id=f.execution.orderRef,
-            instrument=await self._instrument_for(f.contract),
-            side="BUY" if f.execution.side == "BOT" else "SELL",
-            quantity=int(f.execution.shares), price=f.execution.price,
-            commission=f.commissionReport.commission, time=f.execution.time,
-            # ib_async reports "no realized P&L" (an opening fill) as 0.0
-            realized_pnl=realized if realized and ib_value_set(realized) else None)
-
-    def positions(self) -> list[Position]:
-        return self._run("positions", self._positions,
-                         timeout=self._config.request_timeout_seconds * 2)
-
-    async def _positions(self) -> list[Position]:
-        await self._ensure_connected()
-        await self._permit()
-        ib_positions = await self._client.reqPositionsAsync()
-        positions = []
-        for p in ib_positions:
-            if p.contract.secType not in ("FUT", "FOP") or not p.position:
-                continue
-            instrument = await self._instrument_for(p.contract)
-            # IB's average cost of a future or option includes the multiplier
-            positions.append(Position(instrument, int(p.position),
-                                      p.avgCost / instrument.multiplier))
-        return sorted(positions, key=lambda p: p.instrument.key)
-
-    def account_summary(self) -> AccountSummary:
-        return self._run("account_summary", self._account_summary)
-
-    async def _account_summary(self) -> AccountSummary:
-        await self._ensure_connected()
-        await self._permit()
-        account = (self._client.managedAccounts() or [""])[0]
-        values = {v.tag: v for v in await self._client.accountSummaryAsync(account)}
-        missing = [t for t in ("NetLiquidation", "InitMarginReq", "MaintMarginReq",
-                               "AvailableFunds") if t not in values]
-        if missing:
-            raise _Failure("account_data_missing", f"TWS sent no {', '.join(missing)}",
-                           retryable=True, context={"missing": missing})
-
-        def number(tag: str) -> float | None:
-            return float(values[tag].value) if tag in values else None
-
-        return AccountSummary(
-            currency=values["NetLiquidation"].currency or "USD",
-            net_liquidation=float(values["NetLiquidation"].value),
-            initial_margin=float(values["InitMarginReq"].value),
-            maintenance_margin=float(values["MaintMarginReq"].value),
-            available_funds=float(values["AvailableFunds"].value),
-            realized_pnl=number("RealizedPnL"), unrealized_pnl=number("UnrealizedPnL"))
-
-
-def _order_problem(order: OrderRequest) -> str:
-    if not order.client_order_id:
-        return "client_order_id is required"
-    if not order.legs:
-        return "an order needs at least one leg"
-    if any(leg.quantity <= 0 for leg in order.legs):
-        return "leg quantities must be positive"
-    if order.order_type == "LMT" and (order.limit_price is None
-                                      or not math.isfinite(order.limit_price)):
-        return "a limit order needs a finite limit_price"
-    return ""
-
-
-def _last_error_code(trade: Trade) -> int | None:
-    codes = [e.errorCode for e in trade.log if e.errorCode]
-    return codes[-1] if codes else None
+        if self.link.model_valuation:  # farm down or a competing session: no broker greeks
+            quotes = [replace(q, greeks=None) for q in quotes]
+        if any(q.bid is not None for q in quotes):
+            self.link.market_data_answered()  # live data flows again: no competing session
+        return quotes

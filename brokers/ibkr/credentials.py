@@ -33,6 +33,8 @@ class IBKRCredentialsSerializer(serializers.Serializer):
         child=serializers.CharField(), required=False, default=dict)
     trading_class = serializers.CharField(max_length=32, required=False, allow_blank=False)
     multiplier = serializers.FloatField(required=False)
+    # the IB account orders are booked to; required when the login manages several (advisor)
+    account = serializers.RegexField(r"^[A-Z]{1,3}\d{1,12}$", max_length=16, required=False)
     # Market data (brokers/ibkr/market_data.py): the most subscriptions held at once, and what TWS
     # serves when the account has no live data: "frozen" (the default) never falls back to delayed.
     market_data_lines = serializers.IntegerField(min_value=1, max_value=10_000, default=80)

@@ -1,4 +1,4 @@
-"""The event loop the IB client lives on, and the pacing of outgoing requests.
+"""The event loop the IB client lives on (pacing is `brokers.ibkr.pacing`, at the wire).
 
 Callers are synchronous (Django views, Celery tasks), may run in any thread and may have no event
 loop of their own. ib_async is asyncio code bound to one loop, so each broker owns a daemon thread
@@ -10,8 +10,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import threading
-import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Coroutine
 from typing import Any, TypeVar
 
 T = TypeVar("T")
@@ -52,32 +51,3 @@ class LoopThread:
         loop.call_soon_threadsafe(loop.stop)
         thread.join(5)
         loop.close()
-
-
-class TokenBucket:
-    """At most `rate` messages per second on average, bursts up to `capacity`.
-
-    IB disconnects clients that exceed about 50 messages per second; every request we send takes
-    tokens first. `clock` is injectable so that the arithmetic is testable without sleeping.
-    """
-
-    def __init__(self, rate: float, capacity: float,
-                 clock: Callable[[], float] = time.monotonic) -> None:
-        self._rate = rate
-        self._capacity = capacity
-        self._tokens = capacity
-        self._clock = clock
-        self._updated = clock()
-
-    def reserve(self, count: float = 1.0) -> float:
-        """Take `count` tokens now (possibly going into debt); return the seconds to wait."""
-        now = self._clock()
-        self._tokens = min(self._capacity, self._tokens + (now - self._updated) * self._rate)
-        self._updated = now
-        self._tokens -= count
-        return 0.0 if self._tokens >= 0 else -self._tokens / self._rate
-
-    async def acquire(self, count: float = 1.0) -> None:
-        delay = self.reserve(count)
-        if delay > 0:
-            await asyncio.sleep(delay)

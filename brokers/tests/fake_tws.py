@@ -38,6 +38,21 @@ Scripting from tests (every method is thread-safe; state lives on the fake's own
   again on the same port with every order, execution and position remembered;
 - `messages(msg_id)` returns what clients sent (e.g. 3 = placeOrder) to assert on the wire;
 - `lines_in_use` / `max_lines_used` tell how many market-data lines are (were at most) held.
+
+Faults, as IB produces them:
+- `set_link(up=False)` is TWS losing its link to IB: 1100 now and during every later handshake,
+  until `set_link(up=True)` sends 1102;
+- `hang_handshake = True`: accept TCP, read the greeting, never answer (a hung gateway);
+- `frozen = True`: connected clients' requests are read and never answered (a TWS that hangs
+  after the handshake, on a modal dialog say);
+- pacing: more than 50 messages from one client in any one second are answered with error 100,
+  like IB (`pacing_violations`, `max_messages_per_second`);
+- a second client with a client id already connected gets 326 and is disconnected;
+- `InactiveButWorking()` / `ErrorButWorking(code)` report a working order as Inactive, or send
+  an error that ib_async takes for a cancel, while TWS keeps the order working;
+- `new_trading_day()` is the daily / Sunday restart: clients dropped, completed orders and
+  executions of the previous day no longer served;
+- `send_error(10197, ...)` and the farm notices (2103/2105/2157) are plain notices.
 """
 from __future__ import annotations
 
@@ -46,6 +61,7 @@ import inspect
 import itertools
 import struct
 import threading
+import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -125,7 +141,21 @@ class Reject:
     message: str = "Order rejected - reason:"
 
 
-OrderAction = Fill | Rest | Reject
+@dataclass(frozen=True)
+class InactiveButWorking:
+    """Report the order Inactive to the client that placed it; TWS keeps it working."""
+
+
+@dataclass(frozen=True)
+class ErrorButWorking:
+    """Send an order error (ib_async cancels the trade locally); TWS keeps it working."""
+
+    code: int = 10349
+    message: str = "Order TIF was set to DAY based on order preset."
+
+
+OrderAction = Fill | Rest | Reject | InactiveButWorking | ErrorButWorking
+PACING_LIMIT = 50  # messages per client in any one second
 
 
 @dataclass
@@ -176,6 +206,7 @@ class _Session:
     writer: asyncio.StreamWriter
     client_id: int = -1
     outbox: list[bytes] = field(default_factory=list)
+    received_at: deque[float] = field(default_factory=deque)
     market_data_type: int = LIVE  # what reqMarketDataType asked for; TWS starts at live
     tickers: dict[int, int] = field(default_factory=dict)  # reqMktData id -> conId
 
@@ -262,6 +293,14 @@ class FakeTWS:
         self._sessions: list[_Session] = []
         self._server: asyncio.base_events.Server | None = None
         self._next_order_id = 1
+        self._link_up = True
+        self.hang_handshake = False
+        self.frozen = False
+        self.pacing_violations = 0
+        self.max_messages_per_second = 0  # from one client
+        self.max_account_messages_per_second = 0  # from every client together
+        self._account_received_at: deque[float] = deque()
+        self._arrivals: list[tuple[str, float]] = []  # (message id, perf_counter) for benchmarks
         self._perm_ids = itertools.count(900_000_001)
         self._exec_seq = itertools.count(1)
         self._subscribed = True
@@ -428,11 +467,18 @@ class FakeTWS:
             greeting = await reader.readexactly(4)
             if greeting != b"API\0" or not _offers_our_version(await _read_frame(reader)):
                 return  # TWS drops a client whose version range it cannot serve
+            if self.hang_handshake:
+                await reader.read()  # until the client gives up and closes
+                return
             now = datetime.now(UTC).strftime("%Y%m%d %H:%M:%S UTC")
             writer.write(_frame([SERVER_VERSION, now]))
             self._sessions.append(session)
             while True:
                 fields = (await _read_frame(reader)).decode().split("\0")[:-1]
+                self._count_for_pacing(session)
+                self._arrivals.append((fields[0] if fields else "", time.perf_counter()))
+                if self.frozen:
+                    continue  # read and never answered
                 self._dispatch(session, fields)
                 self._flush()
         except (asyncio.IncompleteReadError, ConnectionError):
@@ -510,6 +556,61 @@ class FakeTWS:
         self._send(session, [15, 1, self.account])
         for code, message in FARM_NOTICES:
             self._send(session, _error(-1, code, message))
+        if not self._link_up:
+            self._send(session, _error(-1, 1100, "Connectivity between IB and Trader Workstation "
+                                                 "has been lost."))
+
+    # ----------------------------------------------------------------- faults
+
+    def set_link(self, *, up: bool) -> None:
+        """TWS loses (1100) or regains (1102) its link to IB's servers."""
+        def change() -> None:
+            self._link_up = up
+            self._broadcast(_error(-1, 1102, "Connectivity between IB and Trader Workstation has "
+                                   "been restored - data maintained.") if up else
+                            _error(-1, 1100, "Connectivity between IB and Trader Workstation has "
+                                   "been lost."))
+        self._call(change)
+
+    def new_trading_day(self) -> None:
+        """The daily restart: clients dropped; yesterday's completed orders and executions are
+        no longer served (working orders and positions carry over)."""
+        def restart() -> None:
+            self._drop_sessions()
+            self._orders = {k: o for k, o in self._orders.items() if not o.is_done}
+            self._executions.clear()
+        self._call(restart)
+
+    def reset_rate_counters(self) -> None:
+        """Forget the rates measured so far (a benchmark measures one phase at a time)."""
+        def reset() -> None:
+            self.max_messages_per_second = self.max_account_messages_per_second = 0
+            self._account_received_at.clear()
+            for session in self._sessions:
+                session.received_at.clear()
+        self._call(reset)
+
+    def arrival_times(self, msg_id: int) -> list[float]:
+        """`time.perf_counter()` at which each message of this id was read (same-process clocks)."""
+        return self._call(lambda: [t for m, t in self._arrivals if m == str(msg_id)])
+
+    def _count_for_pacing(self, session: _Session) -> None:
+        now = self._loop.time()
+        times = session.received_at
+        times.append(now)
+        while now - times[0] >= 1.0:
+            times.popleft()
+        self.max_messages_per_second = max(self.max_messages_per_second, len(times))
+        everyone = self._account_received_at
+        everyone.append(now)
+        while now - everyone[0] >= 1.0:
+            everyone.popleft()
+        self.max_account_messages_per_second = max(self.max_account_messages_per_second,
+                                                   len(everyone))
+        if len(times) > PACING_LIMIT:
+            self.pacing_violations += 1
+            self._send(session, _error(-1, 100, "Max rate of messages per second has been "
+                                                f"exceeded:max=50 rec={len(times)}"))
 
     def _req_ids(self, session: _Session, r: _Reader) -> None:
         r.version(1)
@@ -698,6 +799,14 @@ class FakeTWS:
         if isinstance(action_taken, Reject):
             order.status = "Cancelled"
             self._send(session, _error(order_id, action_taken.code, action_taken.message))
+            return
+        if isinstance(action_taken, InactiveButWorking | ErrorButWorking):
+            order.status = "Inactive" if isinstance(action_taken, InactiveButWorking) else "Submitted"
+            self._send(session, self._open_order_fields(order))
+            self._send(session, self._order_status_fields(order))
+            if isinstance(action_taken, ErrorButWorking):
+                self._send(session, _error(order_id, action_taken.code, action_taken.message))
+            order.status = "Submitted"
             return
         order.status = "Submitted"
         self._send(session, self._open_order_fields(order))

@@ -186,7 +186,8 @@ def test_positions_of_an_account_without_live_data_say_what_each_quote_is(
     credentials = {"host": "127.0.0.1", "port": fake.port, "client_id": 9,
                    "underlying_instrument": "ES", "underlying_expiry": "202703",
                    "connect_retries": 0, "market_data_fallback": fallback}
-    with override_settings(USE_MOCK_BROKER=False):
+    # a direct connection: the session process has its own tests (test_ibkr_session.py)
+    with override_settings(USE_MOCK_BROKER=False, IBKR_SESSION_PROCESS=False):
         connected = api.post(f"/clients/{alpha.client_id}/connect-broker",
                              {"broker": "ibkr", "credentials": credentials}, format="json",
                              **bearer(alpha.owner))
