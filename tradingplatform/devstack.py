@@ -159,8 +159,7 @@ class EmbeddedRedis:
         if not self.port or not _port_is_free(self.port):
             self.port = _free_port()
             port_file.write_text(str(self.port))
-        _say(f"Redis: embedded Valkey server on 127.0.0.1:{self.port}, data in {_shown(self.data)}")
-        self.start()
+        _say(f"Redis: embedded Valkey server ({self.start()}), data in {_shown(self.data)}")
 
     def start(self) -> str:
         self.process = subprocess.Popen(
