@@ -9,10 +9,12 @@ from channels.auth import AuthMiddlewareStack  # noqa: E402  (needs Django set u
 from channels.routing import ProtocolTypeRouter  # noqa: E402
 
 from tenants.resolution import TenantWebsocketMiddleware  # noqa: E402
+from tradingplatform.network import ProxyHeadersMiddleware  # noqa: E402
 from tradingplatform.routing import websocket_application  # noqa: E402
 
-application = ProtocolTypeRouter(
+# Behind a trusted proxy (TRUSTED_PROXIES) the client's address and scheme are the proxy's headers'.
+application = ProxyHeadersMiddleware(ProtocolTypeRouter(
     # The session middleware lets a desk page's socket authenticate with its login; API clients
     # send a token instead (see tenants.resolution).
     {"http": django_asgi_app, "websocket": AuthMiddlewareStack(TenantWebsocketMiddleware(websocket_application))}
-)
+))

@@ -1,9 +1,10 @@
 """The container's entry command, and its health checks: `python -m tradingplatform.entrypoint ROLE`.
 
-Roles: `web` (daphne), `worker` and `beat` (Celery), `migrate` (one-shot: every migration, then the
-first operator). Each *replaces* this process (exec), so that the server is PID 1 of its container
-and receives SIGTERM itself: daphne then closes its websockets with a close frame and finishes its
-requests instead of being killed 10 s later. No shell stands in between.
+Roles: `web` (daphne, as tradingplatform.webserver runs it), `worker` and `beat` (Celery),
+`migrate` (one-shot: every migration, then the first operator). Each *replaces* this process
+(exec), so that the server is PID 1 of its container and receives SIGTERM itself: daphne then
+closes its websockets with a close frame and finishes its requests instead of being killed 10 s
+later. No shell stands in between.
 
 `python -m tradingplatform.entrypoint health ROLE` exits 0 when the role is healthy, 1 otherwise:
 web answers /health/ready on $PORT, the worker answers a Celery ping, beat has ticked lately.
@@ -38,12 +39,11 @@ def command(role: str, environ: Mapping[str, str] = os.environ) -> list[str]:
     """The command line a role runs as (what exec replaces this process with)."""
     python = sys.executable
     if role == "web":
-        web = [python, "-m", "daphne", "-b", environ.get("BIND_ADDRESS") or "0.0.0.0", "-p", _port(environ)]
-        if environ.get("TRUSTED_PROXIES", "").strip():
-            # Behind the proxies named there: the client's address and scheme come from the
-            # X-Forwarded-For / X-Forwarded-Proto headers they set (docs/deploy.md, "Proxy").
-            web.append("--proxy-headers")
-        return [*web, "tradingplatform.asgi:application"]
+        # Proxy headers are read by the application (tradingplatform.network.ProxyHeadersMiddleware)
+        # from the proxies in TRUSTED_PROXIES only; daphne's --proxy-headers would believe anyone.
+        # tradingplatform.webserver is daphne that closes its websockets with 1001 on SIGTERM.
+        return [python, "-m", "tradingplatform.webserver", "-b", environ.get("BIND_ADDRESS") or "0.0.0.0",
+                "-p", _port(environ), "tradingplatform.asgi:application"]
     if role == "worker":
         return [python, "-m", "celery", "-A", "tradingplatform", "worker", "--loglevel", "INFO",
                 "--concurrency", environ.get("WORKER_CONCURRENCY") or "2"]
