@@ -20,7 +20,7 @@ from rest_framework_simplejwt.tokens import AccessToken
 
 from tradingplatform import entrypoint
 from tradingplatform.network import ProxyHeadersMiddleware
-from tradingplatform.tests.servers import Websocket, free_port, subprocess_env_for_tests
+from tradingplatform.tests.servers import Websocket, celery_worker, free_port, subprocess_env_for_tests
 
 GUARD_SECONDS = 60  # failure guards only
 
@@ -115,6 +115,15 @@ def test_the_beat_health_check_reads_the_heartbeats_age(tmp_path):
     os.utime(heartbeat, (stale, stale))
     result = _health("beat", BEAT_HEARTBEAT_FILE=str(heartbeat))
     assert result.returncode == 1 and "last tick" in result.stdout
+
+
+def test_the_worker_health_check_pings_this_hosts_worker(tmp_path):
+    env = subprocess_env_for_tests()
+    with celery_worker(env, log=tmp_path / "worker.log"):  # node celery@<this host>, as in its container
+        result = _health("worker", **env)
+        assert result.returncode == 0, result.stdout + result.stderr
+    result = _health("worker", **env)
+    assert result.returncode == 1 and "did not answer" in result.stdout
 
 
 def _through_middleware(scope: dict) -> dict:
