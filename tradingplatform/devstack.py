@@ -162,6 +162,8 @@ class EmbeddedRedis:
         _say(f"Redis: embedded Valkey server ({self.start()}), data in {_shown(self.data)}")
 
     def start(self) -> str:
+        if _redis_answers(self.port):  # one found running (not ours) came back by itself
+            return f"already answering on 127.0.0.1:{self.port}"
         self.process = subprocess.Popen(
             [self.binary, "--bind", "127.0.0.1", "--port", str(self.port), "--dir", str(self.data),
              "--save", "60 1", "--appendonly", "no", "--logfile", str(self.data / "server.log")],
@@ -176,8 +178,8 @@ class EmbeddedRedis:
         return f"pid {self.process.pid}, 127.0.0.1:{self.port}"
 
     def exit_description(self) -> str | None:
-        if self.process is not None and self.process.poll() is not None:
-            return describe_returncode(self.process.returncode)
+        if self.process is not None:  # ours: dead only when it has exited (a busy server is slow to PONG)
+            return None if self.process.poll() is None else describe_returncode(self.process.returncode)
         return None if _redis_answers(self.port) else "does not answer PING"
 
     def exited_cleanly(self) -> bool:

@@ -132,9 +132,9 @@ class Supervisor:
             self.say(f"{signal.Signals(signum).name} received: stopping everything")
         self.stopping = True
 
-    def start(self, state: _State, *, again: bool) -> None:
+    def start(self, state: _State, *, again: bool, now: float) -> None:
         what = state.unit.start()
-        state.started_at = time.monotonic()
+        state.started_at = now
         state.restart_due = None
         verb = "is back" if again else "started"
         self.say(f"{state.unit.name} {verb} ({what})")
@@ -143,7 +143,7 @@ class Supervisor:
         signal.signal(signal.SIGINT, self._stop_signal)
         signal.signal(signal.SIGTERM, self._stop_signal)
         for state in self.processes:
-            self.start(state, again=False)
+            self.start(state, again=False, now=time.monotonic())
         self.say(banner)
         while not self.stopping:
             self.tick(time.monotonic())
@@ -160,7 +160,7 @@ class Supervisor:
             if state.restart_due is not None:
                 if now >= state.restart_due:
                     try:
-                        self.start(state, again=True)
+                        self.start(state, again=True, now=now)
                     except Exception as exc:  # a failed start is one more failure, retried later
                         self._schedule(state, now, f"could not be started ({type(exc).__name__}: {exc})")
                 continue

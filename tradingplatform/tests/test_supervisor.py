@@ -16,7 +16,7 @@ def _supervisor(*specs: Process) -> tuple[Supervisor, list[str]]:
     children = [ChildProcess(spec, cwd=settings.BASE_DIR, env={}) for spec in specs]
     supervisor = Supervisor(servers=[], processes=children, say=said.append)
     for state in supervisor.processes:
-        supervisor.start(state, again=False)
+        supervisor.start(state, again=False, now=999.0)
     return supervisor, said
 
 
