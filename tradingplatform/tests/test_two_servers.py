@@ -100,7 +100,9 @@ def test_racing_approvals_across_two_servers_execute_once_and_both_servers_strea
                   risk_limits={"max_net_delta": 1000, "max_order_contracts": 100, "max_leg_contracts": 100,
                                "max_orders_per_minute": 100})
         if abs(_net_delta(race)) < 2:
-            buy_futures(race, 3, client_order_id=f"twin-drift-{timezone.now().timestamp()}")
+            # 5, not the 3 of agents' own race test: the duplicate-order guard (30 s) would refuse
+            # either test's orders when pytest-django runs them close together
+            buy_futures(race, 5, client_order_id=f"twin-drift-{timezone.now().timestamp()}")
         (proposal,) = _cycle(race, f"twin-{timezone.now().timestamp()}").proposals
         return proposal, _token(race.trader), _token(race.viewer)
 
