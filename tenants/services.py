@@ -332,3 +332,17 @@ def refresh_token_revoke(*, refresh: str) -> None:
         RefreshToken(refresh).blacklist()
     except TokenError as exc:
         raise TokenRefused(str(exc)) from exc
+
+
+@transaction.atomic
+def operator_first_create(*, username: str, password: str, email: str = "") -> tuple[object, bool]:
+    """The platform's first operator (staff and console superuser), once: when any staff user
+    exists already, nothing is created and (that user, False) is returned. The password must pass
+    the platform's password validators."""
+    existing = User.objects.filter(is_staff=True).order_by("pk").first()
+    if existing is not None:
+        return existing, False
+    validate_password(password, user=User(username=username, email=email))
+    operator = User.objects.create_user(username=username, email=email, password=password,
+                                        is_staff=True, is_superuser=True)
+    return operator, True

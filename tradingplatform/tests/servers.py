@@ -14,6 +14,7 @@ import tempfile
 import time
 import urllib.request
 from collections.abc import Iterator
+from pathlib import Path
 from urllib.parse import urlsplit
 
 from django.conf import settings
@@ -59,25 +60,37 @@ def daphne_server(env: dict[str, str] | None = None) -> Iterator[int]:
 
 
 @contextlib.contextmanager
-def celery_worker(env: dict[str, str] | None = None, *, concurrency: int | None = None) -> Iterator[subprocess.Popen]:
+def celery_worker(env: dict[str, str] | None = None, *, concurrency: int | None = None, name: str | None = None,
+                  log: Path | None = None) -> Iterator[subprocess.Popen]:
     """A Celery worker of the platform's app; yields its (main) process. The solo pool by default;
-    with `concurrency`, the prefork pool with that many pool processes, as in production."""
+    with `concurrency`, the prefork pool with that many pool processes, as in production. With
+    `name` (several workers at once) it is that node; with `log` it logs at INFO there, and is
+    yielded once ready."""
     pool = ["--pool", "solo"] if concurrency is None else ["--pool", "prefork", "--concurrency", str(concurrency)]
-    worker = subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "tradingplatform", "worker", *pool, "--loglevel", "WARNING",
-         "--without-gossip", "--without-mingle", "--without-heartbeat"],
-        cwd=settings.BASE_DIR, env=dict(os.environ, **(env or {})), stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        yield worker
-    finally:
-        worker.terminate()
+    command = [sys.executable, "-m", "celery", "-A", "tradingplatform", "worker", *pool,
+               "--without-gossip", "--without-mingle", "--without-heartbeat",
+               "--loglevel", "INFO" if log else "WARNING"]
+    if name:
+        command += ["--hostname", f"{name}@%h"]
+    with open(log, "w") if log else contextlib.nullcontext() as output:
+        worker = subprocess.Popen(
+            command, cwd=settings.BASE_DIR, env=dict(os.environ, **(env or {})), stdout=subprocess.DEVNULL,
+            stderr=output or subprocess.DEVNULL,
+        )
         try:
-            worker.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            worker.kill()
-            worker.wait(timeout=10)
+            deadline = time.monotonic() + 60
+            while log and " ready." not in log.read_text():
+                if worker.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"the worker did not start: {log.read_text()[-2000:]}")
+                time.sleep(0.2)
+            yield worker
+        finally:
+            worker.terminate()
+            try:
+                worker.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                worker.kill()
+                worker.wait(timeout=10)
 
 
 @contextlib.contextmanager
