@@ -51,6 +51,14 @@ def operator(db):
 
 
 @pytest.fixture(autouse=True)
+def _ibkr_direct_by_default(settings) -> None:
+    """An IBKR connection made through the platform (connect-broker, a book sync, a cycle)
+    connects directly in tests, as with IBKR_SESSION_PROCESS=false; the session process's own
+    tests (brokers/tests/test_ibkr_session.py) turn it back on and run the process."""
+    settings.IBKR_SESSION_PROCESS = False
+
+
+@pytest.fixture(autouse=True)
 def _public_schema_and_clean_cache():
     yield
     connection.set_schema_to_public()
