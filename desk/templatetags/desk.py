@@ -15,3 +15,13 @@ def duration(seconds) -> str:
         return "—"
     minutes, rest = divmod(total, 60)
     return f"{minutes} min {rest} s" if minutes else f"{rest} s"
+
+
+DELTA_MODEL_LABELS = {"sticky_strike": "sticky-strike", "sticky_moneyness": "sticky-moneyness",
+                      "minimum_variance": "minimum-variance"}
+
+
+@register.filter
+def delta_model(name) -> str:
+    """A delta model's name as a trader reads it: `sticky_moneyness` -> "sticky-moneyness"."""
+    return DELTA_MODEL_LABELS.get(name, str(name).replace("_", "-"))

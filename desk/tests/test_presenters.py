@@ -47,3 +47,10 @@ def test_every_coordinate_stays_inside_the_view_box():
 def test_an_empty_day_draws_nothing_and_does_not_fail():
     chart = _chart(times=[], delta=[], pnl=[], bands=[], fills=[])
     assert chart.delta.lines == [] and chart.pnl.lines == [] and chart.delta.band == ""
+
+
+def test_delta_models_read_as_traders_name_them() -> None:
+    from desk.templatetags.desk import delta_model
+
+    assert [delta_model(name) for name in ("sticky_strike", "sticky_moneyness", "minimum_variance")] == [
+        "sticky-strike", "sticky-moneyness", "minimum-variance"]

@@ -186,6 +186,7 @@ def test_the_book_shows_the_day_s_delta_band_limits_fills_and_p_and_l_in_the_cha
     assert 'class="line line-delta"' in history and 'class="line line-pnl"' in history
     assert 'class="band"' in history and "band 0.00 ± " in history  # the agent's band, drawn and said
     assert "limit ±50" in history  # ROOMY_LIMITS' max net delta
+    assert "(sticky-moneyness delta)" in history  # the delta model the net delta is counted in
     assert 'class="fill-mark fill-buy"' in history and " buy 4 " in history  # the fill, drawn and listed
     assert re.search(r"<th scope=\"row\">\d\d:\d\d:\d\d</th><td class=\"num\">4\.00</td>", history), history[-3000:]
     assert "style=" not in history and "<script" not in history  # CSP 'self': classes only
