@@ -32,6 +32,7 @@ NOT_SUBSCRIBED_354 = (
     "under Management choose Market Data Subscription Manager and/or Delayed market data is "
     "available.")
 DELAYED_10167 = "Requested market data is not subscribed. Displaying delayed market data."
+NO_SECURITY_DEFINITION_200 = "No security definition has been found for the request"
 
 
 class Handlers:
@@ -117,12 +118,9 @@ class Handlers:
             self._send(session, error(req_id, 322, "Error processing request:-'bM' : cause - "
                                                     "Duplicate ticker id"))
             return
-        found = self._matching(wanted, include_expired=False)
-        if len(found) != 1:
-            self._send(session, error(req_id, 200, "No security definition has been found "
-                                                    "for the request"))
+        contract = self._one_contract(session, req_id, wanted)
+        if contract is None:
             return
-        contract = found[0]
         if self._lines_in_use() >= self.market_data_lines:
             self._send(session, error(req_id, 101, "Max number of tickers has been reached"))
             return
@@ -174,12 +172,20 @@ class Handlers:
         r.done()
         found = self._matching(wanted, include_expired=include_expired)
         if not found:
-            self._send(session, error(req_id, 200, "No security definition has been found "
-                                                    "for the request"))
+            self._send(session, error(req_id, 200, NO_SECURITY_DEFINITION_200))
             return
         for contract in found:
             self._send(session, self._contract_details_fields(req_id, contract))
         self._send(session, [52, 1, req_id])
+
+    def _one_contract(self, session: Session, req_id: int,
+                      wanted: dict[str, str]) -> FakeContract | None:
+        """The one unexpired contract a request names, or None after answering error 200."""
+        found = self._matching(wanted, include_expired=False)
+        if len(found) != 1:
+            self._send(session, error(req_id, 200, NO_SECURITY_DEFINITION_200))
+            return None
+        return found[0]
 
     def _matching(self, wanted: dict[str, str], *, include_expired: bool) -> list[FakeContract]:
         """Like TWS: a conId names one contract; otherwise every given field must match."""

@@ -101,12 +101,9 @@ class Orders:
             return
         contract = None
         if wanted["secType"] != "BAG":
-            found = self._matching(wanted, include_expired=False)
-            if len(found) != 1:
-                self._send(session, error(order_id, 200, "No security definition has been "
-                                                          "found for the request"))
+            contract = self._one_contract(session, order_id, wanted)
+            if contract is None:
                 return
-            contract = found[0]
         self._next_order_id = max(self._next_order_id, order_id + 1)
         order = FakeOrder(
             order_id=order_id, client_id=session.client_id, perm_id=next(self._perm_ids),
