@@ -30,9 +30,9 @@ class Faults:
         def change() -> None:
             self._link_up = up
             self._broadcast(error(-1, 1102, "Connectivity between IB and Trader Workstation has "
-                                   "been restored - data maintained.") if up else
+                                  "been restored - data maintained.") if up else
                             error(-1, 1100, "Connectivity between IB and Trader Workstation has "
-                                   "been lost."))
+                                  "been lost."))
         self._call(change)
 
     def new_trading_day(self) -> None:
@@ -73,7 +73,7 @@ class Faults:
         if len(times) > PACING_LIMIT:
             self.pacing_violations += 1
             self._send(session, error(-1, 100, "Max rate of messages per second has been "
-                                                f"exceeded:max=50 rec={len(times)}"))
+                                               f"exceeded:max=50 rec={len(times)}"))
 
     def _lines_in_use(self) -> int:
         return sum(len(s.tickers) for s in self._sessions)

@@ -59,7 +59,7 @@ class Handlers:
         r.done()
         if any(s.client_id == client_id for s in self._sessions if s is not session):
             self._send(session, error(-1, 326, "Unable to connect as the client id is already "
-                                                "in use. Retry with a unique client id."))
+                                               "in use. Retry with a unique client id."))
             self._flush()
             session.writer.close()
             self._sessions.remove(session)
@@ -71,7 +71,7 @@ class Handlers:
             self._send(session, error(-1, code, message))
         if not self._link_up:
             self._send(session, error(-1, 1100, "Connectivity between IB and Trader Workstation "
-                                                 "has been lost."))
+                                                "has been lost."))
 
     def _req_ids(self, session: Session, r: Reader) -> None:
         r.version(1)
@@ -100,7 +100,7 @@ class Handlers:
         r.done()
         if wanted not in (LIVE, FROZEN, DELAYED, DELAYED_FROZEN):
             self._send(session, error(-1, 321, f"Error validating request:-'bM' : cause - "
-                                                f"Invalid market data type {wanted}"))
+                                               f"Invalid market data type {wanted}"))
             return
         session.market_data_type = wanted
 
@@ -116,7 +116,7 @@ class Handlers:
         r.done()
         if any(req_id in s.tickers for s in self._sessions):
             self._send(session, error(req_id, 322, "Error processing request:-'bM' : cause - "
-                                                    "Duplicate ticker id"))
+                                                   "Duplicate ticker id"))
             return
         contract = self._one_contract(session, req_id, wanted)
         if contract is None:

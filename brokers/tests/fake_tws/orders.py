@@ -97,7 +97,7 @@ class Orders:
             return
         if order_type == "LMT" and limit_price is None:
             self._send(session, error(order_id, 321, "Error validating request:-'bN' : cause - "
-                                                      "The price field is required."))
+                                                     "The price field is required."))
             return
         contract = None
         if wanted["secType"] != "BAG":
@@ -194,11 +194,11 @@ class Orders:
         order = self._orders.get((session.client_id, order_id))
         if order is None:
             self._send(session, error(order_id, 10147, f"OrderId {order_id} that needs to be "
-                                                        f"cancelled is not found."))
+                                                       f"cancelled is not found."))
         elif order.is_done:
             self._send(session, error(order_id, 10148,
-                                       f"OrderId {order_id} that needs to be cancelled cannot be "
-                                       f"cancelled, state: {order.status}."))
+                                      f"OrderId {order_id} that needs to be cancelled cannot be "
+                                      f"cancelled, state: {order.status}."))
         else:
             order.status = "Cancelled"
             self._send(session, self._order_status_fields(order))
