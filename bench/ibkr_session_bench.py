@@ -2,7 +2,7 @@
 
 Run from the repository root with the servers up: `make bench`, or
 `python -m tradingplatform.devstack exec -- python -m bench.ibkr_session_bench` (about a minute).
-It starts the loopback fake TWS (brokers/tests/fake_tws.py, server version 178) in this process
+It starts the loopback fake TWS (brokers/tests/fake_tws/, server version 178) in this process
 and the session process (`manage.py ibkr_sessions --no-discovery`) as a subprocess on the
 development Redis, under a key prefix of its own. Measured, in one run:
 
