@@ -280,7 +280,7 @@ class MinimumVariance:
     Estimate them from the platform's own history: every book sync stores the two-sided quotes of
     the held options and their chain (`risk.option_history`, OPTION_HISTORY_DAYS kept), and
     `manage.py estimate_delta_coefficients --client ID --underlying ES [--apply --actor OWNER]` fits
-    them (`risk.delta_models.estimate_minimum_variance` over consecutive syncs) and sets them through
+    them (`risk.delta_models.estimate_minimum_variance` over 30-minute steps) and sets them through
     this parameter update. All three or none: none (the default) leaves the model without
     coefficients, so its legs keep their sticky-strike delta and say so."""
 

@@ -29,6 +29,9 @@ from risk.greeks import implied_vol
 from risk.models import OptionQuotePoint
 from risk.selectors import minimum_variance_observations
 
+# The interval of the estimate's observations: the bench's warm-up step (bench/hedging_bench.py).
+DEFAULT_STEP_MINUTES = 30
+
 
 def _two_sided(quote: Quote) -> bool:
     return (quote.data_type != "none" and quote.bid is not None and quote.ask is not None
@@ -84,13 +87,16 @@ class MinimumVarianceEstimate:
     reason: str | None
 
 
-def minimum_variance_estimate(*, underlying: str, days: int, now: datetime | None = None) -> MinimumVarianceEstimate:
-    """Estimate a, b, c for `underlying` from the quotes stored over the last `days` days. Reads
+def minimum_variance_estimate(*, underlying: str, days: int, step_minutes: int = DEFAULT_STEP_MINUTES,
+                              now: datetime | None = None) -> MinimumVarianceEstimate:
+    """Estimate a, b, c for `underlying` from the quotes stored over the last `days` days, over
+    intervals of about `step_minutes` (the last sync of each step: one-minute mid changes are
+    mostly the quotes' tick noise, and the observations stay a few per option per hour). Reads
     only: applying them is the agent's parameter update (`estimate_delta_coefficients --apply`)."""
-    if days <= 0:
-        raise ValueError("days must be positive")
+    if days <= 0 or step_minutes <= 0:
+        raise ValueError("days and step_minutes must be positive")
     since = (now or timezone.now()) - timedelta(days=days)
-    observations = minimum_variance_observations(underlying, since)
+    observations = minimum_variance_observations(underlying, since, step_seconds=step_minutes * 60)
     rate = settings.RISK_FREE_RATE
     result = estimate_minimum_variance(observations, rate=rate)
     if isinstance(result, EstimateFailure):

@@ -311,13 +311,21 @@ def book_value_stored(*, broker):
     return value_book(positions, quotes, now=timezone.now(), rate=settings.RISK_FREE_RATE, delta_models=models)
 
 
-def minimum_variance_observations(underlying: str, since: datetime) -> list[HedgeObservation]:
+def minimum_variance_observations(underlying: str, since: datetime, *,
+                                  step_seconds: int | None = None) -> list[HedgeObservation]:
     """Hull & White's observations for `underlying` from the options' quotes stored at the book
     syncs since `since` (`risk.models.OptionQuotePoint`): one per option quoted at two consecutive
     syncs (`risk.delta_models.observations_from_snapshots`), its greeks at the first quote's implied
-    vol and RISK_FREE_RATE."""
-    rows = (OptionQuotePoint.objects.filter(underlying=underlying, at__gte=since).order_by("at", "id")
-            .values_list("at", "option_key", "strike", "years", "right", "forward", "mid", "implied_vol"))
+    vol and RISK_FREE_RATE. With `step_seconds`, only the last sync of each step (aligned on the
+    epoch) counts, so the intervals are about a step long however often the book was synced."""
+    points = OptionQuotePoint.objects.filter(underlying=underlying, at__gte=since)
+    if step_seconds:
+        times = list(points.order_by("at").values_list("at", flat=True).distinct())
+        bucket = [int(t.timestamp()) // step_seconds for t in times]
+        points = points.filter(at__in=[t for i, t in enumerate(times)
+                                       if i + 1 == len(times) or bucket[i + 1] != bucket[i]])
+    rows = points.order_by("at", "id").values_list(
+        "at", "option_key", "strike", "years", "right", "forward", "mid", "implied_vol")
     snapshots = [OptionSnapshot(at=at, key=key, strike=strike, years=years, is_call=right == "C", forward=forward,
                                 mid=mid, implied_vol=vol)
                  for at, key, strike, years, right, forward, mid, vol in rows]

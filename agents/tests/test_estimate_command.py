@@ -98,6 +98,7 @@ def test_too_little_history_prints_the_reason_and_changes_nothing(alpha):
 @pytest.mark.parametrize(("args", "message"), [
     (["--client", "nobody", "--underlying", "ES"], "No client 'nobody'"),
     (["--client", "alpha", "--underlying", "ES", "--days", "0"], "--days must be a positive"),
+    (["--client", "alpha", "--underlying", "ES", "--step-minutes", "0"], "--step-minutes must be a positive"),
     (["--client", "alpha", "--underlying", "ES", "--apply"], "--apply needs --actor"),
     (["--client", "alpha", "--underlying", "ES", "--apply", "--actor", "ghost"], "No user 'ghost'"),
     (["--client", "alpha", "--underlying", "ES", "--apply", "--actor", "alpha-trader"], "may not change"),

@@ -219,3 +219,26 @@ def test_a_sync_stores_its_quotes_in_one_insert(synced, django_assert_max_num_qu
             rows = option_history_record(quotes=last.quotes, at=last.valuation.as_of + STEP)
     inserts = [q["sql"] for q in queries.captured_queries if q["sql"].lstrip().upper().startswith("INSERT")]
     assert len(rows) > 5 and len(inserts) == 1
+
+
+def test_the_estimate_counts_the_last_sync_of_each_step(alpha):
+    """Syncs every 10 minutes, observations over 30: the last sync of each half hour (15:20, 15:50,
+    16:20, 16:30) is paired with the next such one."""
+    with time_machine.travel(T0, tick=False) as clock:
+        buy_calls(alpha, 2, client_order_id="option-history-steps")
+        with tenant_context(alpha.client):
+            OptionQuotePoint.objects.all().delete()
+        snapshots = syncs_over_time(alpha, clock, count=9, step=timedelta(minutes=10))
+        with tenant_context(alpha.client):
+            every = selectors.minimum_variance_observations("ES", T0)
+            stepped = selectors.minimum_variance_observations("ES", T0, step_seconds=1800)
+            estimate = minimum_variance_estimate(underlying="ES", days=1, step_minutes=30)
+    kept = [snapshots[i] for i in (1, 4, 7, 8)]
+    assert [s.valuation.as_of.strftime("%H:%M") for s in kept] == ["15:20", "15:50", "16:20", "16:30"]
+
+    def changes(observations):
+        return sorted((o.strike, o.is_call, o.price_change, o.forward_change) for o in observations)
+
+    assert changes(stepped) == changes(_direct_observations(kept))
+    assert changes(every) == changes(_direct_observations(snapshots)) and len(every) > len(stepped)
+    assert estimate.observations == len(stepped)  # the service estimates over the steps

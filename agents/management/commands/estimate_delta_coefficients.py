@@ -9,7 +9,7 @@ from django_tenants.utils import tenant_context
 from agents.parameters import ParameterError
 from agents.selectors import agent_parameters_get
 from agents.services.config import agent_parameters_update
-from risk.option_history import minimum_variance_estimate
+from risk.option_history import DEFAULT_STEP_MINUTES, minimum_variance_estimate
 from tenants.models import Client, Membership
 
 
@@ -25,6 +25,9 @@ class Command(BaseCommand):
         parser.add_argument("--client", required=True, help="The client's id.")
         parser.add_argument("--underlying", required=True, help="The product, e.g. ES.")
         parser.add_argument("--days", type=int, default=20, help="How many days of history (default 20).")
+        parser.add_argument("--step-minutes", type=int, default=DEFAULT_STEP_MINUTES,
+                            help=f"The observations' interval: the last sync of each step counts "
+                                 f"(default {DEFAULT_STEP_MINUTES}).")
         parser.add_argument("--apply", action="store_true", help="Set the agent's minimum_variance.a/b/c.")
         parser.add_argument("--actor", help="With --apply: who changes them (the client's owner or an operator), "
                                             "for the audit trail.")
@@ -35,6 +38,8 @@ class Command(BaseCommand):
             raise CommandError(f"No client {options['client']!r}.")
         if options["days"] <= 0:
             raise CommandError("--days must be a positive number of days.")
+        if options["step_minutes"] <= 0:
+            raise CommandError("--step-minutes must be a positive number of minutes.")
         underlying = options["underlying"].strip().upper()
         actor = options["actor"]
         if options["apply"]:
@@ -48,7 +53,8 @@ class Command(BaseCommand):
                 raise CommandError(f"{actor!r} may not change {client.client_id}'s agent parameters "
                                    f"(its owner or an operator may).")
         with tenant_context(client):
-            estimate = minimum_variance_estimate(underlying=underlying, days=options["days"])
+            estimate = minimum_variance_estimate(underlying=underlying, days=options["days"],
+                                                 step_minutes=options["step_minutes"])
             since = f"{estimate.since:%Y-%m-%d %H:%M} UTC"
             if estimate.coefficients is None:
                 raise CommandError(f"No estimate for {underlying} since {since}: {estimate.reason}.")
