@@ -72,7 +72,8 @@ class BookHistoryPoint(models.Model):
 class OptionQuotePoint(models.Model):
     """One option's two-sided quote at one book sync: the held options and the chain strikes
     quoted with them. Written by risk.option_history.option_history_record at every book sync,
-    dropped after OPTION_HISTORY_DAYS by the history compaction; the minimum-variance delta's
+    thinned to a sync per 30 minutes after a day and dropped after OPTION_HISTORY_DAYS by
+    option_history_compact (with the book history's compaction); the minimum-variance delta's
     coefficients are estimated from it (risk.option_history.minimum_variance_estimate)."""
 
     at = models.DateTimeField()  # the sync's valuation time (one per sync: pairs are consecutive syncs)

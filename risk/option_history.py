@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 
 import numpy as np
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
 from brokers.domain import Quote
@@ -63,12 +63,33 @@ def option_history_record(*, quotes: Mapping[str, Quote], at: datetime) -> list[
     return OptionQuotePoint.objects.bulk_create(rows)
 
 
+@dataclass(frozen=True, slots=True)
+class OptionHistoryCompaction:
+    thinned: int  # quotes older than BOOK_HISTORY_COMPACT_AFTER_HOURS not of the last sync of their step
+    expired: int  # quotes older than OPTION_HISTORY_DAYS
+
+
 @transaction.atomic
-def option_history_prune(*, now: datetime | None = None) -> int:
-    """Drop the quotes older than OPTION_HISTORY_DAYS; returns how many."""
-    start = (now or timezone.now()) - timedelta(days=settings.OPTION_HISTORY_DAYS)
-    deleted, _ = OptionQuotePoint.objects.filter(at__lt=start).delete()
-    return deleted
+def option_history_compact(*, now: datetime | None = None) -> OptionHistoryCompaction:
+    """Bound the history: drop the quotes older than OPTION_HISTORY_DAYS, and of those older than
+    BOOK_HISTORY_COMPACT_AFTER_HOURS keep only the last sync's of each DEFAULT_STEP_MINUTES step per
+    underlying (aligned on the epoch like the estimate's steps, so the default estimate is the same
+    before and after; running it again changes nothing)."""
+    now = now or timezone.now()
+    start = now - timedelta(days=settings.OPTION_HISTORY_DAYS)
+    compact_before = now - timedelta(hours=settings.BOOK_HISTORY_COMPACT_AFTER_HOURS)
+    expired, _ = OptionQuotePoint.objects.filter(at__lt=start).delete()
+    thinned = 0
+    if compact_before > start:
+        table = OptionQuotePoint._meta.db_table
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"DELETE FROM {table} WHERE at >= %s AND at < %s AND (underlying, at) NOT IN ("
+                f"SELECT underlying, max(at) FROM {table} WHERE at >= %s AND at < %s "
+                f"GROUP BY underlying, floor(extract(epoch FROM at) / %s))",
+                [start, compact_before, start, compact_before, float(DEFAULT_STEP_MINUTES * 60)])
+            thinned = cursor.rowcount
+    return OptionHistoryCompaction(thinned=thinned, expired=expired)
 
 
 @dataclass(frozen=True, slots=True)

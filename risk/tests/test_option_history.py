@@ -26,7 +26,7 @@ from risk.delta_models import (
 )
 from risk.greeks import black76, implied_vol
 from risk.models import OptionQuotePoint
-from risk.option_history import minimum_variance_estimate, option_history_prune, option_history_record
+from risk.option_history import minimum_variance_estimate, option_history_compact, option_history_record
 from risk.tasks import book_history_compact_task
 from risk.tests.history import syncs_over_time
 
@@ -134,9 +134,10 @@ def test_the_history_compaction_drops_quotes_older_than_the_retention(alpha):
         option_history_record(quotes={"recent": quote}, at=now - timedelta(days=29))
         result = book_history_compact_task.apply(args=["alpha"]).get()
         remaining = list(OptionQuotePoint.objects.values_list("at", flat=True))
-        assert option_history_prune() == 0  # nothing left to drop
-    assert result["option_quotes_expired"] == 1
+        again = option_history_compact()
+    assert result["option_quotes_expired"] == 1 and result["option_quotes_thinned"] == 0
     assert remaining == [now - timedelta(days=29)]
+    assert (again.expired, again.thinned) == (0, 0)  # nothing left to drop
 
 
 def test_the_estimate_from_the_stored_history_is_the_estimate_from_the_quotes(synced):
@@ -242,3 +243,29 @@ def test_the_estimate_counts_the_last_sync_of_each_step(alpha):
     assert changes(stepped) == changes(_direct_observations(kept))
     assert changes(every) == changes(_direct_observations(snapshots)) and len(every) > len(stepped)
     assert estimate.observations == len(stepped)  # the service estimates over the steps
+
+
+@override_settings(OPTION_HISTORY_DAYS=30, BOOK_HISTORY_COMPACT_AFTER_HOURS=24)
+def test_the_compaction_thins_old_history_to_the_estimates_steps_and_keeps_its_estimate(alpha):
+    """Syncs every 10 minutes; two days later the compaction keeps the last sync of each half hour
+    (whole syncs: every option quoted then), and the 30-minute estimate is unchanged."""
+    with time_machine.travel(T0, tick=False) as clock:
+        buy_calls(alpha, 2, client_order_id="option-history-thin")
+        with tenant_context(alpha.client):
+            OptionQuotePoint.objects.all().delete()
+        snapshots = syncs_over_time(alpha, clock, count=15, step=timedelta(minutes=10))
+    later = T0 + timedelta(days=2)
+    with tenant_context(alpha.client):
+        before = minimum_variance_estimate(underlying="ES", days=3, now=later)
+        counts = {s.valuation.as_of: OptionQuotePoint.objects.filter(at=s.valuation.as_of).count() for s in snapshots}
+        result = option_history_compact(now=later)
+        times = sorted(set(OptionQuotePoint.objects.values_list("at", flat=True)))
+        kept = {t: OptionQuotePoint.objects.filter(at=t).count() for t in times}
+        after = minimum_variance_estimate(underlying="ES", days=3, now=later)
+        again = option_history_compact(now=later)
+    assert [t.strftime("%H:%M") for t in times] == ["15:20", "15:50", "16:20", "16:50", "17:20", "17:30"]
+    assert result.thinned == sum(n for at, n in counts.items() if at not in times) and result.expired == 0
+    assert kept == {t: counts[t] for t in times}  # whole syncs kept
+    assert before.coefficients is not None and after.coefficients == before.coefficients
+    assert (after.observations, after.r_squared) == (before.observations, before.r_squared)
+    assert (again.thinned, again.expired) == (0, 0)
