@@ -277,10 +277,12 @@ class MinimumVariance:
     """Hull & White's (2017) coefficients for the `minimum_variance` delta model:
     delta = delta_BS + dV/dsigma / (F sqrt(T)) x (a + b delta_C + c delta_C^2).
 
-    Estimate them from observed option and future moves (`risk.delta_models.
-    estimate_minimum_variance`; `bench/hedging_bench.py` does so over its warm-up days). All three
-    or none: none (the default) leaves the model without coefficients, so its legs keep their
-    sticky-strike delta and say so."""
+    Estimate them from the platform's own history: every book sync stores the two-sided quotes of
+    the held options and their chain (`risk.option_history`, OPTION_HISTORY_DAYS kept), and
+    `manage.py estimate_delta_coefficients --client ID --underlying ES [--apply --actor OWNER]` fits
+    them (`risk.delta_models.estimate_minimum_variance` over 30-minute steps) and sets them through
+    this parameter update. All three or none: none (the default) leaves the model without
+    coefficients, so its legs keep their sticky-strike delta and say so."""
 
     a: float | None = None
     b: float | None = None

@@ -242,13 +242,14 @@ def quotes_for(*, broker: Broker, instruments: list) -> dict[str, Any]:
 
 def smile_quotes_add(*, broker: Broker, positions, quotes: dict[str, Quote], delta_models) -> dict[str, Quote]:
     """`quotes` plus those of the chain strikes around the money of each held option expiry whose
-    underlying hedges on the sticky-moneyness delta (its smile is fitted to them: `risk.smile`).
+    underlying hedges on the sticky-moneyness delta (its smile is fitted to them: `risk.smile`) or
+    the minimum-variance one (they are its history: `risk.option_history`, which re-estimates it).
     A broker that cannot list or quote them leaves `quotes` as they are: those legs keep their
     sticky-strike delta and say why (`InstrumentRisk.delta_note`)."""
     from risk.book import delta_model_for, smile_chain
 
     held = [p.instrument for p in positions if p.quantity and p.instrument.is_option
-            and delta_model_for(delta_models, p.instrument.symbol).name == "sticky_moneyness"]
+            and delta_model_for(delta_models, p.instrument.symbol).name in ("sticky_moneyness", "minimum_variance")]
     wanted: dict[str, Instrument] = {}
     for future in sorted({option.underlying_future() for option in held}, key=lambda future: future.key):
         forward = next((quotes[o.key].underlying_price for o in held if o.underlying_future() == future

@@ -26,6 +26,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Literal
 
 import numpy as np
@@ -157,20 +158,15 @@ class EstimateFailure:
     reason: str
 
 
-def estimate_minimum_variance(
-    observations: Sequence[HedgeObservation], *, rate: float, min_observations: int = MIN_OBSERVATIONS
-) -> MinimumVarianceCoefficients | EstimateFailure:
-    """Hull & White's regression, least squares without intercept:
-
-        dV - delta_BS dF = dV/dsigma / (F sqrt(T)) dF (a + b delta_C + c delta_C^2) + e
-
-    over the observations that are finite and live. Too few of them, or regressors that do not
-    determine a, b, c (no movement of the future, one delta only), is an `EstimateFailure`."""
-    rows = [o for o in observations if all(math.isfinite(x) for x in (
+def _usable(observations: Sequence[HedgeObservation]) -> list[HedgeObservation]:
+    return [o for o in observations if all(math.isfinite(x) for x in (
         o.delta, o.vega, o.forward, o.strike, o.years, o.price_change, o.forward_change))
         and o.forward > 0.0 and o.years > 0.0]
-    if len(rows) < min_observations:
-        return EstimateFailure(f"{len(rows)} usable observations; at least {min_observations} are needed")
+
+
+def _regression(rows: Sequence[HedgeObservation], rate: float) -> tuple[np.ndarray, np.ndarray]:
+    """Hull & White's design matrix (one column per coefficient) and target (the sticky-strike
+    hedge's error) over `rows`."""
     delta = np.array([o.delta for o in rows])
     vega = 100.0 * np.array([o.vega for o in rows])
     forward = np.array([o.forward for o in rows])
@@ -180,8 +176,80 @@ def estimate_minimum_variance(
     target = np.array([o.price_change for o in rows]) - delta * change
     dc = _call_delta(delta, call, years, rate)
     base = vega / (forward * np.sqrt(years)) * change
-    design = np.column_stack([base, base * dc, base * dc * dc])
+    return np.column_stack([base, base * dc, base * dc * dc]), target
+
+
+def estimate_minimum_variance(
+    observations: Sequence[HedgeObservation], *, rate: float, min_observations: int = MIN_OBSERVATIONS
+) -> MinimumVarianceCoefficients | EstimateFailure:
+    """Hull & White's regression, least squares without intercept:
+
+        dV - delta_BS dF = dV/dsigma / (F sqrt(T)) dF (a + b delta_C + c delta_C^2) + e
+
+    over the observations that are finite and live. Too few of them, or regressors that do not
+    determine a, b, c (no movement of the future, one delta only), is an `EstimateFailure`."""
+    rows = _usable(observations)
+    if len(rows) < min_observations:
+        return EstimateFailure(f"{len(rows)} usable observations; at least {min_observations} are needed")
+    design, target = _regression(rows, rate)
     if np.linalg.matrix_rank(design) < 3:
         return EstimateFailure("the observations do not determine a, b and c")
     (a, b, c), *_ = np.linalg.lstsq(design, target, rcond=None)
     return MinimumVarianceCoefficients(a=float(a), b=float(b), c=float(c), observations=len(rows))
+
+
+def minimum_variance_r_squared(
+    observations: Sequence[HedgeObservation], coefficients: MinimumVarianceCoefficients, *, rate: float
+) -> float:
+    """The fit's quality over the usable observations: 1 - SSE(minimum variance) / SSE(sticky
+    strike), the share of the sticky-strike hedge's squared error the coefficients remove (Hull &
+    White's "Gain"; the R^2 of their regression, which has no intercept). NaN without error to
+    remove."""
+    rows = _usable(observations)
+    if not rows:
+        return float("nan")
+    design, target = _regression(rows, rate)
+    total = float(target @ target)
+    if total <= 0.0:
+        return float("nan")
+    residual = target - design @ np.array([coefficients.a, coefficients.b, coefficients.c])
+    return 1.0 - float(residual @ residual) / total
+
+
+@dataclass(frozen=True, slots=True)
+class OptionSnapshot:
+    """One option's two-sided quote at one book sync, as the platform stores it
+    (`risk.models.OptionQuotePoint`)."""
+
+    at: datetime
+    key: str
+    strike: float
+    years: float
+    is_call: bool
+    forward: float
+    mid: float
+    implied_vol: float
+
+
+def observations_from_snapshots(snapshots: Sequence[OptionSnapshot], *, rate: float) -> list[HedgeObservation]:
+    """Hull & White's observations from stored quotes: one per option quoted at two consecutive
+    syncs (consecutive among the distinct times of `snapshots`; an option missing from a sync
+    gives no observation across it). Its greeks are Black-76's at the first quote's implied vol
+    (sticky-strike), the changes those of its mid and of the future to the second."""
+    times = sorted({s.at for s in snapshots})
+    following = dict(zip(times, times[1:], strict=False))
+    by_time = {(s.key, s.at): s for s in snapshots}
+    firsts = [s for s in snapshots if s.at in following and (s.key, following[s.at]) in by_time]
+    if not firsts:
+        return []
+    greeks = black76(np.array([s.forward for s in firsts]), np.array([s.strike for s in firsts]),
+                     np.array([s.years for s in firsts]), rate, np.array([s.implied_vol for s in firsts]),
+                     np.array([s.is_call for s in firsts]))
+    observations = []
+    for i, first in enumerate(firsts):
+        second = by_time[(first.key, following[first.at])]
+        observations.append(HedgeObservation(
+            delta=float(greeks.delta[i]), vega=float(greeks.vega[i]), forward=first.forward, strike=first.strike,
+            years=first.years, is_call=first.is_call, price_change=second.mid - first.mid,
+            forward_change=second.forward - first.forward))
+    return observations

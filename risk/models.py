@@ -67,3 +67,26 @@ class BookHistoryPoint(models.Model):
     class Meta:
         ordering = ["at", "id"]
         indexes = [models.Index(fields=["underlying", "at"], name="risk_history_underlying_at")]
+
+
+class OptionQuotePoint(models.Model):
+    """One option's two-sided quote at one book sync: the held options and the chain strikes
+    quoted with them. Written by risk.option_history.option_history_record at every book sync,
+    thinned to a sync per 30 minutes after a day and dropped after OPTION_HISTORY_DAYS by
+    option_history_compact (with the book history's compaction); the minimum-variance delta's
+    coefficients are estimated from it (risk.option_history.minimum_variance_estimate)."""
+
+    at = models.DateTimeField()  # the sync's valuation time (one per sync: pairs are consecutive syncs)
+    underlying = models.CharField(max_length=16)  # product symbol, e.g. "ES"
+    option_key = models.CharField(max_length=64)  # brokers.domain.Instrument.key
+    expiry = models.DateField()
+    strike = models.FloatField()
+    right = models.CharField(max_length=1)  # "C" or "P"
+    years = models.FloatField()  # to expiry at `at` (ACT/365, risk.book.years_to_expiry)
+    forward = models.FloatField()  # the underlying future's price with the quote
+    mid = models.FloatField()
+    implied_vol = models.FloatField()  # Black-76, of the mid (decimal, 0.2 = 20%)
+
+    class Meta:
+        ordering = ["at", "id"]
+        indexes = [models.Index(fields=["underlying", "at"], name="risk_optquote_underlying_at")]

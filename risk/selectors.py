@@ -32,9 +32,9 @@ from brokers.models import Fill as FillRow
 from brokers.models import Order as OrderRow
 from brokers.selectors import working_orders
 from risk import governor
-from risk.delta_models import DeltaModel
+from risk.delta_models import DeltaModel, HedgeObservation, OptionSnapshot, observations_from_snapshots
 from risk.limits import LIMIT_BOUNDS, Number, RiskLimits, ceiling_errors, risk_limits_from_json
-from risk.models import BookHistoryPoint, RiskDecisionRecord, RiskStateRecord
+from risk.models import BookHistoryPoint, OptionQuotePoint, RiskDecisionRecord, RiskStateRecord
 from risk.sessions import MarketHours
 from risk.working import NO_WORKING_ORDERS, WorkingExposure, WorkingLeg, remaining_legs
 from tenants.models import Client, PlatformControl
@@ -309,3 +309,24 @@ def book_value_stored(*, broker):
     models = delta_models_get()
     quotes = smile_quotes_add(broker=broker, positions=positions, quotes=quotes, delta_models=models)
     return value_book(positions, quotes, now=timezone.now(), rate=settings.RISK_FREE_RATE, delta_models=models)
+
+
+def minimum_variance_observations(underlying: str, since: datetime, *,
+                                  step_seconds: int | None = None) -> list[HedgeObservation]:
+    """Hull & White's observations for `underlying` from the options' quotes stored at the book
+    syncs since `since` (`risk.models.OptionQuotePoint`): one per option quoted at two consecutive
+    syncs (`risk.delta_models.observations_from_snapshots`), its greeks at the first quote's implied
+    vol and RISK_FREE_RATE. With `step_seconds`, only the last sync of each step (aligned on the
+    epoch) counts, so the intervals are about a step long however often the book was synced."""
+    points = OptionQuotePoint.objects.filter(underlying=underlying, at__gte=since)
+    if step_seconds:
+        times = list(points.order_by("at").values_list("at", flat=True).distinct())
+        bucket = [int(t.timestamp()) // step_seconds for t in times]
+        points = points.filter(at__in=[t for i, t in enumerate(times)
+                                       if i + 1 == len(times) or bucket[i + 1] != bucket[i]])
+    rows = points.order_by("at", "id").values_list(
+        "at", "option_key", "strike", "years", "right", "forward", "mid", "implied_vol")
+    snapshots = [OptionSnapshot(at=at, key=key, strike=strike, years=years, is_call=right == "C", forward=forward,
+                                mid=mid, implied_vol=vol)
+                 for at, key, strike, years, right, forward, mid, vol in rows]
+    return observations_from_snapshots(snapshots, rate=settings.RISK_FREE_RATE)

@@ -32,6 +32,7 @@ from brokers.selectors import WORKING_STATES, working_orders
 from risk import governor
 from risk.book import book_delta_model, instruments_risk
 from risk.models import BookHistoryPoint, RiskDecisionRecord, RiskStateRecord
+from risk.option_history import option_history_record
 from risk.selectors import (
     book_history_keep_ids,
     delta_models_get,
@@ -251,7 +252,9 @@ def book_sync(*, client: Client, broker: Broker):
             listener(client, list(changed))
     greeks = net_greeks_json(snapshot.valuation, working)
     realized, unrealized_today = _daily_pnl(_risk_state_row(), snapshot.valuation.unrealized_pnl, timezone.now())
-    book_history_record(valuation=snapshot.valuation, realized_today=realized, unrealized_today=unrealized_today)
+    with transaction.atomic():
+        book_history_record(valuation=snapshot.valuation, realized_today=realized, unrealized_today=unrealized_today)
+        option_history_record(quotes=snapshot.quotes, at=snapshot.valuation.as_of)
     live_state_set(client_id=client.client_id, name="greeks", data=greeks)
     publish_event(client_id=client.client_id, type="greeks", data=greeks)
     return snapshot

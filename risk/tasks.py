@@ -64,6 +64,7 @@ def book_history_compact_all_task() -> list[str]:
 @app.task(name="risk.book_history_compact", ignore_result=True, acks_late=True, reject_on_worker_lost=True,
           soft_time_limit=COMPACT_SOFT_TIME_LIMIT, time_limit=COMPACT_SOFT_TIME_LIMIT + 60)
 def book_history_compact_task(client_id: str) -> dict[str, int]:
+    from risk.option_history import option_history_compact
     from risk.services import book_history_compact
 
     client = Client.objects.get(client_id=client_id)
@@ -72,7 +73,9 @@ def book_history_compact_task(client_id: str) -> dict[str, int]:
     with log_context(client_id=client_id), client_worker_slot(client_id) as taken:
         if not taken:
             logger.info("book history compaction skipped: another task of this client is running")
-            return {"thinned": 0, "expired": 0}
+            return {"thinned": 0, "expired": 0, "option_quotes_thinned": 0, "option_quotes_expired": 0}
         with database_waits_bounded(statement_timeout=COMPACT_STATEMENT_TIMEOUT):
             result = book_history_compact()
-    return {"thinned": result.thinned, "expired": result.expired}
+            options = option_history_compact()
+    return {"thinned": result.thinned, "expired": result.expired,
+            "option_quotes_thinned": options.thinned, "option_quotes_expired": options.expired}

@@ -280,6 +280,11 @@ BOOK_HISTORY_RETENTION_DAYS = env.int("BOOK_HISTORY_RETENTION_DAYS", default=90)
 BOOK_HISTORY_COMPACT_AFTER_HOURS = env.int("BOOK_HISTORY_COMPACT_AFTER_HOURS", default=24)
 BOOK_HISTORY_COMPACT_STEP_MINUTES = env.int("BOOK_HISTORY_COMPACT_STEP_MINUTES", default=5)
 BOOK_HISTORY_COMPACT_SECONDS = env.float("BOOK_HISTORY_COMPACT_SECONDS", default=3600.0)
+# The options' two-sided quotes stored at every book sync (risk.models.OptionQuotePoint, what the
+# minimum-variance delta's coefficients are estimated from): the same compaction keeps one sync per
+# 30 minutes of those older than BOOK_HISTORY_COMPACT_AFTER_HOURS and drops them after
+# OPTION_HISTORY_DAYS.
+OPTION_HISTORY_DAYS = env.int("OPTION_HISTORY_DAYS", default=30)
 # The live stream's outbox (tradingplatform.events): events whose fan-out failed (Redis down) are
 # sent by the relay every STREAM_RELAY_SECONDS; events are kept STREAM_RETENTION_HOURS for replays
 # (`?since=`), pruned every STREAM_PRUNE_SECONDS.
