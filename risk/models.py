@@ -47,7 +47,7 @@ class RiskDecisionRecord(models.Model):
 
 class BookHistoryPoint(models.Model):
     """The book's net greeks and P&L at one sync: one row per underlying product, and one for the
-    whole book (`underlying` = BOOK). Written by risk.services.book_history_record at every book
+    whole book (`underlying` = BOOK). Written by risk.book_history.book_history_record at every book
     sync, thinned and dropped by book_history_compact (settings BOOK_HISTORY_*)."""
 
     BOOK = ""  # the row of the whole book (every underlying)

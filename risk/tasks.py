@@ -55,7 +55,7 @@ def book_sync_task(client_id: str) -> bool:
 @app.task(name="risk.book_history_compact_all", ignore_result=True, acks_late=False, soft_time_limit=45,
           time_limit=60)
 def book_history_compact_all_task() -> list[str]:
-    from risk.services import book_history_compact_schedule
+    from risk.book_history import book_history_compact_schedule
 
     with database_waits_bounded():
         return book_history_compact_schedule()
@@ -64,8 +64,8 @@ def book_history_compact_all_task() -> list[str]:
 @app.task(name="risk.book_history_compact", ignore_result=True, acks_late=True, reject_on_worker_lost=True,
           soft_time_limit=COMPACT_SOFT_TIME_LIMIT, time_limit=COMPACT_SOFT_TIME_LIMIT + 60)
 def book_history_compact_task(client_id: str) -> dict[str, int]:
+    from risk.book_history import book_history_compact
     from risk.option_history import option_history_compact
-    from risk.services import book_history_compact
 
     client = Client.objects.get(client_id=client_id)
     if connection.schema_name != client.schema_name:

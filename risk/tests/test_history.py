@@ -9,7 +9,7 @@ from django_tenants.utils import tenant_context
 
 from agents.tests.books import buy_futures
 from brokers.services import broker_session
-from risk import selectors, services
+from risk import book_history, selectors, services
 from risk.models import BookHistoryPoint
 from risk.tasks import book_history_compact_all_task, book_history_compact_task
 from tradingplatform.testing import bearer
@@ -53,7 +53,7 @@ def test_an_unknown_greek_is_stored_as_unknown_not_zero(alpha):
     valuation = BookValuation(legs=(), net=(UnderlyingNet("ES", NetGreeks(float("nan"), 0.1, 2.0, -3.0)),),
                               unrealized_pnl=None, as_of=T0)
     with tenant_context(alpha.client):
-        services.book_history_record(valuation=valuation, realized_today=Decimal("5"), unrealized_today=None)
+        book_history.book_history_record(valuation=valuation, realized_today=Decimal("5"), unrealized_today=None)
         rows = {row.underlying: row for row in BookHistoryPoint.objects.all()}
     assert rows["ES"].net_delta is None and rows["ES"].net_gamma == pytest.approx(0.1)
     assert rows[""].net_delta is None and rows[""].daily_pnl is None and rows[""].realized_pnl_today == 5
@@ -97,13 +97,13 @@ def test_compaction_thins_points_older_than_a_day_and_drops_those_past_the_reten
             _point(yesterday + timedelta(minutes=minute), underlying="", delta=float(minute))
         for minute in range(0, 10):  # within the last day: kept as they are
             _point(now - timedelta(minutes=minute))
-        result = services.book_history_compact(now=now)
+        result = book_history.book_history_compact(now=now)
         kept_old = list(BookHistoryPoint.objects.filter(at__lt=now - timedelta(days=1), underlying="ES"))
         assert result.expired == 1 and result.thinned == 2 * (15 - 3)
         assert [p.net_delta for p in kept_old] == [4.0, 9.0, 14.0]  # the last of each 5 minutes
         assert BookHistoryPoint.objects.filter(at__gte=now - timedelta(days=1)).count() == 10
         assert BookHistoryPoint.objects.filter(underlying="", at__lt=now - timedelta(days=1)).count() == 3
-        again = services.book_history_compact(now=now)
+        again = book_history.book_history_compact(now=now)
     assert (again.thinned, again.expired) == (0, 0)  # idempotent
 
 
