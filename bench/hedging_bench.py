@@ -13,7 +13,7 @@ Strategies per book and seed:
 - `sticky_strike`, `sticky_moneyness`, `minimum_variance`: the band rule on that model's delta
   (minimum variance with a, b, c estimated from the `WARMUP_DAYS` before, sampled every
   `WARMUP_STEP_MINUTES`: the platform's own history of chain quotes);
-- `market_delta`: the band rule on the simulator's own delta (`brokers.simulator.market.true_delta`),
+- `market_delta`: the band rule on the simulator's own delta (`brokers.simulator.params.true_delta`),
   the best any futures hedge can do in this market: the reference of the ratios;
 - `hedge_once`: hedged on the market's own delta at the start, never again.
 
@@ -45,7 +45,8 @@ from brokers.domain import Greeks, Instrument, Quote  # noqa: E402
 from brokers.products import PRODUCTS, hedge_cost_per_contract  # noqa: E402
 from brokers.simulator import SimConfig, SimulatedMarket  # noqa: E402
 from brokers.simulator.clock import SimClock  # noqa: E402
-from brokers.simulator.market import PricePath, true_delta  # noqa: E402
+from brokers.simulator.market import PricePath  # noqa: E402
+from brokers.simulator.params import true_delta  # noqa: E402
 from risk.book import instruments_risk, smile_chain  # noqa: E402
 from risk.delta_models import (  # noqa: E402
     DeltaModel,

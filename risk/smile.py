@@ -7,7 +7,7 @@ The model is a parabola in log-moneyness m = ln(K/F):
     sigma(m) = atm_vol + skew * m + curvature * m^2
 
 the shape of most listed index and commodity smiles near the money (and exactly the simulated
-market's, `brokers.simulator.market`, away from its vol floor). A smile that is a function of m
+market's, `brokers.simulator.params`, away from its vol floor). A smile that is a function of m
 moves with the future: this is what the sticky-moneyness delta (`risk.delta_models`) needs, through
 d sigma / dF = -sigma'(m) / F.
 

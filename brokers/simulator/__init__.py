@@ -75,7 +75,9 @@ The package (split from one module along its sections; everything is re-exported
 from `brokers.simulator`):
 - `clock`: `SimClock` and the UTC helper.
 - `paths`: the index's counter-based random walk and Brownian bridges, and tick arithmetic.
-- `market`: constants, `SimulationError`, `MarketParams`, `SimConfig`, the contract calendar and
+- `params`: the per-product `MarketParams` (`MARKET_PARAMS`) and the smile they define (`smile_vol`,
+  `true_delta`).
+- `market`: constants, `SimulationError`, `SimConfig`, the contract calendar and
   `MarketSide`, the market half of `SimulatedMarket` (contracts, prices, quotes, market controls).
 - `state`: the account's state records and their JSON form.
 - `account`: `SimulatedMarket` itself: orders, matching, fills, settlement, positions, account
@@ -100,20 +102,19 @@ from brokers.simulator.market import (
     DEFAULT_SEED,
     FUTURE_QUOTE_SIZE,
     LISTED_FUTURES,
-    MARKET_PARAMS,
     MIN_TIME_TO_EXPIRY,
     OPTION_HALF_SPREAD_FRACTION,
     OPTION_QUOTE_SIZE,
     QUOTE_MODES,
     SECONDS_PER_YEAR,
     SERIAL_OPTION_MONTHS,
-    MarketParams,
     QuoteMode,
     QuoteModeSetting,
     Shock,
     SimConfig,
     SimulationError,
 )
+from brokers.simulator.params import MARKET_PARAMS, MarketParams
 from brokers.simulator.paths import DAYS_PER_CHUNK, STEP, STEPS_PER_DAY, index_log_levels
 from brokers.simulator.state import (
     TERMINAL_STATES,

@@ -31,7 +31,6 @@ from brokers.domain import (
 from brokers.products import PRODUCTS, TickRule, expiry_moment, on_price_grid, price_kind
 from brokers.simulator.clock import SimClock, _utc
 from brokers.simulator.market import (
-    MARKET_PARAMS,
     MarketSide,
     QuoteModeSetting,
     Shock,
@@ -39,6 +38,7 @@ from brokers.simulator.market import (
     SimulationError,
     _next_day_end,
 )
+from brokers.simulator.params import MARKET_PARAMS
 from brokers.simulator.paths import _EPS, STEP, _price, _tick_decimals, _ticks_round
 from brokers.simulator.state import (
     TERMINAL_STATES,

@@ -7,7 +7,7 @@ import pytest
 from brokers.domain import Position
 from brokers.simulator import SimConfig, SimulatedMarket
 from brokers.simulator.clock import SimClock
-from brokers.simulator.market import MARKET_PARAMS, smile_vol, true_delta
+from brokers.simulator.params import MARKET_PARAMS, smile_vol, true_delta
 from risk.book import instruments_risk, smile_chain, value_book
 from risk.book import years_to_expiry as risk_years
 from risk.delta_models import (

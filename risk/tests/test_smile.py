@@ -7,7 +7,7 @@ import pytest
 
 from brokers.simulator import SimConfig, SimulatedMarket
 from brokers.simulator.clock import SimClock
-from brokers.simulator.market import MARKET_PARAMS
+from brokers.simulator.params import MARKET_PARAMS
 from risk.book import years_to_expiry
 from risk.greeks import black76
 from risk.smile import SmileFailure, SmileFit, SmileQuote, fit_smile, usable_quotes

@@ -35,7 +35,8 @@ PURE_MODULES = [
     "brokers/domain.py", "brokers/products/__init__.py", "brokers/products/model.py",
     "brokers/products/calendar.py", "brokers/products/table.py", "brokers/contracts.py", "brokers/codec.py",
     "brokers/phillip/parsing.py", "brokers/phillip/transport.py", "brokers/phillip/broker.py",
-    *(f"brokers/simulator/{name}.py" for name in ("__init__", "clock", "paths", "market", "state", "account")),
+    *(f"brokers/simulator/{name}.py"
+      for name in ("__init__", "clock", "paths", "params", "market", "state", "account")),
 ]
 
 
