@@ -1,7 +1,7 @@
 """Writes about the agent: its configuration, its cycle, its proposals and their execution.
 
 The cycle: expire stale proposals, resume any execution left in flight, sync the book and quote
-the market, let the pure policy decide (agents/policy.py), pre-check each trade with the governor,
+the market, let the pure policy decide (agents/policy/), pre-check each trade with the governor,
 then propose (confirmation mode) or execute (autonomous mode). Every decision, "no action"
 included, goes to the decision journal and the audit trail.
 
