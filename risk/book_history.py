@@ -57,8 +57,10 @@ def book_history_record(*, valuation, realized_today: Decimal | None,
 
 @dataclass(frozen=True, slots=True)
 class CompactionResult:
-    thinned: int  # points older than the compaction age that were not the last of their step
-    expired: int  # points older than the retention
+    """What a compaction of a history (the book's, the option quotes') removed."""
+
+    thinned: int  # rows older than the compaction age that were not the last of their step
+    expired: int  # rows older than the retention
 
 
 @transaction.atomic

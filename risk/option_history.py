@@ -19,6 +19,7 @@ from django.utils import timezone
 
 from brokers.domain import Quote
 from risk.book import years_to_expiry
+from risk.book_history import CompactionResult
 from risk.delta_models import (
     EstimateFailure,
     MinimumVarianceCoefficients,
@@ -63,14 +64,8 @@ def option_history_record(*, quotes: Mapping[str, Quote], at: datetime) -> list[
     return OptionQuotePoint.objects.bulk_create(rows)
 
 
-@dataclass(frozen=True, slots=True)
-class OptionHistoryCompaction:
-    thinned: int  # quotes older than BOOK_HISTORY_COMPACT_AFTER_HOURS not of the last sync of their step
-    expired: int  # quotes older than OPTION_HISTORY_DAYS
-
-
 @transaction.atomic
-def option_history_compact(*, now: datetime | None = None) -> OptionHistoryCompaction:
+def option_history_compact(*, now: datetime | None = None) -> CompactionResult:
     """Bound the history: drop the quotes older than OPTION_HISTORY_DAYS, and of those older than
     BOOK_HISTORY_COMPACT_AFTER_HOURS keep only the last sync's of each DEFAULT_STEP_MINUTES step per
     underlying (aligned on the epoch like the estimate's steps, so the default estimate is the same
@@ -89,7 +84,7 @@ def option_history_compact(*, now: datetime | None = None) -> OptionHistoryCompa
                 f"GROUP BY underlying, floor(extract(epoch FROM at) / %s))",
                 [start, compact_before, start, compact_before, float(DEFAULT_STEP_MINUTES * 60)])
             thinned = cursor.rowcount
-    return OptionHistoryCompaction(thinned=thinned, expired=expired)
+    return CompactionResult(thinned=thinned, expired=expired)
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,15 +8,46 @@ and it ties helpers to fixtures); conftest.py keeps the fixtures and builds them
 """
 from __future__ import annotations
 
+import contextlib
+import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 from django.contrib.auth import get_user_model
+from django.db import connections
 from rest_framework_simplejwt.tokens import RefreshToken
 
 from tenants.models import Client, Membership
 from tenants.services import client_onboard, membership_set
 
 PASSWORD = "correct-horse-battery-staple"
+
+
+@contextlib.contextmanager
+def advisory_lock_held_elsewhere(name: str) -> Iterator[None]:
+    """The advisory lock `name` (tradingplatform.locks) held by another thread on its own database
+    connection, as another worker would hold it, for the duration of the block."""
+    from tradingplatform.locks import advisory_lock_attempt
+
+    held, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        try:
+            with advisory_lock_attempt(name) as taken:
+                assert taken
+                held.set()
+                release.wait(30)
+        finally:
+            connections.close_all()
+
+    thread = threading.Thread(target=hold)
+    thread.start()
+    try:
+        assert held.wait(30)
+        yield
+    finally:
+        release.set()
+        thread.join(30)
 
 
 @dataclass(frozen=True)

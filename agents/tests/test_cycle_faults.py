@@ -28,7 +28,7 @@ from brokers.models import Fill as FillRow
 from brokers.models import Order as OrderRow
 from brokers.services import broker_session
 from tenants.models import Client
-from tradingplatform.testing import audit_events, client_fixture_create
+from tradingplatform.testing import advisory_lock_held_elsewhere, audit_events, client_fixture_create
 from tradingplatform.tests.servers import celery_beat, celery_worker, subprocess_env_for_tests
 
 INTERVAL = 5  # seconds: the smallest cycle interval the parameters allow
@@ -244,30 +244,12 @@ def test_the_reaper_ends_cycles_no_process_runs_and_leaves_a_running_one(alpha):
 
 def test_the_reaper_leaves_an_old_cycle_whose_client_cycle_lock_is_held(alpha):
     from agents.services import cycles_reap
-    from tradingplatform.locks import advisory_lock_attempt
 
     with tenant_context(alpha.client):
         old = AgentCycle.objects.create(key="long", trigger="schedule")
         AgentCycle.objects.filter(pk=old.pk).update(started_at=timezone.now() - timedelta(hours=1))
-    held, release = threading.Event(), threading.Event()
-
-    def hold():
-        try:
-            with advisory_lock_attempt("agent-cycle:alpha") as taken:
-                assert taken
-                held.set()
-                release.wait(30)
-        finally:
-            connections.close_all()
-
-    thread = threading.Thread(target=hold)
-    thread.start()
-    try:
-        assert held.wait(30)
+    with advisory_lock_held_elsewhere("agent-cycle:alpha"):
         assert cycles_reap() == []
-    finally:
-        release.set()
-        thread.join(30)
     with tenant_context(alpha.client):
         old.refresh_from_db()
     assert old.status == "running"

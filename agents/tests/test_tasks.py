@@ -1,12 +1,10 @@
 """Scheduling agent cycles: the fan-out, one cycle per client at a time, isolation of failures,
 and a real Celery worker."""
-import threading
 import time
 from datetime import timedelta
 
 import pytest
 from django.conf import settings
-from django.db import connections
 from django.utils import timezone
 from django_tenants.utils import tenant_context
 
@@ -15,7 +13,7 @@ from agents.models import AgentCycle
 from agents.selectors import agent_runtime_get
 from agents.tasks import agent_cycle_task
 from brokers.services import broker_session
-from tradingplatform.locks import advisory_lock_attempt
+from tradingplatform.testing import advisory_lock_held_elsewhere
 from tradingplatform.tests.servers import celery_worker, subprocess_env_for_tests
 
 
@@ -67,27 +65,9 @@ def test_a_failing_client_does_not_stop_the_others(alpha, beta, eager_tasks):
 
 
 def test_a_cycle_already_running_for_a_client_is_not_started_twice(alpha):
-    held, release = threading.Event(), threading.Event()
-
-    def hold_the_cycle_lock():
-        try:
-            with advisory_lock_attempt("agent-cycle:alpha") as taken:
-                assert taken
-                held.set()
-                release.wait(30)
-        finally:
-            connections.close_all()
-
-    thread = threading.Thread(target=hold_the_cycle_lock)
-    thread.start()
-    try:
-        assert held.wait(30)
-        with tenant_context(alpha.client):
-            outcome = services.cycle_run(client=alpha.client, key="k-busy", trigger="schedule")
-        assert outcome.skipped == "a cycle is already running for this client" and outcome.cycle is None
-    finally:
-        release.set()
-        thread.join(30)
+    with advisory_lock_held_elsewhere("agent-cycle:alpha"), tenant_context(alpha.client):
+        outcome = services.cycle_run(client=alpha.client, key="k-busy", trigger="schedule")
+    assert outcome.skipped == "a cycle is already running for this client" and outcome.cycle is None
     assert _cycles(alpha) == []
 
 
@@ -121,25 +101,7 @@ def test_a_cycle_whose_client_worker_slot_is_taken_never_waits_for_it(alpha, eag
     lasts, here not: it was sent again as often as it may), and decides nothing."""
     from agents.tasks import SLOT_BUSY_RETRIES_MAX
 
-    held, release = threading.Event(), threading.Event()
-
-    def hold_the_slot():
-        try:
-            with advisory_lock_attempt("worker-slot:alpha") as taken:
-                assert taken
-                held.set()
-                release.wait(30)
-        finally:
-            connections.close_all()
-
-    thread = threading.Thread(target=hold_the_slot)
-    thread.start()
-    try:
-        assert held.wait(30)
-        with tenant_context(alpha.client):
-            outcome = agent_cycle_task.apply(args=["alpha", "k-slot"], retries=SLOT_BUSY_RETRIES_MAX).get()
-    finally:
-        release.set()
-        thread.join(30)
+    with advisory_lock_held_elsewhere("worker-slot:alpha"), tenant_context(alpha.client):
+        outcome = agent_cycle_task.apply(args=["alpha", "k-slot"], retries=SLOT_BUSY_RETRIES_MAX).get()
     assert outcome == "skipped: the client's worker slot stayed taken"
     assert _cycles(alpha) == []
