@@ -100,3 +100,15 @@ def wait_changed(locator, before: str, timeout: float = 5.0) -> str:
             return text
         time.sleep(0.05)
     raise AssertionError(f"unchanged after {timeout} s: {before[:200]}")
+
+
+def wait_contains(locator, wanted: str, timeout: float = 5.0) -> str:
+    """The region's text once it shows `wanted`: regions a live event moves follow it by a fetch."""
+    deadline = time.monotonic() + timeout
+    text = locator.inner_text()
+    while wanted not in text:
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"{wanted!r} not shown after {timeout} s: {text[-400:]}")
+        time.sleep(0.05)
+        text = locator.inner_text()
+    return text
