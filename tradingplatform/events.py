@@ -25,6 +25,8 @@ import redis
 from channels.layers import get_channel_layer
 from django.conf import settings
 from django.db import DatabaseError, connection, transaction
+from django.db.models import QuerySet
+from django.db.models.fields.json import KT
 from django.utils import timezone
 
 from stream.models import StreamEvent
@@ -120,10 +122,14 @@ def stream_lock(*, client_id: str) -> None:
         cursor.execute("SELECT seq FROM stream_counter WHERE client_id = %s FOR UPDATE", [client_id])
 
 
-def published_values(*, client_id: str, type: str, key: str) -> set[Any]:
-    """`data[key]` of every stored event of the client of this type (within retention)."""
-    rows = StreamEvent.objects.filter(client_id=client_id, type=type).values_list(f"data__{key}", flat=True)
-    return set(rows)
+def published_values(*, client_id: str, type: str, key: str) -> QuerySet:
+    """`data[key]` (as text) of every stored event of the client of this type (within retention),
+    as a subquery: `.exclude(field__in=published_values(...))` is an anti-join in PostgreSQL, so
+    nothing is read into Python to learn what has not been published yet."""
+    return (StreamEvent.objects.filter(client_id=client_id, type=type)
+            .annotate(published_key=KT(f"data__{key}"))
+            .filter(published_key__isnull=False)  # NOT IN over a NULL would match nothing at all
+            .values("published_key"))
 
 
 def publish_event(*, client_id: str, type: str, data: dict[str, Any]) -> dict[str, Any]:

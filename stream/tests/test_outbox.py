@@ -115,3 +115,26 @@ def test_every_recorded_fill_is_streamed_once_as_a_trade_recovered_ones_too(alph
     assert [trade for trade in trades if trade["fill_id"] == fill.fill_id] == [
         {"fill_id": "recovered-1", "client_order_id": "killed-worker", "instrument_key": "ES", "side": "BUY",
          "quantity": 2, "price": "5000.250000"}]
+
+
+def test_a_trade_event_without_a_fill_id_hides_no_unstreamed_fill(alpha):
+    """The unstreamed fills are an anti-join on the events' fill ids: an event whose data has no
+    fill id (a NULL in NOT IN would match nothing) must not hide a fill, and a streamed one stays
+    streamed."""
+    from brokers.models import Fill
+    from risk.services import trades_stream
+
+    with tenant_context(alpha.client):
+        for fill_id in ("anti-1", "anti-2"):
+            Fill.objects.create(fill_id=fill_id, client_order_id="anti", instrument_key="ES", instrument={},
+                                side="SELL", quantity=1, price=Decimal("5001.00"), commission=Decimal("1.10"),
+                                executed_at=timezone.now())
+        with transaction.atomic():
+            publish_event(client_id="alpha", type="trade", data={"note": "no fill id"})
+            publish_event(client_id="alpha", type="trade", data={"fill_id": "anti-1"})
+        with transaction.atomic():
+            trades_stream(client=alpha.client)
+        with transaction.atomic():
+            assert trades_stream(client=alpha.client) == 0
+    streamed = [row.data.get("fill_id") for row in StreamEvent.objects.filter(client_id="alpha", type="trade")]
+    assert streamed.count("anti-1") == 1 and streamed.count("anti-2") == 1
