@@ -29,6 +29,12 @@ from tradingplatform.testing import (  # noqa: F401
 @pytest.fixture(scope="session")
 def django_db_setup(django_db_setup, django_db_blocker):
     with django_db_blocker.unblock():
+        # pytest-django creates the test database only when a collected test asks for `db` (or
+        # `transactional_db`, or the django_db marker); a module run alone whose tests only use
+        # django_db_setup would otherwise write the session's clients into the real database.
+        if not connection.settings_dict["NAME"].startswith("test_"):
+            pytest.fail(f"refusing to set up test clients in {connection.settings_dict['NAME']!r}: no collected "
+                        "test asks for the `db` fixture, so no test database was created", pytrace=False)
         template_schema_migrate()
         clients = {client_id: client_fixture_create(client_id) for client_id in ("alpha", "beta", "race")}
         get_user_model().objects.create_user(username="operator", password=PASSWORD, is_staff=True)

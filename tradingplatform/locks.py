@@ -8,7 +8,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 
-from django.db import connection
+from django.db import Error, connection, transaction
 
 
 @contextlib.contextmanager
@@ -17,23 +17,59 @@ def advisory_lock(name: str, *, shared: bool = False) -> Iterator[None]:
         yield
 
 
+def _call(function: str, name: str, shared: bool) -> str:
+    return f"pg_{function}{'_shared' if shared else ''}(hashtextextended(%s, 0))"
+
+
+def _released(taken: list[tuple[str, bool]]) -> None:
+    """Release what this call took, in the reverse order, in one round trip. A connection that
+    cannot run it (broken, or its transaction aborted) is closed: the session's end releases them."""
+    if not taken:
+        return
+    calls = ", ".join(_call("advisory_unlock", name, shared) for name, shared in reversed(taken))
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute(f"SELECT {calls}", [name for name, _ in reversed(taken)])
+    except Error:
+        connection.close()
+        raise
+
+
 @contextlib.contextmanager
 def advisory_locks(names: list[tuple[str, bool]]) -> Iterator[None]:
-    """Several locks, (name, shared) pairs, taken in the order given in one round trip and released
-    in the reverse order in another; callers keep one global order to stay free of deadlocks."""
-    take = ", ".join(
-        f"pg_advisory_lock{'_shared' if shared else ''}(hashtextextended(%s, 0))" for _, shared in names
-    )
-    release = ", ".join(
-        f"pg_advisory_unlock{'_shared' if shared else ''}(hashtextextended(%s, 0))" for _, shared in reversed(names)
-    )
+    """Several locks, (name, shared) pairs, taken in the order given and released in the reverse
+    order; callers keep one global order to stay free of deadlocks.
+
+    Free locks cost one round trip (all tried at once). A lock that is held elsewhere is waited
+    for, in order, after releasing any later one the try took. A wait that ends in an error (the
+    connection's lock_timeout, a cancel) releases what this call took before the error goes on: a
+    session-level lock outlives the failed statement and its transaction, and would otherwise be
+    held by nobody's code until the connection closed. Inside a transaction each wait runs in a
+    savepoint, so that the release can run after it failed."""
+    tries = ", ".join(_call("try_advisory_lock", name, shared) for name, shared in names)
     with connection.cursor() as cursor:
-        cursor.execute(f"SELECT {take}", [name for name, _ in names])
+        cursor.execute(f"SELECT {tries}", [name for name, _ in names])
+        granted = list(cursor.fetchone())
+    first_refused = granted.index(False) if False in granted else len(names)
+    taken = list(names[:first_refused])
+    _released([pair for pair, got in zip(names[first_refused:], granted[first_refused:], strict=True) if got])
+    try:
+        for name, shared in names[first_refused:]:
+            with transaction.atomic() if connection.in_atomic_block else contextlib.nullcontext():
+                with connection.cursor() as cursor:
+                    cursor.execute(f"SELECT {_call('advisory_lock', name, shared)}", [name])
+            taken.append((name, shared))
+    except BaseException:
+        with contextlib.suppress(Error):
+            _released(taken)
+        raise
     try:
         yield
-    finally:
-        with connection.cursor() as cursor:
-            cursor.execute(f"SELECT {release}", [name for name, _ in reversed(names)])
+    except BaseException:
+        with contextlib.suppress(Error):  # the block's own error is the one to see
+            _released(taken)
+        raise
+    _released(taken)
 
 
 @contextlib.contextmanager
