@@ -321,6 +321,34 @@ def test_fills_made_while_disconnected_appear_after_reconnect(fake: FakeTWS,
     assert broker.health().connected
 
 
+def test_a_partial_fill_then_the_rest_while_disconnected_are_each_reported_once(
+        fake: FakeTWS, broker: IBKRBroker) -> None:
+    """One of three filled while connected: the order works on, partially filled. The link
+    drops, the other two fill meanwhile; after it returns both executions are there, once each,
+    and the order is filled at their average."""
+    since = datetime.now(UTC) - timedelta(seconds=1)
+    call = option(broker, 6000)
+    fake.script_next_order(Rest())
+    broker.place_order(buy(call, "partial", price=99.0, qty=3))
+    fake.fill_resting_order("partial", 98.75, quantity=1)
+    deadline = time.monotonic() + 5
+    while (status := broker.order_status("partial")) is None or status.filled_quantity < 1:
+        assert time.monotonic() < deadline, status
+        time.sleep(0.05)
+    assert (status.state, status.filled_quantity, status.average_fill_price) == ("partially_filled", 1, 98.75)
+    assert [(f.quantity, f.price) for f in broker.fills_since(since)] == [(1, 98.75)]
+    port = fake.port
+    fake.stop()
+    fake.fill_resting_order("partial", 98.5)
+    fake.start(port)
+    fills = broker.fills_since(since)
+    assert sorted((f.quantity, f.price, f.commission) for f in fills) == [(1, 98.75, 1.25), (2, 98.5, 2.5)]
+    assert len({f.fill_id for f in fills}) == 2
+    status = broker.order_status("partial")
+    assert status is not None and (status.state, status.filled_quantity) == ("filled", 3)
+    assert status.average_fill_price == pytest.approx((98.75 + 2 * 98.5) / 3)
+
+
 def test_model_greeks_from_tick_option_computation(fake: FakeTWS, broker: IBKRBroker) -> None:
     call = option(broker, 6000)
     fake.set_quote(ES_C6000, bid=100.0, ask=101.0, bid_size=5, ask_size=7)

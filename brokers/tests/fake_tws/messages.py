@@ -89,7 +89,9 @@ class Messages:
         return [
             11, req_id, order.order_id, *contract, e.exec_id,
             e.time.strftime("%Y%m%d %H:%M:%S UTC"), self.account, order.exchange, e.side,
-            num(e.shares), e.price, order.perm_id, order.client_id, 0, num(e.shares), e.price,
+            num(e.shares), e.price, order.perm_id, order.client_id, 0,
+            num(e.shares if e.cum_quantity is None else e.cum_quantity),
+            e.price if e.avg_price is None else e.avg_price,
             order.order_ref, "", "", "", 1,
             0,  # pendingPriceRevision (178)
         ]

@@ -50,11 +50,13 @@ class ComboLegSpec:
 
 @dataclass(frozen=True)
 class Fill:
-    """Fill the order completely at `price` (default: its limit price)."""
+    """Fill the order at `price` (default: its limit price): all that remains of it, or only
+    `quantity` of it (a partial fill: the order stays working for the rest)."""
 
     price: float | None = None
     commission_per_contract: float = 1.25
     leg_prices: dict[int, float] | None = None  # combos: conId -> price per leg
+    quantity: float | None = None
 
 
 @dataclass(frozen=True)
@@ -119,6 +121,10 @@ class FakeExecution:
     time: datetime
     commission: float
     realized_pnl: float | None = None
+    # The order's cumulative quantity and average price after this execution, as TWS reports them
+    # (None: this execution's own, the order's only one).
+    cum_quantity: float | None = None
+    avg_price: float | None = None
 
 
 @dataclass

@@ -4,6 +4,7 @@ cancels, and the open/completed orders and executions a client asks for."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import UTC, datetime
 
 from brokers.tests.fake_tws.model import (
@@ -136,9 +137,13 @@ class Orders:
             price = self._quotes[order.contract.con_id][2] if order.contract else 0.0
         now = datetime.now(UTC)
         side = "BOT" if order.action == "BUY" else "SLD"
+        remaining = order.quantity - order.filled
+        shares = remaining if action.quantity is None else min(action.quantity, remaining)
+        filled = order.filled + shares
+        average = (order.avg_fill_price * order.filled + price * shares) / filled
         executions: list[FakeExecution] = []
         if order.contract is not None:
-            executions.append(self._execution(order, order.contract, side, order.quantity, price,
+            executions.append(self._execution(order, order.contract, side, shares, price,
                                               now, action.commission_per_contract))
         else:
             leg_prices = action.leg_prices or {}
@@ -146,11 +151,16 @@ class Orders:
                 leg_side = "BOT" if (leg.action == "BUY") == (order.action == "BUY") else "SLD"
                 leg_price = leg_prices.get(leg.con_id, price if i == 0 else 0.0)
                 executions.append(self._execution(
-                    order, self._contracts[leg.con_id], leg_side, order.quantity * leg.ratio,
+                    order, self._contracts[leg.con_id], leg_side, shares * leg.ratio,
                     leg_price, now, action.commission_per_contract))
             executions.append(FakeExecution(self._exec_id(order), order, None, side,
-                                            order.quantity, price, now, 0.0))
-        order.status, order.filled, order.avg_fill_price = "Filled", order.quantity, price
+                                            shares, price, now, 0.0))
+        # TWS reports the order's running totals with each of its executions (the order's own
+        # line: the contract's, or a combo's BAG summary; a combo's leg lines keep their own).
+        executions = [replace(e, cum_quantity=filled, avg_price=average)
+                      if e.contract is None or order.contract is not None else e for e in executions]
+        order.filled, order.avg_fill_price = filled, average
+        order.status = "Filled" if filled >= order.quantity else "Submitted"
         self._executions.extend(executions)
         session = self._session_of(order.client_id)
         if session is None:

@@ -173,11 +173,13 @@ class FakeTWS(Handlers, Orders, Faults, Messages):
         self._call(lambda: self._actions.append(action))
 
     def fill_resting_order(self, order_ref: str, price: float,
-                           commission_per_contract: float = 1.25) -> None:
+                           commission_per_contract: float = 1.25,
+                           quantity: float | None = None) -> None:
+        """Fill a working order, all that remains of it or only `quantity` (a partial fill)."""
         def fill() -> None:
             order = next(o for o in self._orders.values()
                          if o.order_ref == order_ref and not o.is_done)
-            self._fill(order, Fill(price, commission_per_contract))
+            self._fill(order, Fill(price, commission_per_contract, quantity=quantity))
         self._call(fill)
 
     def send_error(self, code: int, message: str, req_id: int = -1) -> None:
