@@ -47,6 +47,10 @@ def committed_client(client_id: str, django_db_blocker, *, dropped: tuple[str, .
         with tenant_context(fixture.client):
             AgentConfig.objects.update_or_create(singleton=True, defaults={
                 "mode": "confirmation", "parameters": {"risk_limits": ROOMY}})
+        # Closed here and after the teardown: Playwright's sync API runs the tests in another
+        # context, whose connection is another one, and this one would stay open to the end of
+        # the session (the test database could then not be dropped: "accessed by other users").
+        connection.close()
     try:
         yield fixture
     finally:
@@ -55,6 +59,7 @@ def committed_client(client_id: str, django_db_blocker, *, dropped: tuple[str, .
             for client in Client.objects.filter(client_id__in=[client_id, *dropped]):
                 client.delete(force_drop=True)
             get_user_model().objects.filter(username__startswith=client_id).delete()
+            connection.close()
 
 
 def page_logged_in(browser, server, user, *, width=1280, height=900):
