@@ -50,6 +50,7 @@ from risk.working import NO_WORKING_ORDERS, value_working
 from tenants.models import Client, PlatformControl
 from tradingplatform.events import live_state_set, publish_event, published_values, stream_lock
 from tradingplatform.locks import advisory_lock, advisory_locks
+from tradingplatform.tasking import lock_waits_unbounded
 
 logger = logging.getLogger(__name__)
 
@@ -522,7 +523,7 @@ def emergency_halt_set(*, halted: bool, reason: str, actor: Actor) -> PlatformCo
     client, and one platform row."""
     from django_tenants.utils import tenant_context
 
-    with advisory_lock(PLATFORM_HALT_LOCK):
+    with lock_waits_unbounded(), advisory_lock(PLATFORM_HALT_LOCK):  # a halt waits: it must take effect
         control = _platform_control_row()
         before = {"halted": control.emergency_halted, "reason": control.reason}
         control.emergency_halted = halted
@@ -545,8 +546,9 @@ def emergency_halt_set(*, halted: bool, reason: str, actor: Actor) -> PlatformCo
 
 
 def client_halt_set(*, client: Client, halted: bool, reason: str, actor: Actor) -> RiskStateRecord:
-    """An operator's halt of one client (the current schema must be that client's)."""
-    with advisory_lock(f"risk:{client.client_id}"):
+    """An operator's halt of one client (the current schema must be that client's). It waits for
+    the client's lock however long a cycle holds it, whatever bound the request set."""
+    with lock_waits_unbounded(), advisory_lock(f"risk:{client.client_id}"):
         record = _risk_state_row()
         before = {"halted": record.operator_halted, "reason": record.operator_halt_reason}
         record.operator_halted = halted

@@ -8,6 +8,10 @@ from `DependencyUnavailableMiddleware` (Django views) and from `handler500` (a m
 query, the session's say). A websocket is closed 1013 (try again later) by
 `WebsocketOutageGuard`, before or after its handshake. No traceback is logged: one warning
 naming the dependency and the error.
+
+A request that waited as long as it may for a lock or a statement (tradingplatform.tasking's
+bounds, `database_busy`) is not an outage but is answered the same way: 503 with Retry-After and
+`{"detail", "code": "busy"}`.
 """
 from __future__ import annotations
 
@@ -20,6 +24,8 @@ from django.db import InterfaceError, OperationalError
 from django.http import HttpResponse, JsonResponse
 from django.template.loader import render_to_string
 
+from tradingplatform.tasking import database_busy
+
 logger = logging.getLogger(__name__)
 
 WS_CLOSE_TRY_AGAIN_LATER = 1013
@@ -27,6 +33,9 @@ DETAILS = {
     "database": "The database is unavailable. Try again shortly.",
     "redis": "Redis is unavailable. Try again shortly.",
     "broker": "The task queue is unavailable. Try again shortly.",
+    # Not a dependency down: a lock or a statement past the request's bound (tradingplatform.tasking).
+    "busy": ("The client's book is busy with another operation (an agent cycle, a book sync or an order), "
+             "or the database is slow: the request waited as long as it may. Try again shortly."),
 }
 
 
@@ -37,7 +46,7 @@ def unavailable_dependency(exc: BaseException | None) -> str | None:
     while exc is not None and id(exc) not in seen:
         seen.add(id(exc))
         if isinstance(exc, OperationalError | InterfaceError):
-            return "database"
+            return "busy" if database_busy(exc) else "database"
         if isinstance(exc, redis.ConnectionError | redis.TimeoutError):
             return "redis"
         if type(exc).__module__.startswith("kombu") and type(exc).__name__ == "OperationalError":
@@ -49,8 +58,9 @@ def unavailable_dependency(exc: BaseException | None) -> str | None:
 
 
 def outage_logged(dependency: str, exc: BaseException, where: str) -> None:
-    logger.warning("dependency unavailable", extra={"dependency": dependency, "where": where,
-                                                    "error": f"{type(exc).__name__}: {exc}"[:300]})
+    message = "request busy" if dependency == "busy" else "dependency unavailable"
+    logger.warning(message, extra={"dependency": dependency, "where": where,
+                                   "error": f"{type(exc).__name__}: {exc}"[:300]})
 
 
 def retry_after_seconds() -> int:
@@ -58,14 +68,18 @@ def retry_after_seconds() -> int:
 
 
 def outage_body(dependency: str) -> dict[str, str]:
+    if dependency == "busy":
+        return {"detail": DETAILS[dependency], "code": "busy"}
     return {"detail": DETAILS[dependency], "code": "dependency_unavailable", "dependency": dependency}
 
 
 def outage_response(request: Any, dependency: str) -> HttpResponse:
     """The 503 for an HTTP request: a page for a browser (a desk page), JSON otherwise."""
     if "text/html" in request.headers.get("Accept", ""):
+        # A page read is tried again by itself; a form sent is not sent again behind the trader's back.
         page = render_to_string("unavailable.html", {"dependency": dependency, "detail": DETAILS[dependency],
-                                                     "retry_after": retry_after_seconds()})
+                                                     "retry_after": retry_after_seconds(),
+                                                     "refresh": request.method in ("GET", "HEAD")})
         response = HttpResponse(page, status=503, content_type="text/html; charset=utf-8")
     else:
         response = JsonResponse(outage_body(dependency), status=503)

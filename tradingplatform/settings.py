@@ -154,6 +154,8 @@ MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "corsheaders.middleware.CorsMiddleware",
+    # Every lock wait and statement of a request is bounded (a client busy answers 503, retry).
+    "tradingplatform.tasking.RequestDatabaseWaitsBoundedMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -262,6 +264,11 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
 # which is below every task's soft time limit, so a time limit never leaves a query behind.
 TASK_LOCK_TIMEOUT_SECONDS = env.float("TASK_LOCK_TIMEOUT_SECONDS", default=5.0)
 TASK_STATEMENT_TIMEOUT_SECONDS = env.float("TASK_STATEMENT_TIMEOUT_SECONDS", default=30.0)
+# A web request waits at most WEB_LOCK_TIMEOUT_SECONDS for a lock (a client's book held by a cycle,
+# a sync or an order) and WEB_STATEMENT_TIMEOUT_SECONDS for a statement, then answers 503 "busy"
+# with Retry-After: the server's worker threads are few. Halts are not bounded: they wait.
+WEB_LOCK_TIMEOUT_SECONDS = env.float("WEB_LOCK_TIMEOUT_SECONDS", default=10.0)
+WEB_STATEMENT_TIMEOUT_SECONDS = env.float("WEB_STATEMENT_TIMEOUT_SECONDS", default=30.0)
 # Seconds between scheduled book syncs of every client (fills, positions, breaker, live greeks).
 BOOK_SYNC_SECONDS = env.float("BOOK_SYNC_SECONDS", default=60.0)
 # Seconds between the scheduler's looks at which agents are due a cycle (each agent's own interval

@@ -101,3 +101,94 @@ def test_a_client_holds_one_worker_slot_and_a_second_task_is_told_at_once(db):
         thread.join(30)
     with client_worker_slot("slotted") as taken:
         assert taken is True
+
+
+def _tripped(fixture) -> None:
+    from django_tenants.utils import tenant_context
+
+    from risk.models import RiskStateRecord
+
+    with tenant_context(fixture.client):
+        RiskStateRecord.objects.update_or_create(
+            singleton=True, defaults={"trading_state": "HALTED", "reason": "circuit_breaker", "loss_streak": 3})
+
+
+def test_a_request_that_meets_a_client_s_lock_held_too_long_is_a_503_busy_and_changes_nothing(
+        api, alpha, settings):
+    """A long cycle holds the client's risk lock: the owner's breaker reset waits the request's
+    bound, then answers 503 busy with Retry-After (the server's threads are not held for the
+    cycle's length); the breaker stays tripped, and the reset goes through once the lock is free."""
+    from django_tenants.utils import tenant_context
+
+    from risk.models import RiskStateRecord
+    from tradingplatform.testing import advisory_lock_held_elsewhere, bearer
+
+    settings.WEB_LOCK_TIMEOUT_SECONDS = 0.3
+    _tripped(alpha)
+    url = "/clients/alpha/risk/reset-breaker"
+    with advisory_lock_held_elsewhere("risk:alpha"):
+        response = api.post(url, {"note": "reviewed"}, format="json", **bearer(alpha.owner))
+    assert response.status_code == 503, response.content
+    assert response.json()["code"] == "busy" and "busy" in response.json()["detail"]
+    assert int(response["Retry-After"]) > 0
+    with tenant_context(alpha.client):
+        assert RiskStateRecord.objects.get().reason == "circuit_breaker"
+    with connection.cursor() as cursor:  # the request's bounds were for the request only
+        cursor.execute("SELECT current_setting('lock_timeout'), current_setting('statement_timeout')")
+        assert cursor.fetchone() == ("0", "0")
+    assert api.post(url, {"note": "reviewed"}, format="json", **bearer(alpha.owner)).status_code == 200
+
+
+def test_an_operator_s_halt_waits_for_the_client_s_lock_however_long_the_request_s_bound(api, alpha, settings):
+    """A halt must take effect: it waits past the request's bound until the cycle lets go."""
+    from django.test import override_settings
+
+    settings.WEB_LOCK_TIMEOUT_SECONDS = 0.2
+    held, release = threading.Event(), threading.Event()
+    thread = _hold_advisory_lock("risk:alpha", held, release)
+
+    def release_once_the_halt_has_waited_past_the_bound() -> None:
+        try:
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline:
+                with connection.cursor() as cursor:
+                    cursor.execute("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted")
+                    if cursor.fetchone()[0]:
+                        break
+                time.sleep(0.02)
+            time.sleep(0.6)  # three times the bound, with the halt waiting
+        finally:
+            release.set()
+            connections.close_all()
+
+    releaser = threading.Thread(target=release_once_the_halt_has_waited_past_the_bound)
+    releaser.start()
+    try:
+        with override_settings(ADMIN_API_KEY="operator-key-" + "x" * 30):
+            response = api.post("/admin/clients/alpha/halt", {"halted": True, "reason": "review"}, format="json",
+                                HTTP_X_ADMIN_KEY="operator-key-" + "x" * 30)
+    finally:
+        release.set()
+        releaser.join(30)
+        thread.join(30)
+    assert response.status_code == 200, response.content
+    assert response.json() == {"halted": True, "reason": "review"}
+
+
+@pytest.mark.parametrize(("method", "refreshes"), [("get", True), ("post", False)])
+def test_a_busy_page_says_so_and_is_tried_again_by_itself_only_when_it_was_a_read(rf, method, refreshes):
+    from django.db import OperationalError
+    from psycopg import errors as pg_errors
+
+    from tradingplatform.urls import server_error
+
+    try:
+        try:
+            raise pg_errors.LockNotAvailable("canceling statement due to lock timeout")
+        except pg_errors.LockNotAvailable as cause:
+            raise OperationalError("canceling statement due to lock timeout") from cause
+    except OperationalError:
+        response = server_error(getattr(rf, method)("/desk/alpha/proposals/1/approve", HTTP_ACCEPT="text/html"))
+    page = response.content.decode()
+    assert response.status_code == 503 and "<h1>Busy</h1>" in page
+    assert ('http-equiv="refresh"' in page) is refreshes
