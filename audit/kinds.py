@@ -57,6 +57,8 @@ ORDER_UPDATED = "order.updated"  # the broker reports a working order's state ch
 
 CLIENT_ONBOARDED = "client.onboarded"
 
+OPERATOR_CREATED = "operator.created"  # the platform's first operator, by `platform_setup`
+
 PROPOSAL_CREATED = "proposal.created"
 PROPOSAL_APPROVED = "proposal.approved"
 PROPOSAL_REJECTED = "proposal.rejected"

@@ -335,14 +335,19 @@ def refresh_token_revoke(*, refresh: str) -> None:
 
 
 @transaction.atomic
-def operator_first_create(*, username: str, password: str, email: str = "") -> tuple[object, bool]:
+def operator_first_create(
+    *, username: str, password: str, email: str = "", actor: str = "system"
+) -> tuple[object, bool]:
     """The platform's first operator (staff and console superuser), once: when any staff user
-    exists already, nothing is created and (that user, False) is returned. The password must pass
-    the platform's password validators."""
+    exists already, nothing is created or audited and (that user, False) is returned. The password
+    must pass the platform's password validators. The creation is audited in the platform chain
+    (`operator.created`, a system actor: `actor` names what ran it), never with the password."""
     existing = User.objects.filter(is_staff=True).order_by("pk").first()
     if existing is not None:
         return existing, False
     validate_password(password, user=User(username=username, email=email))
     operator = User.objects.create_user(username=username, email=email, password=password,
                                         is_staff=True, is_superuser=True)
+    audit_record(client_id="", actor_type="system", actor_id=actor, kind=kinds.OPERATOR_CREATED,
+                 payload={"username": operator.get_username(), "email": operator.email})
     return operator, True

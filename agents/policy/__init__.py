@@ -16,7 +16,7 @@ sticky-strike Black-76 delta, the market's convention for "a 20-delta strangle")
    it on its profit target, its stop loss, or when its expiry is `roll_dte` days away or less
    (a roll: the close and the next structure's open in the same decision).
 3. A hedge future that has rolled: futures still held in it move into the hedge future as one
-   calendar spread (`_hedge_rolls`).
+   calendar spread (`hedge_rolls`).
 4. The delta hedge: when |net delta - target| exceeds the band's half-width, trade the hedge future
    back to the target (rounded to whole contracts, capped by the order and leg size limits).
    The hedge is computed on the book as it is now, not as the structure trades above would leave
@@ -27,8 +27,27 @@ quantities' delta is in the net delta hedged (a resting SELL 5 is not sold again
 already working on the hedge's side use up the size limits with it, and futures already being
 rolled are not rolled again. The journal says how much of the net delta is in working orders.
 
-The package (names with a leading underscore are the package's own; `agents.services.drafts` reuses
-a few of them to build a trader's requested trade the policy's way):
+The public API, for callers outside the package (`agents.services.drafts` builds a trader's requested
+trade the policy's way with the building blocks); names with a leading underscore are the package's own:
+- `decide(inputs)`: the one decision above, pure and deterministic.
+- the records of `model`, `band_half_width`, `band_cost_per_contract`, `underlying_delta_model`.
+- `Leg(quoted, ratio)`: one leg of a combo, signed contracts per structure unit (> 0 bought, < 0 sold).
+- `combo_trade(action, legs, units, capped_by, *, rationale, headline)`: the legs priced as one combo at
+  the far touch, limit rounded up to the option tick, the rationale extended with units, legs and prices.
+- `open_structure(inputs)`: `(trade, reason)`, the structure of `parameters.structure` with strikes by
+  delta in the expiry window, capped by the size limits; the trade is None (and the reason says why)
+  when none can be opened.
+- `close_structure(inputs, held, triggers, mark, pnl_pct)`: `(trade, reason)`, the held structure bought
+  back (or sold) as one combo, capped by the size limits; None when a leg has no price to close at or one unit
+  exceeds the limits.
+- `structure_problem(held, book)`: why the held structure cannot be traded as remembered (legs missing
+  from the book, or not whole multiples of its units); None when it can. Check it before closing.
+- `structure_mark(held, book)`: the value of one held unit at the legs' marks (< 0: short); None when
+  a mark is unknown.
+- `hedge_rolls(inputs, hedge)`: `(trades, reasons)`, one calendar spread per future still held (or
+  working) in a contract that has rolled into `hedge`, capped by the size limits; `hedge` two-sided.
+
+The modules:
 - `model`: the frozen records (`PolicyInputs`, `QuotedInstrument`, `OpenStructure`, `ProposedTrade`,
   `PolicyDecision`) and `POLICY_VERSION`.
 - `band`: the hedge band (`band_half_width`, `band_cost_per_contract`).
@@ -36,7 +55,7 @@ a few of them to build a trader's requested trade the policy's way):
 - `structures`: opening and closing option structures, priced as combos.
 - `prices`: a quote's mid, rounding to the tick, today's date.
 - `digest`: JSON numbers and the inputs digest.
-- here: `decide`, the one decision, re-exporting what other modules use.
+- here: `decide`, and the public API re-exported.
 """
 from __future__ import annotations
 
@@ -46,7 +65,7 @@ from typing import Any
 
 from agents.policy.band import _band_discount_factor, band_cost_per_contract, band_half_width
 from agents.policy.digest import _inputs_digest, _number
-from agents.policy.hedge import _hedge, _hedge_rolls, _underlying_net, underlying_delta_model
+from agents.policy.hedge import _hedge, _underlying_net, hedge_rolls, underlying_delta_model
 from agents.policy.model import (
     POLICY_VERSION,
     OpenStructure,
@@ -57,13 +76,13 @@ from agents.policy.model import (
     TradeAction,
 )
 from agents.policy.structures import (
-    _close_structure,
-    _combo_trade,
-    _Leg,
-    _open_structure,
-    _structure_mark,
-    _structure_problem,
+    Leg,
     _structure_step,
+    close_structure,
+    combo_trade,
+    open_structure,
+    structure_mark,
+    structure_problem,
 )
 from brokers.products import PRODUCTS
 
@@ -75,13 +94,13 @@ __all__ = [
     "ProposedTrade",
     "QuotedInstrument",
     "TradeAction",
-    "_Leg",
-    "_close_structure",
-    "_combo_trade",
-    "_hedge_rolls",
-    "_open_structure",
-    "_structure_mark",
-    "_structure_problem",
+    "Leg",
+    "close_structure",
+    "combo_trade",
+    "hedge_rolls",
+    "open_structure",
+    "structure_mark",
+    "structure_problem",
     "band_cost_per_contract",
     "band_half_width",
     "decide",
@@ -143,7 +162,7 @@ def decide(inputs: PolicyInputs) -> PolicyDecision:
     metrics["band_half_width"] = half_width
 
     structure_trades, structure_reasons = _structure_step(inputs, metrics)
-    roll_trades, roll_reasons = _hedge_rolls(inputs, hedge)
+    roll_trades, roll_reasons = hedge_rolls(inputs, hedge)
     hedge_trade, hedge_reason = _hedge(inputs, hedge, net_delta, half_width, working)
     trades = [*structure_trades, *roll_trades, *([hedge_trade] if hedge_trade else [])]
     return decision(trades, [*structure_reasons, *roll_reasons, hedge_reason])

@@ -1,5 +1,5 @@
 """The delta hedge on the hedge future (`_hedge`), the roll of futures held in a contract that has
-rolled into the hedge future (`_hedge_rolls`), and the book's net greeks of the underlying."""
+rolled into the hedge future (`hedge_rolls`), and the book's net greeks of the underlying."""
 from __future__ import annotations
 
 from typing import Any
@@ -104,7 +104,7 @@ def _hedge(
     return trade, reason
 
 
-def _hedge_rolls(inputs: PolicyInputs, hedge: QuotedInstrument) -> tuple[list[ProposedTrade], list[str]]:
+def hedge_rolls(inputs: PolicyInputs, hedge: QuotedInstrument) -> tuple[list[ProposedTrade], list[str]]:
     """Move futures held in a contract that has rolled into the hedge future: sell the old and buy
     the new (or the reverse for a short) as one calendar spread, so the delta stays where it is
     and no position is left to expire. Capped like any order; the rest rolls in later cycles."""

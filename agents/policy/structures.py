@@ -1,5 +1,5 @@
-"""Option structures: open one (`_open_structure`, strikes chosen by delta in `_choose_legs`), close
-the one held on its exits (`_close_structure`), and price a structure as one combo (`_combo_trade`).
+"""Option structures: open one (`open_structure`, strikes chosen by delta in `_choose_legs`), close
+the one held on its exits (`close_structure`), and price a structure as one combo (`combo_trade`).
 
 Prices are marketable limits at the far touch (a buy at the ask, a sell at the bid). A combo's
 limit is its net price per unit (positive: a debit), rounded up to the option tick, the direction
@@ -27,7 +27,7 @@ def _structure_step(inputs: PolicyInputs, metrics: dict[str, Any]) -> tuple[list
     if held is None:
         if kind == "none":
             return [], []
-        trade, reason = _open_structure(inputs)
+        trade, reason = open_structure(inputs)
         return ([trade] if trade else []), [reason]
 
     today = _today(inputs.now)
@@ -35,12 +35,12 @@ def _structure_step(inputs: PolicyInputs, metrics: dict[str, Any]) -> tuple[list
     metrics.update({"structure_kind": held.kind, "structure_expiry": held.expiry.isoformat(),
                     "structure_dte": days_left, "structure_mark": None, "structure_pnl_pct": None})
     described = f"open {held.kind} expiring {held.expiry.isoformat()} ({days_left} DTE)"
-    problem = _structure_problem(held, inputs.book)
+    problem = structure_problem(held, inputs.book)
     if problem:
         return [], [f"{described}: {problem}; structure left alone"]
 
     exits = inputs.parameters.exits
-    mark = _structure_mark(held, inputs.book)
+    mark = structure_mark(held, inputs.book)
     premium = abs(held.entry_price)
     pnl_pct = (mark - held.entry_price) / premium * 100.0 if mark is not None and premium > 0 else None
     metrics.update({"structure_mark": mark, "structure_pnl_pct": pnl_pct})
@@ -65,14 +65,14 @@ def _structure_step(inputs: PolicyInputs, metrics: dict[str, Any]) -> tuple[list
             state = "entry premium 0, profit and stop rules not checked"
         return [], [f"{described}: {state}, no exit due"]
 
-    close, close_reason = _close_structure(inputs, held, triggers, mark, pnl_pct)
+    close, close_reason = close_structure(inputs, held, triggers, mark, pnl_pct)
     if close is None:
         return [], [f"{described}: {close_reason}"]
     reasons = [f"{described}: close ({close_reason})"]
     trades = [close]
     fully_closed = close.rationale["units"] == held.quantity
     if rolling and kind != "none" and fully_closed:
-        opened, open_reason = _open_structure(inputs)
+        opened, open_reason = open_structure(inputs)
         trades.extend([opened] if opened else [])
         reasons.append(f"roll: {open_reason}")
     elif rolling and not fully_closed:
@@ -80,7 +80,7 @@ def _structure_step(inputs: PolicyInputs, metrics: dict[str, Any]) -> tuple[list
     return trades, reasons
 
 
-def _structure_problem(held: OpenStructure, book: BookValuation) -> str | None:
+def structure_problem(held: OpenStructure, book: BookValuation) -> str | None:
     """Why the remembered structure cannot be traded as remembered (None: it can)."""
     positions = book.position_quantities()
     # Held means on the same side and at least as many: a leg partly closed by hand is missing.
@@ -95,7 +95,7 @@ def _structure_problem(held: OpenStructure, book: BookValuation) -> str | None:
     return None
 
 
-def _structure_mark(held: OpenStructure, book: BookValuation) -> float | None:
+def structure_mark(held: OpenStructure, book: BookValuation) -> float | None:
     """Value of one unit at the legs' marks, in the combo convention (< 0: a short structure)."""
     marks = {leg.risk.instrument.key: leg.risk.mark for leg in book.legs}
     total = 0.0
@@ -107,9 +107,10 @@ def _structure_mark(held: OpenStructure, book: BookValuation) -> float | None:
     return total
 
 
-def _close_structure(
+def close_structure(
     inputs: PolicyInputs, held: OpenStructure, triggers: list[str], mark: float | None, pnl_pct: float | None
 ) -> tuple[ProposedTrade | None, str]:
+    """The held structure closed as one combo (None, and why, when it cannot be), capped by the size limits."""
     why = "; ".join(triggers)
     chain = {quoted.risk.instrument.key: quoted for quoted in inputs.chain}
     ratios = {key: quantity // held.quantity for key, quantity in sorted(held.legs)}
@@ -125,10 +126,10 @@ def _close_structure(
     if units == 0:
         return None, f"{why}, but one unit exceeds {' and '.join(capped_by)}: not closed"
     legs = [
-        _Leg(chain[key], -ratio)  # closing: the opposite of what is held
+        Leg(chain[key], -ratio)  # closing: the opposite of what is held
         for key, ratio in ratios.items()
     ]
-    trade = _combo_trade(
+    trade = combo_trade(
         "close_structure", legs, units, capped_by,
         rationale={
             "kind": held.kind,
@@ -145,7 +146,9 @@ def _close_structure(
 
 
 @dataclass(frozen=True, slots=True)
-class _Leg:
+class Leg:
+    """One leg of a combo: the quoted instrument and its signed contracts per structure unit."""
+
     quoted: QuotedInstrument
     ratio: int  # signed contracts per structure unit: > 0 bought, < 0 sold
 
@@ -154,7 +157,9 @@ class _Leg:
         return self.quoted.risk.instrument
 
 
-def _open_structure(inputs: PolicyInputs) -> tuple[ProposedTrade | None, str]:
+def open_structure(inputs: PolicyInputs) -> tuple[ProposedTrade | None, str]:
+    """The parameters' structure opened as one combo (None, and why, when it cannot be), capped by the
+    size limits."""
     rules = inputs.parameters.structure
     underlying = inputs.parameters.underlying
     today = _today(inputs.now)
@@ -185,7 +190,7 @@ def _open_structure(inputs: PolicyInputs) -> tuple[ProposedTrade | None, str]:
     if units == 0:
         return None, f"one {rules.kind} unit exceeds {' and '.join(capped_by)}: not opened"
     days = (expiry - today).days
-    trade = _combo_trade(
+    trade = combo_trade(
         "open_structure", legs, units, capped_by,
         rationale={"kind": rules.kind, "expiry": expiry.isoformat(), "dte": days,
                    "requested_units": rules.quantity},
@@ -196,7 +201,7 @@ def _open_structure(inputs: PolicyInputs) -> tuple[ProposedTrade | None, str]:
 
 def _choose_legs(
     kind: str, short_delta: float, wing_delta: float, options: list[QuotedInstrument]
-) -> tuple[list[_Leg], str | None]:
+) -> tuple[list[Leg], str | None]:
     """The legs of one unit, strikes chosen by |delta| (ties: the further out of the money)."""
     usable = [q for q in options if math.isfinite(q.risk.delta)]
     calls = [q for q in usable if q.risk.instrument.right == "C"]
@@ -219,14 +224,14 @@ def _choose_legs(
         if put is None:
             return [], f"no put at the at-the-money strike {strike:g}"
         sign = -1 if kind == "short_straddle" else 1
-        return [_Leg(call, sign), _Leg(put, sign)], None
+        return [Leg(call, sign), Leg(put, sign)], None
 
     call, put = nearest(calls, short_delta), nearest(puts, short_delta)
     if call is None or put is None:
         return [], "no call and put with usable deltas"
     if kind in ("short_strangle", "long_strangle"):
         sign = -1 if kind == "short_strangle" else 1
-        return [_Leg(put, sign), _Leg(call, sign)], None
+        return [Leg(put, sign), Leg(call, sign)], None
 
     # iron_condor: short the short_delta strikes, buy wings further out of the money.
     call_strike, put_strike = call.risk.instrument.strike, put.risk.instrument.strike
@@ -234,7 +239,7 @@ def _choose_legs(
     put_wing = nearest([q for q in puts if q.risk.instrument.strike < put_strike], wing_delta)
     if call_wing is None or put_wing is None:
         return [], "no wing strike beyond the short strikes"
-    return [_Leg(put_wing, 1), _Leg(put, -1), _Leg(call, -1), _Leg(call_wing, 1)], None
+    return [Leg(put_wing, 1), Leg(put, -1), Leg(call, -1), Leg(call_wing, 1)], None
 
 
 def _units(limits: RiskLimits, wanted: int, ratios: Iterable[int]) -> tuple[int, list[str]]:
@@ -247,10 +252,11 @@ def _units(limits: RiskLimits, wanted: int, ratios: Iterable[int]) -> tuple[int,
     return units, sorted(name for name, cap in caps.items() if cap == units < wanted)
 
 
-def _combo_trade(
-    action: TradeAction, legs: list[_Leg], units: int, capped_by: list[str], *,
+def combo_trade(
+    action: TradeAction, legs: list[Leg], units: int, capped_by: list[str], *,
     rationale: dict[str, Any], headline: str,
 ) -> ProposedTrade:
+    """`units` of the legs as one combo order at the far touch, rounded up to the option tick."""
     legs = sorted(legs, key=lambda leg: (leg.instrument.strike, leg.instrument.right, leg.instrument.key))
     far_touch = sum(leg.ratio * (leg.quoted.ask if leg.ratio > 0 else leg.quoted.bid) for leg in legs)
     mid = sum(leg.ratio * _mid(leg.quoted) for leg in legs)

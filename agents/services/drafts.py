@@ -185,16 +185,16 @@ def _legs_trade(*, quoted: list[policy.QuotedInstrument], specs: list[LegSpec], 
             raise DraftImpossible(f"No {'ask' if spec.side == 'BUY' else 'bid'} for {quote.risk.instrument.key}: "
                                   "no limit price can be set, so nothing was drafted.")
         ratio = spec.quantity // units
-        legs.append(policy._Leg(quote, ratio if spec.side == "BUY" else -ratio))
-    return policy._combo_trade("trade", legs, units, [], rationale=rationale, headline=f"Asked by {actor}")
+        legs.append(policy.Leg(quote, ratio if spec.side == "BUY" else -ratio))
+    return policy.combo_trade("trade", legs, units, [], rationale=rationale, headline=f"Asked by {actor}")
 
 
 def _held_structure_close(inputs: policy.PolicyInputs, held: policy.OpenStructure, why: str) -> policy.ProposedTrade:
-    problem = policy._structure_problem(held, inputs.book)
+    problem = policy.structure_problem(held, inputs.book)
     if problem:
         raise DraftImpossible(f"The {held.kind.replace('_', ' ')} I hold cannot be closed as one order: {problem}.")
-    mark = policy._structure_mark(held, inputs.book)
-    trade, reason = policy._close_structure(inputs, held, [why], mark, None)
+    mark = policy.structure_mark(held, inputs.book)
+    trade, reason = policy.close_structure(inputs, held, [why], mark, None)
     if trade is None:
         raise DraftImpossible(f"The {held.kind.replace('_', ' ')} was not drafted: {reason}.")
     return trade
@@ -229,7 +229,7 @@ def _trades_for(*, broker: Broker, snapshot, request: TradeRequest, parameters: 
                                                        quantity=request.units))
         inputs, quotes, _ = _policy_inputs(broker=broker, snapshot=snapshot, parameters=wanted, structure=None,
                                            now=now)
-        trade, reason = policy._open_structure(inputs)
+        trade, reason = policy.open_structure(inputs)
         if trade is None:
             raise DraftImpossible(f"Nothing drafted: {reason}.")
         if trade.rationale["units"] < request.units:
@@ -253,7 +253,7 @@ def _trades_for(*, broker: Broker, snapshot, request: TradeRequest, parameters: 
             notes.append("A roll closes first: the new structure is drafted once the close has filled "
                          f"(ask \"open a {held.kind.replace('_', ' ')}, {held.quantity} lot\").")
         if inputs.hedge is not None and inputs.hedge.two_sided:
-            rolls, reasons = policy._hedge_rolls(inputs, inputs.hedge)
+            rolls, reasons = policy.hedge_rolls(inputs, inputs.hedge)
             trades.extend(rolls)
             notes.extend(reason for reason in reasons if "not rolled" in reason)
         if not trades:
@@ -264,7 +264,7 @@ def _trades_for(*, broker: Broker, snapshot, request: TradeRequest, parameters: 
     # CLOSE_ALL
     trades = []
     positions = snapshot.valuation.position_quantities()
-    if held is not None and not policy._structure_problem(held, inputs.book):
+    if held is not None and not policy.structure_problem(held, inputs.book):
         trades.append(_held_structure_close(inputs, held, f"close everything {why}"))
         for key, quantity in held.legs:
             positions[key] = positions.get(key, 0) - quantity

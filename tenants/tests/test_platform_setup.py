@@ -11,6 +11,7 @@ from django.contrib.auth import get_user_model
 from django.core.management import CommandError, call_command
 
 from tenants.services import operator_first_create
+from tradingplatform.testing import audit_events
 
 User = get_user_model()
 
@@ -60,5 +61,23 @@ def test_a_weak_operator_password_is_refused_and_nothing_is_created(no_operator,
 
 
 def test_operator_first_create_leaves_an_existing_operator_alone(operator):
+    audited = len(audit_events(kind="operator.created"))
     existing, created = operator_first_create(username="another", password="a-long-operator-passphrase-42")
     assert created is False and existing.is_staff and not User.objects.filter(username="another").exists()
+    assert len(audit_events(kind="operator.created")) == audited
+
+
+def test_the_first_operators_creation_is_audited_once_without_its_password(no_operator, monkeypatch, tmp_path):
+    path = tmp_path / "first-operator.json"
+    before = len(audit_events(kind="operator.created"))
+    _setup(monkeypatch, OPERATOR_USERNAME="audited-op", OPERATOR_EMAIL="ops@example.com",
+           OPERATOR_CREDENTIALS_FILE=str(path))
+    password = json.loads(path.read_text())["password"]
+    (event,) = audit_events(kind="operator.created")[before:]
+    assert (event.client_id, event.actor_type, event.actor_id) == ("", "system", "platform_setup")
+    assert event.payload == {"username": "audited-op", "email": "ops@example.com"}
+    assert password not in json.dumps(event.payload)
+
+    _setup(monkeypatch, OPERATOR_USERNAME="second-op", OPERATOR_PASSWORD="a-long-operator-passphrase-42",
+           OPERATOR_CREDENTIALS_FILE=str(path))  # an operator exists: nothing created, nothing audited
+    assert audit_events(kind="operator.created")[before:] == [event]

@@ -4,8 +4,9 @@ operator. Docker compose's one-shot `migrate` service runs it on every `up`.
 The operator's login comes from OPERATOR_USERNAME / OPERATOR_PASSWORD when set; otherwise a password
 is generated and written, readable by the owner only, to OPERATOR_CREDENTIALS_FILE (default
 /var/lib/tradingplatform/first-operator.json, a volume in compose). The log says where, never
-what. The admin API key is ADMIN_API_KEY from the environment (settings refuse to start without
-it); only whether it is set is said.
+what; the creation is audited (`operator.created`, without the password). The admin API key is
+ADMIN_API_KEY from the environment (settings refuse to start without it); only whether it is set
+is said.
 """
 import json
 import os
@@ -32,7 +33,8 @@ class Command(BaseCommand):
         password = given or secrets.token_urlsafe(18)
         path = Path(os.environ.get("OPERATOR_CREDENTIALS_FILE") or DEFAULT_CREDENTIALS_FILE)
         try:
-            operator, created = operator_first_create(username=username, password=password, email=email)
+            operator, created = operator_first_create(username=username, password=password, email=email,
+                                                      actor="platform_setup")
         except ValidationError as exc:
             raise CommandError(f"OPERATOR_PASSWORD is refused: {' '.join(exc.messages)}") from None
         if not created:
