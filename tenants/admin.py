@@ -20,7 +20,9 @@ from tenants.services import (
 )
 
 # A device's secret never shows in the console, and a reset goes through tenants.mfa (audited,
-# every token revoked): django-otp's own pages come down, a user action takes their place.
+# every token revoked): django-otp's own pages come down, a user action takes their place, and
+# our EncryptedTOTPDevice has no page at all. (django-otp's TOTPDevice table is empty since
+# tenants migration 0006; its page would show a seed in plaintext.)
 for _model in (TOTPDevice, StaticDevice):
     if admin.site.is_registered(_model):
         admin.site.unregister(_model)

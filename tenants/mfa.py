@@ -4,8 +4,9 @@ mandatory (a client's, set by its owner; staff's, by MFA_REQUIRED_FOR_STAFF).
 
 Writes are `<entity>_<action>` services (keyword-only, transactional, audited as user-level
 events: client_id "", like auth.login); `mfa_*` reads never write. A user has at most one TOTP
-device ("default") and one set of recovery codes ("recovery"). Recovery codes are shown once and
-stored hashed: a database reader learns nothing usable from them.
+device ("default") and one set of recovery codes ("recovery"). The TOTP seed is shown once (at
+enrolment) and stored Fernet-encrypted (EncryptedTOTPDevice, FERNET_KEYS); recovery codes are
+shown once and stored hashed: a database reader learns nothing usable from either.
 """
 from __future__ import annotations
 
@@ -20,12 +21,11 @@ from django.core import signing
 from django.db import transaction
 from django_otp.models import Device
 from django_otp.plugins.otp_static.models import StaticDevice, StaticToken
-from django_otp.plugins.otp_totp.models import TOTPDevice
 from rest_framework_simplejwt.utils import get_md5_hash_password
 
 from audit import kinds
 from audit.services import audit_record
-from tenants.models import Client
+from tenants.models import Client, EncryptedTOTPDevice
 
 TOTP_DEVICE_NAME = "default"
 RECOVERY_DEVICE_NAME = "recovery"
@@ -83,9 +83,9 @@ class Verification:
 # --- reads ---------------------------------------------------------------------------------------
 
 
-def mfa_device_get(*, user: Any, confirmed: bool | None = True) -> TOTPDevice | None:
+def mfa_device_get(*, user: Any, confirmed: bool | None = True) -> EncryptedTOTPDevice | None:
     """The user's TOTP device (confirmed, unconfirmed, or either with None)."""
-    devices = TOTPDevice.objects.filter(user=user, name=TOTP_DEVICE_NAME)
+    devices = EncryptedTOTPDevice.objects.filter(user=user, name=TOTP_DEVICE_NAME)
     if confirmed is not None:
         devices = devices.filter(confirmed=confirmed)
     return devices.first()
@@ -151,10 +151,10 @@ def mfa_device_enrol(*, user: Any) -> Enrolment:
     (mfa_device_confirm). Replaces an earlier unconfirmed one; refused while a confirmed device
     exists (disable it first)."""
     with transaction.atomic():
-        if TOTPDevice.objects.select_for_update().filter(user=user, confirmed=True).exists():
+        if EncryptedTOTPDevice.objects.select_for_update().filter(user=user, confirmed=True).exists():
             raise MfaAlreadyEnabled("Two-factor authentication is already on; disable it before enrolling again.")
-        TOTPDevice.objects.filter(user=user, confirmed=False).delete()
-        device = TOTPDevice.objects.create(user=user, name=TOTP_DEVICE_NAME, confirmed=False)
+        EncryptedTOTPDevice.objects.filter(user=user, confirmed=False).delete()
+        device = EncryptedTOTPDevice.objects.create(user=user, name=TOTP_DEVICE_NAME, confirmed=False)
         _audit(user=user, kind=kinds.AUTH_MFA_ENROLLED)
     return Enrolment(secret=b32encode(device.bin_key).decode(), otpauth_uri=device.config_url)
 
@@ -181,8 +181,8 @@ def mfa_device_confirm(*, user: Any, code: str) -> list[str]:
     """Confirm the enrolled device with a code from it: from now on logins take a second factor.
     Returns RECOVERY_CODE_COUNT single-use recovery codes, shown this once."""
     with transaction.atomic():
-        device = TOTPDevice.objects.select_for_update().filter(user=user, name=TOTP_DEVICE_NAME,
-                                                               confirmed=False).first()
+        device = EncryptedTOTPDevice.objects.select_for_update().filter(user=user, name=TOTP_DEVICE_NAME,
+                                                                        confirmed=False).first()
         if device is None:
             raise MfaNotEnrolled("Nothing to confirm: enrol first (POST /auth/2fa/enrol).")
         # A wrong code's throttling must commit: the refusal is raised after the transaction.
@@ -208,8 +208,8 @@ def mfa_code_verify(*, user: Any, code: str) -> Verification | None:
     if not code or len(code) > 64:
         return None
     with transaction.atomic():
-        device = TOTPDevice.objects.select_for_update().filter(user=user, name=TOTP_DEVICE_NAME,
-                                                               confirmed=True).first()
+        device = EncryptedTOTPDevice.objects.select_for_update().filter(user=user, name=TOTP_DEVICE_NAME,
+                                                                        confirmed=True).first()
         if device is None:
             return None
         digits = _digits(code)
@@ -241,7 +241,7 @@ def mfa_disable(*, user: Any, code: str) -> None:
 
 
 def _devices_delete(*, user: Any) -> None:
-    TOTPDevice.objects.filter(user=user).delete()
+    EncryptedTOTPDevice.objects.filter(user=user).delete()
     StaticDevice.objects.filter(user=user).delete()
 
 
@@ -257,15 +257,30 @@ def mfa_reset(*, user: Any, actor: str, reason: str) -> None:
         user_tokens_revoke(user=user, reason="mfa_reset", actor=actor)
 
 
+def mfa_secrets_reencrypt() -> int:
+    """Re-encrypt every TOTP seed under the newest key (the first of FERNET_KEYS), one device at a
+    time (locked: a verification at the same moment is not lost). Run after putting a new key
+    first, before the old one is dropped (manage.py rotate_broker_credentials does). Returns how
+    many devices were re-encrypted."""
+    rotated = 0
+    for pk in EncryptedTOTPDevice.objects.order_by("pk").values_list("pk", flat=True):
+        with transaction.atomic():
+            device = EncryptedTOTPDevice.objects.select_for_update().filter(pk=pk).first()
+            if device is not None:  # not deleted meanwhile
+                device.save(update_fields=["key"])  # read with any key, written with the first
+                rotated += 1
+    return rotated
+
+
 def mfa_staff_enrol(*, user: Any, actor: str) -> tuple[Enrolment, list[str]]:
     """Enrol and confirm at once (the operator's management command: the first operator of a
     production platform cannot log in to enrol). Replaces any device the user had; audited as a
     reset (when there was one), an enrolment and a confirmation."""
     with transaction.atomic():
-        if TOTPDevice.objects.filter(user=user).exists() or StaticDevice.objects.filter(user=user).exists():
+        if EncryptedTOTPDevice.objects.filter(user=user).exists() or StaticDevice.objects.filter(user=user).exists():
             _devices_delete(user=user)
             _audit(user=user, kind=kinds.AUTH_MFA_RESET, actor=actor, reason="re-enrolled by an operator")
-        device = TOTPDevice.objects.create(user=user, name=TOTP_DEVICE_NAME, confirmed=True)
+        device = EncryptedTOTPDevice.objects.create(user=user, name=TOTP_DEVICE_NAME, confirmed=True)
         _audit(user=user, kind=kinds.AUTH_MFA_ENROLLED, actor=actor)
         codes = _recovery_codes_issue(user=user)
         _audit(user=user, kind=kinds.AUTH_MFA_CONFIRMED, actor=actor, recovery_codes=len(codes))

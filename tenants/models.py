@@ -4,7 +4,10 @@ from __future__ import annotations
 from django.conf import settings
 from django.core.validators import RegexValidator
 from django.db import models
+from django_otp.models import Device, ThrottlingMixin, TimestampMixin
+from django_otp.plugins.otp_totp.models import TOTPDevice, default_key, key_validator
 from django_tenants.models import DomainMixin, TenantMixin
+from fernet_fields import EncryptedCharField
 
 # Lowercase letters, digits and single hyphens; starts with a letter. Hyphens become underscores
 # in the schema name, so underscores are not allowed here (it keeps the mapping one-to-one).
@@ -87,3 +90,32 @@ class PlatformControl(models.Model):
 
     def __str__(self) -> str:
         return "emergency halt ON" if self.emergency_halted else "trading allowed"
+
+
+class EncryptedTOTPDevice(TimestampMixin, ThrottlingMixin, Device):
+    """A user's TOTP device (tenants.mfa) whose seed is Fernet-encrypted at rest, as broker
+    credentials are (FERNET_KEYS: the first key encrypts, every key decrypts; a database reader
+    cannot compute anyone's codes). Otherwise django-otp's TOTPDevice: the same fields and
+    defaults, and its own methods, which read nothing but these fields: the RFC 6238 check
+    (django_otp.oath.TOTP) with tolerance, drift, last_t (a code is accepted once) and the
+    throttle (OTP_TOTP_THROTTLE_FACTOR), and the otpauth:// URI. Device.from_persistent_id and
+    OTPMiddleware find it as any device ("tenants.encryptedtotpdevice/<id>")."""
+
+    # Hex, as django-otp's (20 random bytes); stored as a Fernet token (bytea), never as the hex.
+    key = EncryptedCharField(max_length=80, validators=[key_validator], default=default_key,
+                             help_text="A hex-encoded secret key of up to 40 bytes, stored encrypted.")
+    step = models.PositiveSmallIntegerField(default=30)
+    t0 = models.BigIntegerField(default=0)
+    digits = models.PositiveSmallIntegerField(choices=[(6, 6), (8, 8)], default=6)
+    tolerance = models.PositiveSmallIntegerField(default=1)
+    drift = models.SmallIntegerField(default=0)
+    last_t = models.BigIntegerField(default=-1)
+
+    bin_key = TOTPDevice.bin_key
+    verify_token = TOTPDevice.verify_token
+    get_throttle_factor = TOTPDevice.get_throttle_factor
+    config_url = TOTPDevice.config_url
+    _read_str_from_settings = TOTPDevice._read_str_from_settings
+
+    class Meta(Device.Meta):
+        verbose_name = "TOTP device"

@@ -58,7 +58,8 @@ if ENVIRONMENT == "test":
 SECRET_KEY = env.str("SECRET_KEY", default="")
 JWT_SECRET = env.str("JWT_SECRET", default="")
 # FERNET_KEYS (comma-separated, newest first) supersedes the single ENCRYPTION_KEY: the first key
-# encrypts, every key decrypts (`python manage.py rotate_broker_credentials` re-encrypts).
+# encrypts, every key decrypts. It encrypts broker credentials and TOTP seeds at rest
+# (`python manage.py rotate_broker_credentials` re-encrypts both under the first key).
 FERNET_KEYS = [key for key in env.list("FERNET_KEYS", default=[]) if key] or (
     [env.str("ENCRYPTION_KEY")] if env.str("ENCRYPTION_KEY", default="") else []
 )

@@ -105,3 +105,16 @@ def publish_fanned_out(**kwargs):
 
     with TestCase.captureOnCommitCallbacks(execute=True):
         return publish_event(**kwargs)
+
+
+def fernet_keys_use(settings, keys: list[str], *models) -> None:
+    """Make FERNET_KEYS `keys` (the pytest-django `settings` fixture) for the encrypted fields of
+    `models`, which keep their Fernet once built: a key rotation as a test sees it."""
+    from fernet_fields import EncryptedField
+
+    settings.FERNET_KEYS = keys
+    for model in models:
+        for field in model._meta.get_fields():
+            if isinstance(field, EncryptedField):
+                for cached in ("keys", "fernet_keys", "fernet"):
+                    field.__dict__.pop(cached, None)

@@ -8,7 +8,7 @@ from brokers.domain import OrderLeg, OrderRequest
 from brokers.models import BrokerConnection
 from brokers.services import broker_session
 from risk.services import Actor, order_submit
-from tradingplatform.testing import bearer
+from tradingplatform.testing import bearer, fernet_keys_use
 
 IBKR = {"host": "127.0.0.1", "port": 7497, "client_id": 7, "underlying_instrument": "ES",
         "underlying_expiry": "202612"}
@@ -149,12 +149,8 @@ def test_rotating_keys_re_encrypts_every_credential_under_the_newest_key(api, al
     from cryptography.fernet import InvalidToken
     from django.core.management import call_command
 
-    field = BrokerConnection._meta.get_field("credentials")
-
     def use_keys(keys):
-        settings.FERNET_KEYS = keys
-        for cached in ("keys", "fernet_keys", "fernet"):
-            field.__dict__.pop(cached, None)
+        fernet_keys_use(settings, keys, BrokerConnection)
 
     old_keys = list(settings.FERNET_KEYS)
     try:

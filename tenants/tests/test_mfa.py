@@ -14,15 +14,15 @@ from django.core.management import call_command
 from django.test import Client as Browser
 from django.test import override_settings
 from django_otp.oath import hotp
-from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from tenants import mfa
+from tenants.models import EncryptedTOTPDevice
 from tenants.resolution import WS_CLOSE_FORBIDDEN, stream_access_verdict
 from tenants.services import token_pair_issue
 from tradingplatform.testing import PASSWORD, audit_events
 
 
-def totp_code(device: TOTPDevice) -> str:
+def totp_code(device: EncryptedTOTPDevice) -> str:
     """The code an authenticator shows now, or the next one if this one was already used (the
     device accepts one step either side of now, each step once)."""
     device.refresh_from_db()
@@ -46,7 +46,7 @@ def _claims(access: str) -> dict:
     return jwt.decode(access, options={"verify_signature": False})
 
 
-def _enrolled(user) -> tuple[TOTPDevice, list[str]]:
+def _enrolled(user) -> tuple[EncryptedTOTPDevice, list[str]]:
     """`user` with a confirmed device, through the service every path uses."""
     mfa.mfa_device_enrol(user=user)
     device = mfa.mfa_device_get(user=user, confirmed=False)

@@ -2,13 +2,15 @@ from django.core.management.base import BaseCommand
 from django_tenants.utils import tenant_context
 
 from brokers.models import BrokerConnection
+from tenants.mfa import mfa_secrets_reencrypt
 from tenants.models import Client
 
 
 class Command(BaseCommand):
     help = (
-        "Re-encrypt every client's broker credentials under the newest key (the first of "
-        "FERNET_KEYS). Run it after putting a new key first; then the old key can be removed."
+        "Re-encrypt every client's broker credentials, and every user's TOTP seed, under the newest "
+        "key (the first of FERNET_KEYS). Run it after putting a new key first; then the old key can "
+        "be removed."
     )
 
     def handle(self, *args, **options) -> None:
@@ -19,4 +21,6 @@ class Command(BaseCommand):
                     # Reading decrypts with any key; saving encrypts with the first.
                     connection.save(update_fields=["credentials"])
                     rotated += 1
-        self.stdout.write(self.style.SUCCESS(f"re-encrypted {rotated} broker connection(s)"))
+        devices = mfa_secrets_reencrypt()
+        self.stdout.write(self.style.SUCCESS(f"re-encrypted {rotated} broker connection(s) "
+                                             f"and {devices} TOTP device(s)"))
