@@ -23,6 +23,7 @@ from audit.services import audit_record
 from brokers.models import BrokerConnection
 from tenants import throttle_store
 from tenants.models import RESERVED_CLIENT_IDS, Client, Membership, client_id_validator, schema_name_for
+from tradingplatform.locks import advisory_lock
 
 logger = logging.getLogger(__name__)
 User = get_user_model()
@@ -334,20 +335,25 @@ def refresh_token_revoke(*, refresh: str) -> None:
         raise TokenRefused(str(exc)) from exc
 
 
-@transaction.atomic
+OPERATOR_FIRST_LOCK = "operator-first-create"
+
+
 def operator_first_create(
     *, username: str, password: str, email: str = "", actor: str = "system"
 ) -> tuple[object, bool]:
     """The platform's first operator (staff and console superuser), once: when any staff user
     exists already, nothing is created or audited and (that user, False) is returned. The password
     must pass the platform's password validators. The creation is audited in the platform chain
-    (`operator.created`, a system actor: `actor` names what ran it), never with the password."""
-    existing = User.objects.filter(is_staff=True).order_by("pk").first()
-    if existing is not None:
-        return existing, False
-    validate_password(password, user=User(username=username, email=email))
-    operator = User.objects.create_user(username=username, email=email, password=password,
-                                        is_staff=True, is_superuser=True)
-    audit_record(client_id="", actor_type="system", actor_id=actor, kind=kinds.OPERATOR_CREATED,
-                 payload={"username": operator.get_username(), "email": operator.email})
+    (`operator.created`, a system actor: `actor` names what ran it), never with the password.
+    Two setups at once (two deploys' one-shot jobs) make one operator: the second waits for the
+    first to commit (a lock held past the commit), then finds it."""
+    with advisory_lock(OPERATOR_FIRST_LOCK), transaction.atomic():
+        existing = User.objects.filter(is_staff=True).order_by("pk").first()
+        if existing is not None:
+            return existing, False
+        validate_password(password, user=User(username=username, email=email))
+        operator = User.objects.create_user(username=username, email=email, password=password,
+                                            is_staff=True, is_superuser=True)
+        audit_record(client_id="", actor_type="system", actor_id=actor, kind=kinds.OPERATOR_CREATED,
+                     payload={"username": operator.get_username(), "email": operator.email})
     return operator, True

@@ -81,3 +81,23 @@ def test_the_first_operators_creation_is_audited_once_without_its_password(no_op
     _setup(monkeypatch, OPERATOR_USERNAME="second-op", OPERATOR_PASSWORD="a-long-operator-passphrase-42",
            OPERATOR_CREDENTIALS_FILE=str(path))  # an operator exists: nothing created, nothing audited
     assert audit_events(kind="operator.created")[before:] == [event]
+
+
+def test_two_setups_at_once_make_one_operator_the_second_waits_for_the_first(no_operator):
+    """The first setup holds the lock until its operator is committed; the second waits for it
+    (here: until its lock bound, as the first never finishes) instead of reading "no operator
+    yet" and creating another."""
+    from django.db import DatabaseError
+
+    from tenants.services import OPERATOR_FIRST_LOCK
+    from tradingplatform.tasking import database_busy, database_waits_bounded
+    from tradingplatform.testing import advisory_lock_held_elsewhere
+
+    with advisory_lock_held_elsewhere(OPERATOR_FIRST_LOCK):
+        with database_waits_bounded(lock_timeout=0.2), pytest.raises(DatabaseError) as raised:
+            operator_first_create(username="second-op", password="a-long-enough-passphrase-1")
+    assert database_busy(raised.value)
+    assert not User.objects.filter(username="second-op").exists()
+    assert not audit_events(kind="operator.created")
+    operator, created = operator_first_create(username="second-op", password="a-long-enough-passphrase-1")
+    assert created and operator.is_staff
