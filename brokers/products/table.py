@@ -40,14 +40,20 @@ _METALS = dict(
     roll_rule="before_first_notice", roll_business_days=5,
 )
 # Treasury options stop on the last Friday at least two business days before the last business
-# day of the month before the option month, at the close of the day session (14:00 CT: the
-# earlier of the closes CME's pages name); serial months exercise into the next quarterly future.
+# day of the month before the option month (a holiday Friday: the business day before), at the
+# close of the regular CME Globex session of the future, 16:00 CT (CME's options specs; in or out
+# of the money is decided by the future's 14:00 CT settlement, and the options trade on to 16:00
+# CT, as CME's weekly-Treasury-options FAQ says of Friday expiries); serial months exercise into
+# the next quarterly future.
 _TREASURY = dict(
     exchange="CBOT", price_unit="points of par", price_format="32nds", futures_months=EQUITY_QUARTERLY,
     future_last_trade_time=time(12, 1), option_expiry_rule="cbot_friday",
-    quarterly_option_last_trade_time=time(14, 0), serial_options=True, exercise_style="american",
+    quarterly_option_last_trade_time=time(16, 0), serial_options=True, exercise_style="american",
     settlement="physical", calendar="CBOT_InterestRate", roll_rule="before_first_notice", roll_business_days=5,
 )
+# Grain options stop on the same CBOT Friday as Treasury options, at the 13:20 CT close of the
+# Globex day session (CBOT SER #7395, 2015: expiring options trade to 13:20 CT; expiring grain
+# futures stop at 12:00 CT).
 _GRAINS = dict(
     exchange="CBOT", multiplier=50.0, price_magnifier=100, price_unit="cents/bu", future_tick=0.25,
     option_tick_rule=TickRule(0.125), future_last_trade_rule="before_fifteenth", future_last_trade_time=time(12, 0),
@@ -76,6 +82,8 @@ PRODUCT_LIST: tuple[Product, ...] = (
             future_tick=0.25, option_tick_rule=TickRule(0.25, 0.05, 5.0), option_trading_class="ES",
             serial_option_trading_class="EW3", reference_price=6000.0, reference_vol=0.18,
             source=f"{_CME}/equity-index/us-index/e-mini-sandp500_contractSpecs_options.html", **_EQUITY),
+    # MES options: CME's newest page names a 10.00 reduced-tick threshold, its earlier ones 5.00;
+    # 5.00 is kept, its grid being valid under both (docs/brokers/products.md, "unverified").
     Product(symbol="MES", description="Micro E-mini S&P 500", exchange="CME", multiplier=5.0,
             price_unit="index points", future_tick=0.25, option_tick_rule=TickRule(0.25, 0.05, 5.0),
             option_trading_class="MES", serial_option_trading_class="EX3", reference_price=6000.0,
@@ -109,10 +117,13 @@ PRODUCT_LIST: tuple[Product, ...] = (
             quarterly_option_last_trade_time=time(13, 30), reference_price=70.0, reference_vol=0.35,
             roll_business_days=5,
             source=f"{_CME}/energy/crude-oil/light-sweet-crude_contractSpecs_options.html", **_ENERGY),
-    # NG: 3 business days before the first day of the contract month; LNE options the day before.
+    # NG: 3 business days before the first day of the contract month (its 3rd last business day of
+    # the month before). The options are CME's American ones (Globex and clearing code ON), which
+    # exercise into the future and stop the business day before it. LNE is another product: the
+    # European, financially settled options (clearing code LN), on the same expiry day.
     Product(symbol="NG", description="Henry Hub Natural Gas", exchange="NYMEX", multiplier=10000.0,
             price_unit="USD/MMBtu", future_tick=0.001, option_tick_rule=TickRule(0.001),
-            future_last_trade_rule="natural_gas", future_last_trade_time=time(13, 30), option_trading_class="LNE",
+            future_last_trade_rule="natural_gas", future_last_trade_time=time(13, 30), option_trading_class="ON",
             option_expiry_rule="natural_gas", quarterly_option_last_trade_time=time(13, 30), reference_price=3.5,
             reference_vol=0.60, roll_business_days=3,
             source=f"{_CME}/energy/natural-gas/natural-gas_contractSpecs_options.html", **_ENERGY),
@@ -180,7 +191,8 @@ PRODUCT_LIST: tuple[Product, ...] = (
             source=f"{_CME}/fx/g10/japanese-yen_contractSpecs_options.html", **_FX),
     # --- livestock (CME), in cents a pound ----------------------------------------------------
     # LE: the future ends at 12:00 CT on the last business day of its month and is delivered;
-    # options end on the first Friday of their month (13:00 CT), serial months on the next future.
+    # options end on the first Friday of their month (13:00 CT), serial months on the next future
+    # (the serial months are unverified: docs/brokers/products.md).
     Product(symbol="LE", description="Live Cattle", futures_months=(2, 4, 6, 8, 10, 12),
             future_last_trade_rule="last_business_day", future_last_trade_time=time(12, 0),
             option_trading_class="LE", option_expiry_rule="first_friday",

@@ -23,13 +23,16 @@ from brokers.products import (
     future_contract_month,
     future_expiry,
     on_price_grid,
+    option_exercise_style,
     option_expiry,
     option_last_trade,
+    option_trading_class,
     price_add_ticks,
     price_round,
     price_text,
     product_for,
     product_get,
+    underlying_month,
 )
 from brokers.simulator import MARKET_PARAMS, SimClock, SimConfig, SimulatedMarket, SimulationError
 
@@ -46,7 +49,7 @@ SPECS = {
     "YM": ("CBOT", 5, 5.00, (1.00, 5.00), "OYM"),
     "RTY": ("CME", 50, 5.00, (2.50, 5.00), "RTO"),
     "CL": ("NYMEX", 1000, 10.00, (10.00, 10.00), "LO"),
-    "NG": ("NYMEX", 10000, 10.00, (10.00, 10.00), "LNE"),
+    "NG": ("NYMEX", 10000, 10.00, (10.00, 10.00), "ON"),  # American; LNE is the European LN
     "GC": ("COMEX", 100, 10.00, (10.00, 10.00), "OG"),
     "SI": ("COMEX", 5000, 25.00, (5.00, 5.00), "SO"),
     "HG": ("COMEX", 25000, 12.50, (12.50, 12.50), "HXE"),
@@ -206,6 +209,45 @@ def test_last_trading_days_follow_cme(symbol, month, future_last_day, option_las
     assert future_expiry(product, *month) == future_last_day
     assert future_contract_month(product, future_last_day) == month
     assert option_expiry(product, month) == option_last_day
+
+
+# Last trading moments of options, each from its rule and the CME source named in
+# docs/brokers/products.md ("Verified against"). UTC: Chicago is UTC-6 in winter, UTC-5 in summer.
+@pytest.mark.parametrize(
+    ("symbol", "option_month", "moment", "trading_class", "style"),
+    [
+        # Treasuries: the last Friday at least 2 business days before the last business day of the
+        # month before (2027-02-26: 2027-02-19), at the 16:00 CT close of the Globex session.
+        ("ZN", (2027, 3), datetime(2027, 2, 19, 22, 0, tzinfo=UTC), "OZN", "american"),
+        ("ZF", (2027, 3), datetime(2027, 2, 19, 22, 0, tzinfo=UTC), "OZF", "american"),
+        # A serial month (into March): the last business day of January 2027 is Friday the 29th.
+        ("ZB", (2027, 2), datetime(2027, 1, 22, 22, 0, tzinfo=UTC), "OZB", "american"),
+        ("ZT", (2027, 6), datetime(2027, 5, 21, 21, 0, tzinfo=UTC), "OZT", "american"),  # 16:00 CDT
+        # Grains: the same Friday, at the 13:20 CT close of the day session (CBOT SER #7395).
+        ("ZC", (2027, 3), datetime(2027, 2, 19, 19, 20, tzinfo=UTC), "OZC", "american"),
+        ("ZS", (2027, 11), datetime(2027, 10, 22, 18, 20, tzinfo=UTC), "OZS", "american"),  # 13:20 CDT
+        ("ZW", (2026, 12), datetime(2026, 11, 20, 19, 20, tzinfo=UTC), "OZW", "american"),
+        # Natural gas: CME's American options (ON), the business day before the future (2026-12-29).
+        ("NG", (2027, 1), datetime(2026, 12, 28, 19, 30, tzinfo=UTC), "ON", "american"),
+        # Livestock: live cattle the first Friday of the option month at 13:00 CT; lean hogs with the
+        # future, the 10th business day at 12:00 CT.
+        ("LE", (2027, 2), datetime(2027, 2, 5, 19, 0, tzinfo=UTC), "LE", "american"),
+        ("HE", (2027, 2), datetime(2027, 2, 12, 18, 0, tzinfo=UTC), "HE", "american"),
+        # Nasdaq-100: quarterly options (NQ, MNQ) at 08:30 CT with the future; serial months are the
+        # Week-3 Friday weeklies (QN3, MQ3), European, at 15:00 CT on their 3rd Friday.
+        ("NQ", (2027, 3), datetime(2027, 3, 19, 13, 30, tzinfo=UTC), "NQ", "american"),
+        ("NQ", (2027, 1), datetime(2027, 1, 15, 21, 0, tzinfo=UTC), "QN3", "european"),
+        ("MNQ", (2027, 3), datetime(2027, 3, 19, 13, 30, tzinfo=UTC), "MNQ", "american"),
+        ("MNQ", (2027, 2), datetime(2027, 2, 19, 21, 0, tzinfo=UTC), "MQ3", "european"),
+    ],
+)
+def test_options_stop_at_the_moment_cme_specifies(symbol, option_month, moment, trading_class, style):
+    product = PRODUCTS[symbol]
+    expiry = option_expiry(product, option_month)
+    underlying = future_expiry(product, *underlying_month(product, option_month))
+    assert option_last_trade(product, expiry, underlying) == moment
+    assert option_trading_class(product, expiry, underlying) == trading_class
+    assert option_exercise_style(product, expiry, underlying) == style
 
 
 def test_serial_options_exercise_into_the_next_future_with_their_own_style_and_class():
