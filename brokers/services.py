@@ -5,12 +5,16 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
+import redis
+from django.conf import settings
+from django.core.cache import cache
 from django.db import connection as db_connection
 from django.db import transaction
 from django.utils import timezone
@@ -18,7 +22,7 @@ from rest_framework import serializers
 
 from audit import kinds
 from audit import services as audit
-from brokers.codec import instrument_to_json
+from brokers.codec import instrument_from_json, instrument_to_json
 from brokers.domain import (
     Broker,
     BrokerError,
@@ -34,6 +38,7 @@ from brokers.models import BrokerConnection
 from brokers.models import Fill as FillRow
 from brokers.models import Order as OrderRow
 from brokers.models import Position as PositionRow
+from brokers.products import expiry_moment
 from brokers.registry import broker_build, credentials_validate, routed_broker
 from brokers.selectors import working_orders_to_refresh
 from tenants.models import Client
@@ -85,6 +90,7 @@ def broker_connect(*, client: Client, broker: str, credentials: dict[str, Any], 
                       "last_error": error.payload() if error else None,
                       "last_checked_at": timezone.now()},
         )
+    option_chains_forget()
     audit.audit_record(
         client_id=client.client_id, actor_type="user", actor_id=actor,
         kind=kinds.BROKER_CONNECTED if connected else kinds.BROKER_FAILED,
@@ -240,29 +246,98 @@ def quotes_for(*, broker: Broker, instruments: list) -> dict[str, Any]:
     return {quote.instrument.key: quote for quote in quotes}
 
 
+def _chain_scope() -> str:
+    """The cache keys of the current client's chain listings. A listing is the client's own (its
+    schema): two connections of one broker may list differently (IBKR's exchange and option class
+    settings, the simulated market's strikes around its own forward)."""
+    return f"option-chain:{db_connection.schema_name}"
+
+
+def option_chain_cache_key(*, broker: str, future: Instrument) -> str:
+    """The cache key of the current client's listing of `future`'s chain at `broker` (its name)."""
+    return f"{_chain_scope()}:{broker}:{future.key.replace(' ', '_')}"
+
+
+def option_chains_forget() -> None:
+    """The client's listings made before now are not served again (a new connection may list
+    other options): a new generation, which every listing is stored with."""
+    try:
+        cache.set(f"{_chain_scope()}:generation", uuid.uuid4().hex, timeout=None)
+    except (redis.RedisError, OSError) as exc:
+        logger.warning("option chain listings not forgotten (cache unavailable): %s", exc)
+
+
+def _cached_chain(entry: Any, generation: str) -> list[Instrument] | None:
+    try:
+        data = json.loads(entry)
+        if data["generation"] != generation:
+            return None
+        return [instrument_from_json(option) for option in data["options"]]
+    except (TypeError, ValueError, KeyError):
+        return None
+
+
+def option_chains_list(*, broker: Broker, futures: Sequence[Instrument], now: datetime) -> dict[str, list[Instrument]]:
+    """Each future's option chain (`Broker.option_chain`) by its key, listed at the broker at most
+    once per OPTION_CHAIN_CACHE_SECONDS per client, broker and future: the listings are kept in
+    the cache (one read and at most one write per call), without the options whose last trade is
+    past at `now`. A future the broker cannot list is left out (and listed again next time).
+    The cache unreachable, every chain is listed at the broker (one warning per call)."""
+    generation_key = f"{_chain_scope()}:generation"
+    keys = {future.key: option_chain_cache_key(broker=broker.name, future=future) for future in futures}
+    try:
+        cached: dict[str, Any] | None = cache.get_many([generation_key, *keys.values()]) if futures else {}
+    except (redis.RedisError, OSError) as exc:
+        logger.warning("option chain cache unavailable, listing at the broker: %s", exc)
+        cached = None
+    generation = (cached or {}).get(generation_key, "")
+    chains: dict[str, list[Instrument]] = {}
+    listed: dict[str, str] = {}
+    for future in futures:
+        chain = _cached_chain((cached or {}).get(keys[future.key]), generation)
+        if chain is None:
+            try:
+                chain = broker.option_chain(future)
+            except BrokerError as exc:
+                logger.warning("option chain of %s not listed: %s", future.key, exc.code)
+                continue
+            listed[keys[future.key]] = json.dumps(
+                {"generation": generation, "options": [instrument_to_json(option) for option in chain]})
+        chains[future.key] = [option for option in chain if expiry_moment(option) > now]
+    if listed and cached is not None:
+        try:
+            cache.set_many(listed, timeout=settings.OPTION_CHAIN_CACHE_SECONDS)
+        except (redis.RedisError, OSError) as exc:
+            logger.warning("option chain listings not cached (cache unavailable): %s", exc)
+    return chains
+
+
 def smile_quotes_add(*, broker: Broker, positions, quotes: dict[str, Quote], delta_models) -> dict[str, Quote]:
     """`quotes` plus those of the chain strikes around the money of each held option expiry whose
     underlying hedges on the sticky-moneyness delta (its smile is fitted to them: `risk.smile`) or
     the minimum-variance one (they are its history: `risk.option_history`, which re-estimates it).
-    A broker that cannot list or quote them leaves `quotes` as they are: those legs keep their
-    sticky-strike delta and say why (`InstrumentRisk.delta_note`)."""
+    The chains are listed through the cache of listings (`option_chains_list`); the quotes are
+    asked each time. A broker that cannot list or quote them leaves `quotes` as they are: those
+    legs keep their sticky-strike delta and say why (`InstrumentRisk.delta_note`)."""
     from risk.book import delta_model_for, smile_chain
 
     held = [p.instrument for p in positions if p.quantity and p.instrument.is_option
             and delta_model_for(delta_models, p.instrument.symbol).name in ("sticky_moneyness", "minimum_variance")]
-    wanted: dict[str, Instrument] = {}
+    forwards: dict[Instrument, float] = {}
     for future in sorted({option.underlying_future() for option in held}, key=lambda future: future.key):
         forward = next((quotes[o.key].underlying_price for o in held if o.underlying_future() == future
                         and o.key in quotes and quotes[o.key].underlying_price is not None), None)
-        if forward is None:
+        if forward is not None:
+            forwards[future] = forward
+    # the broker's clock when it is ahead of ours (a simulated market moved forward)
+    now = max([timezone.now(), *(quote.time for quote in quotes.values() if quote.time and quote.time.tzinfo)])
+    chains = option_chains_list(broker=broker, futures=list(forwards), now=now)
+    wanted: dict[str, Instrument] = {}
+    for future, forward in forwards.items():
+        if future.key not in chains:
             continue
         options = [o for o in held if o.underlying_future() == future]
-        try:
-            chain = broker.option_chain(future)
-        except BrokerError as exc:
-            logger.warning("smile chain of %s not listed: %s", future.key, exc.code)
-            continue
-        wanted.update({o.key: o for o in smile_chain(options, chain, forward) if o.key not in quotes})
+        wanted.update({o.key: o for o in smile_chain(options, chains[future.key], forward) if o.key not in quotes})
     if not wanted:
         return quotes
     try:
@@ -278,8 +353,6 @@ def book_refresh(*, broker: Broker, also_quote: Sequence[Instrument] = ()) -> Bo
     Fills are read before positions, so a fill recorded is always in the positions too: the
     remaining quantity of a working order (its status, corrected by its recorded fills, see
     risk.selectors.working_order_legs) may count a fill twice for one sync, never miss one."""
-    from django.conf import settings
-
     from risk.book import value_book
     from risk.selectors import delta_models_get
 

@@ -272,6 +272,10 @@ WEB_LOCK_TIMEOUT_SECONDS = env.float("WEB_LOCK_TIMEOUT_SECONDS", default=10.0)
 WEB_STATEMENT_TIMEOUT_SECONDS = env.float("WEB_STATEMENT_TIMEOUT_SECONDS", default=30.0)
 # Seconds between scheduled book syncs of every client (fills, positions, breaker, live greeks).
 BOOK_SYNC_SECONDS = env.float("BOOK_SYNC_SECONDS", default=60.0)
+# How long a broker's listing of a future's option chain is kept (in the cache, per client, broker
+# and future: brokers.services.option_chains_list) before a book sync lists it at the broker again;
+# the quotes are asked at every sync. 0: list at every sync.
+OPTION_CHAIN_CACHE_SECONDS = env.int("OPTION_CHAIN_CACHE_SECONDS", default=3600)
 # Seconds between the scheduler's looks at which agents are due a cycle (each agent's own interval
 # is its `cycle_interval_seconds` parameter). Each look queues the cycles whose slot starts before
 # the next look, to start at their slot's start (an ETA), so the tick bounds no delay.

@@ -1,12 +1,15 @@
 """Connect a broker, read positions and trades: through HTTP, on the simulated market."""
+import json
+
 import pytest
+from django.core.cache import cache
 from django.db import connection
 from django.test import override_settings
 from django_tenants.utils import tenant_context
 
 from brokers.domain import OrderLeg, OrderRequest
 from brokers.models import BrokerConnection
-from brokers.services import broker_session
+from brokers.services import broker_session, option_chain_cache_key
 from risk.services import Actor, order_submit
 from tradingplatform.testing import bearer, fernet_keys_use
 
@@ -125,6 +128,16 @@ def test_positions_show_legs_greeks_and_net_delta(api, alpha):
     assert es["delta"] == pytest.approx(expected, abs=1e-9)
     assert legs[call.key]["greeks"]["delta_contracts"] == pytest.approx(2 * option_greeks["delta"])
     assert legs[call.key]["quote_time"] is not None
+
+
+def test_the_simulated_markets_chain_goes_through_the_cache_of_listings_too(alpha):
+    future, call = _instruments(alpha)
+    assert _trade(alpha, (OrderLeg(call, "BUY", 1),), "t-chain-cache").accepted  # its book syncs list the chain
+    with tenant_context(alpha.client):
+        stored = cache.get(option_chain_cache_key(broker="mock", future=call.underlying_future()))
+    listed = {option["strike"] for option in json.loads(stored)["options"]
+              if option["expiry"] == call.expiry.isoformat()}
+    assert call.strike in listed and len(listed) > 1
 
 
 def test_trades_newest_first_and_paginated(api, alpha):

@@ -12,6 +12,8 @@
   an error that ib_async takes for a cancel, while TWS keeps the order working;
 - `new_trading_day()` is the daily / Sunday restart: clients dropped, completed orders and
   executions of the previous day no longer served;
+- `fail_option_parameters(times)`: the next `times` reqSecDefOptParams are answered with error
+  200, as TWS does when its security definition server cannot answer;
 - `send_error(10197, ...)` and the farm notices (2103/2105/2157) are plain notices.
 """
 from __future__ import annotations
@@ -34,6 +36,12 @@ class Faults:
                             error(-1, 1100, "Connectivity between IB and Trader Workstation has "
                                   "been lost."))
         self._call(change)
+
+    def fail_option_parameters(self, times: int = 1) -> None:
+        """The next `times` reqSecDefOptParams (an option chain's listing) fail with error 200."""
+        def arm() -> None:
+            self._option_parameter_failures = times
+        self._call(arm)
 
     def new_trading_day(self) -> None:
         """The daily restart: clients dropped; yesterday's completed orders and executions are

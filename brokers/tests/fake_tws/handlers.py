@@ -267,6 +267,10 @@ class Handlers:
         req_id, symbol, fut_fop_exchange, sec_type, under_con_id = (
             r.int(), r.str(), r.str(), r.str(), r.int())
         r.done()
+        if self._option_parameter_failures:
+            self._option_parameter_failures -= 1
+            self._send(session, error(req_id, 200, NO_SECURITY_DEFINITION_200))
+            return
         today = datetime.now(UTC).strftime("%Y%m%d")
         under = self._contracts.get(under_con_id)
         classes: dict[tuple[str, str, str], tuple[set[str], set[float]]] = {}

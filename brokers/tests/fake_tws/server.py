@@ -75,6 +75,7 @@ class FakeTWS(Handlers, Orders, Faults, Messages):
         self._link_up = True
         self.hang_handshake = False
         self.frozen = False
+        self._option_parameter_failures = 0
         self.pacing_violations = 0
         self.max_messages_per_second = 0  # from one client
         self.max_account_messages_per_second = 0  # from every client together
