@@ -277,12 +277,15 @@ def _cached_chain(entry: Any, generation: str) -> list[Instrument] | None:
         return None
 
 
-def option_chains_list(*, broker: Broker, futures: Sequence[Instrument], now: datetime) -> dict[str, list[Instrument]]:
+def option_chains_list(*, broker: Broker, futures: Sequence[Instrument], now: datetime,
+                       raise_errors: bool = False) -> dict[str, list[Instrument]]:
     """Each future's option chain (`Broker.option_chain`) by its key, listed at the broker at most
     once per OPTION_CHAIN_CACHE_SECONDS per client, broker and future: the listings are kept in
     the cache (one read and at most one write per call), without the options whose last trade is
-    past at `now`. A future the broker cannot list is left out (and listed again next time).
-    The cache unreachable, every chain is listed at the broker (one warning per call)."""
+    past at `now`. A future the broker cannot list is left out (and listed again next time), or,
+    with `raise_errors`, its BrokerError is raised (a chain someone asked for: the agent's
+    structure search, a trader's leg, the chain page). The cache unreachable, every chain is
+    listed at the broker (one warning per call)."""
     generation_key = f"{_chain_scope()}:generation"
     keys = {future.key: option_chain_cache_key(broker=broker.name, future=future) for future in futures}
     try:
@@ -299,6 +302,8 @@ def option_chains_list(*, broker: Broker, futures: Sequence[Instrument], now: da
             try:
                 chain = broker.option_chain(future)
             except BrokerError as exc:
+                if raise_errors:
+                    raise
                 logger.warning("option chain of %s not listed: %s", future.key, exc.code)
                 continue
             listed[keys[future.key]] = json.dumps(

@@ -15,7 +15,7 @@ from brokers import contracts
 from brokers.codec import instrument_from_json
 from brokers.domain import Broker, Instrument, Quote
 from brokers.models import Position as PositionRow
-from brokers.services import quotes_for
+from brokers.services import option_chains_list, quotes_for
 from risk.book import InstrumentRisk, instruments_risk
 
 
@@ -101,8 +101,10 @@ def option_chain_get(*, broker: Broker, underlying: str, chosen_hedge_expiry: da
                            forward=None, as_of=now)
     options: dict[date, list[Instrument]] = {}
     delivers: dict[date, Instrument] = {}
-    for future in contracts.option_underlyings(futures, hedge=choice.future, today=today, dte_max=dte_max):
-        for option in broker.option_chain(future):
+    underlyings = contracts.option_underlyings(futures, hedge=choice.future, today=today, dte_max=dte_max)
+    chains = option_chains_list(broker=broker, futures=underlyings, now=now, raise_errors=True)
+    for future in underlyings:
+        for option in chains[future.key]:
             options.setdefault(option.expiry, []).append(option)
             delivers.setdefault(option.expiry, future)
     held_by_expiry = _held_expiries()

@@ -123,9 +123,9 @@ def _policy_inputs(*, broker: Broker, snapshot, parameters: AgentParameters, str
                         if leg.risk.instrument.key in held})
     if _needs_chain(parameters, structure, now):
         rules = parameters.structure
-        listed = [option for underlying in contracts.option_underlyings(
-                      futures, hedge=hedge_future, today=today, dte_max=rules.dte_max)
-                  for option in broker.option_chain(underlying)
+        underlyings = contracts.option_underlyings(futures, hedge=hedge_future, today=today, dte_max=rules.dte_max)
+        chains = broker_services.option_chains_list(broker=broker, futures=underlyings, now=now, raise_errors=True)
+        listed = [option for underlying in underlyings for option in chains[underlying.key]
                   if rules.dte_min <= (option.expiry - today).days <= rules.dte_max]
         options.update({option.key: option for option in _choosable(
             broker=broker, options=listed, quotes=quotes, rules=rules, now=now)})

@@ -86,6 +86,12 @@ def _future_for(broker: Broker, spec: LegSpec, index: int, today: date) -> Instr
     return chosen
 
 
+def _listed(broker: Broker, futures: list[Instrument]) -> list[Instrument]:
+    """The options delivering these futures (their chains, through the cache of listings)."""
+    chains = broker_services.option_chains_list(broker=broker, futures=futures, now=timezone.now(), raise_errors=True)
+    return [option for future in futures for option in chains[future.key]]
+
+
 def _option_for(broker: Broker, spec: LegSpec, index: int, today: date, parameters: AgentParameters) -> Instrument:
     futures = sorted(broker.listed_futures(spec.symbol), key=lambda future: future.expiry)
     if not futures:
@@ -94,7 +100,7 @@ def _option_for(broker: Broker, spec: LegSpec, index: int, today: date, paramete
     rules = parameters.structure
     if spec.expiry is not None:
         underlyings = [future for future in futures if future.expiry >= spec.expiry]
-        options = [option for future in underlyings for option in broker.option_chain(future)
+        options = [option for option in _listed(broker, underlyings)
                    if option.expiry == spec.expiry and option.right == spec.right]
         where = f"expiring {spec.expiry.isoformat()}"
         if not options:
@@ -102,7 +108,7 @@ def _option_for(broker: Broker, spec: LegSpec, index: int, today: date, paramete
     else:
         hedge = contracts.hedge_future_select(futures, today=today, chosen_expiry=None).future
         underlyings = contracts.option_underlyings(futures, hedge=hedge, today=today, dte_max=rules.dte_max)
-        options = [option for future in underlyings for option in broker.option_chain(future)
+        options = [option for option in _listed(broker, underlyings)
                    if option.right == spec.right and rules.dte_min <= (option.expiry - today).days <= rules.dte_max]
         where = f"{rules.dte_min}-{rules.dte_max} days out"
         if not options:

@@ -84,3 +84,14 @@ def test_a_strangle_opens_on_a_100_line_account_quoting_only_choosable_strikes(a
     assert len(option_requests) < 60  # of 164 listed: only the strikes a 0.2 strangle can take
     assert fake.max_lines_used <= 80
     assert len(fake.messages(2)) == len(fake.messages(1))  # every line given back
+    # The listing the cycle made serves the chain page and the next cycle (OPTION_CHAIN_CACHE_SECONDS):
+    # IB's option parameters and its options' contract details are not asked again.
+    def listings() -> tuple[int, int]:
+        return len(fake.messages(78)), len([m for m in fake.messages(9) if m[5] == "FOP"])
+
+    listed = listings()
+    assert listed[0] >= 1
+    assert api.get(f"/clients/{alpha.client_id}/chain", **bearer(alpha.viewer)).status_code == 200
+    with tenant_context(alpha.client):
+        services.cycle_run(client=alpha.client, key="ibkr-lines-again", trigger="manual")
+    assert listings() == listed
