@@ -52,17 +52,19 @@ class RejectsUnknownKeysSerializer(serializers.Serializer):
 
 
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
-    if isinstance(exc, BrokerError):
-        logger.warning("broker error", extra={"broker_error": exc.payload()})
-        code = status.HTTP_503_SERVICE_UNAVAILABLE if exc.retryable else status.HTTP_502_BAD_GATEWAY
-        return Response({"detail": exc.payload(), "code": "broker_error"}, status=code)
-    if (dependency := unavailable_dependency(exc)) is not None:
+    # A broker call that failed because the way to the broker is down (the IBKR session process
+    # is reached over Redis) is that dependency's outage, not the broker's error.
+    if (dependency := unavailable_dependency(exc.__cause__ if isinstance(exc, BrokerError) else exc)) is not None:
         request = context.get("request")
         outage_logged(dependency, exc, getattr(request, "path", ""))
         response = Response(outage_body(dependency), status=status.HTTP_503_SERVICE_UNAVAILABLE,
                             headers={"Retry-After": str(retry_after_seconds())})
         response._has_been_logged = True  # logged once, as a warning, above
         return response
+    if isinstance(exc, BrokerError):
+        logger.warning("broker error", extra={"broker_error": exc.payload()})
+        code = status.HTTP_503_SERVICE_UNAVAILABLE if exc.retryable else status.HTTP_502_BAD_GATEWAY
+        return Response({"detail": exc.payload(), "code": "broker_error"}, status=code)
     if isinstance(exc, Http404):
         exc = exceptions.NotFound()
     elif isinstance(exc, PermissionDenied):

@@ -385,7 +385,8 @@ def test_a_session_no_client_stores_any_more_is_let_go_once_idle(fake: FakeTWS, 
         eventually(lambda: fake.connected_clients == 1, "no session for the stored account")
         stored.clear()  # the client switched to another broker
         eventually(lambda: fake.connected_clients == 0, "the session was kept")
-        assert phase(proxy_for(fake.port)) is None  # its state is withdrawn too
+        # its state is withdrawn too (just after the socket closes: polled, not raced)
+        eventually(lambda: phase(proxy_for(fake.port)) is None, "the session's state was kept")
     finally:
         served.stopping.set()
         thread.join(30)

@@ -6,6 +6,11 @@ No retry happens here, so a caller holding the client's lock holds it for one de
 session process does the reconnecting, in the background. A call that times out is reported as
 retryable with an unknown outcome (for an order: ask `order_status` before sending it again; the
 process also refuses to place an order id it has seen).
+
+Redis down fails a call at once, never at its deadline: `session_process_unreachable`, retryable,
+caused by the Redis error (so that the API answers it as the outage it is: 503 `dependency:
+redis`). `context["sent"]` says whether the request had reached Redis (then its outcome is
+unknown: it may have run, or may run once Redis is back within its deadline).
 """
 from __future__ import annotations
 
@@ -65,15 +70,20 @@ class IBKRSessionBroker(Broker):
         return BrokerError(operation=operation, broker=BROKER_NAME, code=code, message=message,
                            retryable=True, context=context)
 
+    def _unreachable(self, operation: str, *, sent: bool) -> BrokerError:
+        outcome = ("the call had been handed over: its outcome is unknown (an order is asked for "
+                   "by its id before any resend)" if sent else "nothing was sent")
+        return self._error(operation, "session_process_unreachable",
+                           f"Redis, through which the IBKR session process is reached, does not "
+                           f"answer; {outcome}", dependency="redis", sent=sent)
+
     def _process_alive(self, operation: str) -> None:
         if time.monotonic() - _alive_seen.get(self._redis, -1e9) < 1.0:
             return  # seen alive within the last second: spare the round trip
         try:
             alive = self._redis.exists(protocol.alive_key())
-        except redis.RedisError:
-            raise self._error(operation, "session_process_unreachable",
-                              "Redis, through which the IBKR session process is reached, does "
-                              "not answer") from None
+        except redis.RedisError as exc:
+            raise self._unreachable(operation, sent=False) from exc
         if not alive:
             raise self._error(operation, "session_process_down",
                               "the IBKR session process is not running (make run starts it; "
@@ -86,16 +96,17 @@ class IBKRSessionBroker(Broker):
         deadline = time.time() + self._deadline
         request = {"id": request_id, "key": self._key, "credentials": self._credentials,
                    "method": operation, "args": codec.encode(args), "deadline": deadline}
+        sent = False
         try:
             self._redis.lpush(protocol.requests_key(), json.dumps(request))
+            sent = True
             reply = None
             while reply is None and time.time() < deadline:
                 # in slices shorter than the socket timeout, so that a dead Redis is noticed
                 reply = self._redis.blpop([protocol.reply_key(request_id)],
                                           timeout=min(max(deadline - time.time(), 0.01), _WAIT_SLICE))
-        except redis.RedisError:
-            raise self._error(operation, "session_process_unreachable",
-                              "Redis did not carry the call to the IBKR session process") from None
+        except redis.RedisError as exc:
+            raise self._unreachable(operation, sent=sent) from exc
         if reply is None:
             raise self._error(operation, "deadline_exceeded",
                               f"no answer from the IBKR session within {self._deadline:g} s; the "

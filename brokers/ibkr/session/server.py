@@ -14,7 +14,12 @@ Rules it keeps:
   whose outcome the platform has not yet recorded is still found, not reported "never received";
 - while the gateway is down (weekly re-login, restart, hung) or TWS has no link to IB (1100),
   nothing is sent: calls fail at once with a retryable error naming the state, and the session
-  reconnects in the background with backoff.
+  reconnects in the background with backoff;
+- Redis down is not the gateway down: the process keeps running and its IB sessions stay
+  connected (and keep following order status and fills); it waits for Redis, retrying every
+  `REDIS_RETRY_SECONDS`, and serves again as soon as Redis answers. Journal entries Redis could not
+  take are kept and written once it is back; an order is not placed while the journal cannot be
+  read.
 """
 from __future__ import annotations
 
@@ -41,14 +46,28 @@ PASSTHROUGH = frozenset({"lookup_instrument", "quotes", "listed_futures", "optio
                          "underlying", "positions", "cancel_order", "account_summary",
                          "settings_resolve"})
 MAX_BACKOFF_SECONDS = 60.0
+REDIS_RETRY_SECONDS = 0.5
+
+
+def _redis_error(operation: str, exc: redis.RedisError) -> BrokerError:
+    return BrokerError(operation=operation, broker=BROKER_NAME, code="redis_unavailable",
+                       message=f"Redis, which holds the session's journal, does not answer "
+                               f"({type(exc).__name__}); nothing was sent to IB", retryable=True)
 
 
 class Journal:
-    """What IB told this session about its orders and fills, kept in Redis for a week."""
+    """What IB told this session about its orders and fills, kept in Redis for a week.
+
+    A write never fails its caller (an IB event, a placement already made): what Redis does not
+    take is kept here, newest value per entry, and written by `flush` (the session's supervisor,
+    every second) once Redis answers again."""
 
     def __init__(self, client: redis.Redis, session: str) -> None:
         self._redis = client
         self._orders, self._fills = protocol.journal_keys(session)
+        self._pending: dict[tuple[str, str], str] = {}  # (hash, field) -> JSON not yet written
+        self._pending_lock = threading.Lock()
+        self._flush_lock = threading.Lock()  # one flush at a time: an older value never lands last
 
     def order_status(self, status: OrderStatus) -> None:
         self._write(self._orders, status.client_order_id, status)
@@ -57,18 +76,56 @@ class Journal:
         self._write(self._fills, fill.fill_id, fill)
 
     def _write(self, key: str, field: str, value: Any) -> None:
-        pipe = self._redis.pipeline()
-        pipe.hset(key, field, json.dumps(codec.encode(value)))
-        pipe.expire(key, protocol.JOURNAL_TTL_SECONDS)
-        pipe.execute()
+        with self._pending_lock:
+            self._pending[(key, field)] = json.dumps(codec.encode(value))
+        self.flush()
+
+    def flush(self) -> None:
+        """Write what is pending; on a Redis error keep it for the next flush."""
+        with self._flush_lock:
+            with self._pending_lock:
+                pending = dict(self._pending)
+            if not pending:
+                return
+            pipe = self._redis.pipeline()
+            for (key, field), raw in pending.items():
+                pipe.hset(key, field, raw)
+            for key in {key for key, _ in pending}:
+                pipe.expire(key, protocol.JOURNAL_TTL_SECONDS)
+            try:
+                pipe.execute()
+            except redis.RedisError as exc:
+                logger.warning("IBKR journal: %d entr%s kept until Redis answers (%s)", len(pending),
+                               "y" if len(pending) == 1 else "ies", type(exc).__name__)
+                return
+            with self._pending_lock:
+                for entry, raw in pending.items():
+                    if self._pending.get(entry) == raw:
+                        del self._pending[entry]
+
+    @property
+    def pending(self) -> int:
+        with self._pending_lock:
+            return len(self._pending)
+
+    def _unwritten(self, key: str) -> dict[str, Any]:
+        with self._pending_lock:
+            return {field: codec.decode(json.loads(raw))
+                    for (k, field), raw in self._pending.items() if k == key}
 
     def status(self, client_order_id: str) -> OrderStatus | None:
+        """Raises redis.RedisError when Redis does not answer and nothing is pending for it."""
+        unwritten = self._unwritten(self._orders).get(client_order_id)
+        if unwritten is not None:
+            return unwritten
         raw = self._redis.hget(self._orders, client_order_id)
         return codec.decode(json.loads(raw)) if raw else None
 
     def fills_since(self, since: datetime) -> list[Fill]:
-        fills = [codec.decode(json.loads(raw)) for raw in self._redis.hvals(self._fills)]
-        return [f for f in fills if f.time >= since]
+        fills = {f.fill_id: f for f in (codec.decode(json.loads(raw))
+                                        for raw in self._redis.hvals(self._fills))}
+        fills.update(self._unwritten(self._fills))
+        return [f for f in fills.values() if f.time >= since]
 
 
 class AccountSession:
@@ -105,7 +162,11 @@ class AccountSession:
         self._supervisor.join(15)
         self._pool.shutdown(wait=True, cancel_futures=True)
         self.broker.disconnect()
-        self._redis.delete(protocol.state_key(self.key))
+        self.journal.flush()
+        try:
+            self._redis.delete(protocol.state_key(self.key))
+        except redis.RedisError:
+            logger.warning("IBKR session %s: state not withdrawn (Redis down); it expires", self.key)
 
     # ------------------------------------------------------------------ connection
 
@@ -135,6 +196,7 @@ class AccountSession:
             self.phase = ("link_down" if self.broker.link.link_down is not None
                           else "unresponsive" if self.unanswered else "connected")
             self.publish()
+            self.journal.flush()  # what an outage of Redis kept back
             self._stop.wait(1.0)
 
     def detail(self) -> str:
@@ -183,6 +245,10 @@ class AccountSession:
                                                     request["deadline"]))}
         except BrokerError as exc:
             body = {"error": codec.error_encode(exc)}
+        except redis.RedisError as exc:  # the journal could not be read: nothing was sent
+            logger.warning("IBKR session %s: %s not served, Redis does not answer (%s)", self.key,
+                           method, type(exc).__name__)
+            body = {"error": codec.error_encode(_redis_error(method, exc))}
         except Exception as exc:  # our bug: say so, never a traceback to the caller
             logger.exception("IBKR session %s: %s failed", self.key, method)
             body = {"error": codec.error_encode(BrokerError(
@@ -191,7 +257,13 @@ class AccountSession:
         pipe = self._redis.pipeline()
         pipe.lpush(protocol.reply_key(request["id"]), json.dumps(body))
         pipe.expire(protocol.reply_key(request["id"]), protocol.REPLY_TTL_SECONDS)
-        pipe.execute()
+        try:
+            pipe.execute()
+        except redis.RedisError as exc:
+            # the caller's wait failed with the same outage: it reports the outcome unknown, and
+            # its retry under the same client order id is answered from what the session knows
+            logger.warning("IBKR session %s: the reply to %s %s was lost, Redis does not answer (%s)",
+                           self.key, method, request["id"], type(exc).__name__)
 
     def execute(self, method: str, args: dict[str, Any], deadline: float) -> Any:
         if method not in PASSTHROUGH | {"health", "place_order", "order_status", "fills_since"}:
@@ -291,14 +363,30 @@ class SessionServer:
 
     def run(self) -> None:
         next_scan = next_alive = 0.0
+        redis_down_since: float | None = None
         while not self.stopping.is_set():
-            if time.monotonic() >= next_alive:  # not before every request: one round trip less
-                self._redis.set(protocol.alive_key(), "1", ex=protocol.ALIVE_TTL_SECONDS)
-                next_alive = time.monotonic() + 1.0
             if self._discover is not None and time.monotonic() >= next_scan:
                 next_scan = time.monotonic() + self._scan_seconds
                 self._scan()
-            item = self._redis.brpop([protocol.requests_key()], timeout=1)
+            try:
+                if time.monotonic() >= next_alive:  # not before every request: one round trip less
+                    self._redis.set(protocol.alive_key(), "1", ex=protocol.ALIVE_TTL_SECONDS)
+                    next_alive = time.monotonic() + 1.0
+                item = self._redis.brpop([protocol.requests_key()], timeout=1)
+            except redis.RedisError as exc:
+                # the sessions stay connected to TWS; the loop waits for Redis, and says alive at
+                # once when it is back
+                if redis_down_since is None:
+                    redis_down_since = time.monotonic()
+                    logger.warning("IBKR sessions: Redis does not answer (%s); the IB sessions stay "
+                                   "connected, calls are served again when it is back", exc)
+                next_alive = 0.0
+                self.stopping.wait(REDIS_RETRY_SECONDS)
+                continue
+            if redis_down_since is not None:
+                logger.info("IBKR sessions: Redis answers again after %.1f s; serving",
+                            time.monotonic() - redis_down_since)
+                redis_down_since = None
             if item is not None:
                 self._dispatch(item[1])
         self.close()
@@ -329,7 +417,10 @@ class SessionServer:
         session.submit(request)
 
     def close(self) -> None:
-        self._redis.delete(protocol.alive_key())
+        try:
+            self._redis.delete(protocol.alive_key())
+        except redis.RedisError:
+            logger.warning("IBKR sessions: alive key not withdrawn (Redis down); it expires")
         for _, session in self._sessions.values():
             session.close()
         self._sessions.clear()

@@ -25,6 +25,7 @@ from brokers.tests.fake_tws.model import (
     FakeExecution,
     FakeOrder,
     Fill,
+    Held,
     InactiveButWorking,
     OrderAction,
     Reject,
@@ -36,6 +37,6 @@ from brokers.tests.fake_tws.wire import BAG_CON_ID, SERVER_VERSION, UNSET_DOUBLE
 __all__ = [
     "BAG_CON_ID", "DELAYED", "DELAYED_10167", "DELAYED_FROZEN", "FARM_NOTICES", "FROZEN", "LIVE",
     "NOT_SUBSCRIBED_354", "PACING_LIMIT", "SERVER_VERSION", "UNSET_DOUBLE", "ComboLegSpec",
-    "ErrorButWorking", "FakeContract", "FakeExecution", "FakeOrder", "FakeTWS", "Fill",
+    "ErrorButWorking", "FakeContract", "FakeExecution", "FakeOrder", "FakeTWS", "Fill", "Held",
     "InactiveButWorking", "OrderAction", "Reject", "Rest",
 ]

@@ -83,7 +83,13 @@ class ErrorButWorking:
     message: str = "Order TIF was set to DAY based on order preset."
 
 
-OrderAction = Fill | Rest | Reject | InactiveButWorking | ErrorButWorking
+@dataclass(frozen=True)
+class Held:
+    """Accept the order and say nothing of it until `release_held_orders()` (then it rests): the
+    window in which TWS has an order its client has not yet heard of."""
+
+
+OrderAction = Fill | Rest | Reject | InactiveButWorking | ErrorButWorking | Held
 
 
 @dataclass

@@ -14,6 +14,7 @@ from brokers.tests.fake_tws.model import (
     FakeExecution,
     FakeOrder,
     Fill,
+    Held,
     InactiveButWorking,
     PositionState,
     Reject,
@@ -117,6 +118,9 @@ class Orders:
             order.status = "Cancelled"
             self._send(session, error(order_id, action_taken.code, action_taken.message))
             return
+        if isinstance(action_taken, Held):
+            self._held.append((session, order))
+            return
         if isinstance(action_taken, InactiveButWorking | ErrorButWorking):
             order.status = "Inactive" if isinstance(action_taken, InactiveButWorking) else "Submitted"
             self._send(session, self._open_order_fields(order))
@@ -130,6 +134,15 @@ class Orders:
         self._send(session, self._order_status_fields(order))
         if isinstance(action_taken, Fill):
             self._fill(order, action_taken)
+
+    def _release_held(self) -> None:
+        for session, order in self._held:
+            order.status = "Submitted"
+            if session in self._sessions:
+                self._send(session, self._open_order_fields(order))
+                self._send(session, self._order_status_fields(order))
+        self._held.clear()
+        self._flush()
 
     def _fill(self, order: FakeOrder, action: Fill) -> None:
         price = action.price if action.price is not None else order.limit_price

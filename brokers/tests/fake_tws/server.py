@@ -6,8 +6,9 @@ Scripting from tests (every method is thread-safe; state lives on the fake's own
 - `list_future(...)` / `list_option(...)` register contracts and return their conIds;
 - `set_quote(con_id, ...)` and `set_greeks(con_id, ...)` feed reqMktData (`drop_greeks` stops
   the option computation ticks of one contract);
-- `script_next_order(Fill(...) | Rest() | Reject(code, message))` decides what happens to the next
-  placeOrder (default: `Fill()` at the order's limit price);
+- `script_next_order(Fill(...) | Rest() | Reject(code, message) | Held())` decides what happens to
+  the next placeOrder (default: `Fill()` at the order's limit price; `Held()` answers nothing until
+  `release_held_orders()`);
 - `fill_resting_order(order_ref, price)` fills a working order now, whether a client is connected
   or not (executions made "while disconnected" are served by the next reqExecutions);
 - `send_error(code, message)` pushes an error/notice (1100, 1102, 2110, ...) to every client;
@@ -67,6 +68,7 @@ class FakeTWS(Handlers, Orders, Faults, Messages):
         self._executions: list[FakeExecution] = []
         self._positions: dict[int, PositionState] = {}
         self._actions: deque[OrderAction] = deque()
+        self._held: list[tuple[Session, FakeOrder]] = []  # placed under Held(), not yet answered
         self._received: list[tuple[int, list[str]]] = []
         self._bad_requests: list[str] = []
         self._sessions: list[Session] = []
@@ -173,6 +175,11 @@ class FakeTWS(Handlers, Orders, Faults, Messages):
     def script_next_order(self, action: OrderAction) -> None:
         self._call(lambda: self._actions.append(action))
 
+    def release_held_orders(self) -> None:
+        """Answer the orders placed under `Held()` (open order and status, to the client that
+        placed them if it is still connected); they rest."""
+        self._call(self._release_held)
+
     def fill_resting_order(self, order_ref: str, price: float,
                            commission_per_contract: float = 1.25,
                            quantity: float | None = None) -> None:
@@ -188,6 +195,10 @@ class FakeTWS(Handlers, Orders, Faults, Messages):
 
     def messages(self, msg_id: int) -> list[list[str]]:
         return self._call(lambda: [f for m, f in self._received if m == msg_id])
+
+    def message_ids(self) -> list[int]:
+        """The id of every message clients sent, in order."""
+        return self._call(lambda: [m for m, _ in self._received])
 
     @property
     def bad_requests(self) -> list[str]:
