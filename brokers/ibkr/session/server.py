@@ -394,8 +394,13 @@ class SessionServer:
     def _scan(self) -> None:
         try:
             stored = {protocol.session_key(c): c for c in self._discover()}  # type: ignore[misc]
-        except Exception:
-            logger.exception("IBKR sessions: scanning stored credentials failed; next scan retries")
+        except Exception as exc:
+            from tradingplatform.outages import outage_logged, unavailable_dependency
+
+            if (dependency := unavailable_dependency(exc)) is None:  # our bug: its traceback
+                logger.exception("IBKR sessions: scanning stored credentials failed; next scan retries")
+            else:  # an outage: one line, no traceback (tradingplatform.outages)
+                outage_logged(dependency, exc, "ibkr_sessions scan")
             return
         for credentials in stored.values():
             self.ensure(credentials)
