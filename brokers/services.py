@@ -8,7 +8,7 @@ import logging
 import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -253,9 +253,11 @@ def _chain_scope() -> str:
     return f"option-chain:{db_connection.schema_name}"
 
 
-def option_chain_cache_key(*, broker: str, future: Instrument) -> str:
-    """The cache key of the current client's listing of `future`'s chain at `broker` (its name)."""
-    return f"{_chain_scope()}:{broker}:{future.key.replace(' ', '_')}"
+def option_chain_cache_key(*, broker: str, future: Instrument, day: date) -> str:
+    """The cache key of the current client's listing of `future`'s chain at `broker` (its name) on
+    `day` (UTC): a listing serves the day it was made, never a later one (expiries and strikes are
+    listed from one day to the next; a market whose clock jumps, the simulator's, lists again)."""
+    return f"{_chain_scope()}:{broker}:{future.key.replace(' ', '_')}:{day.isoformat()}"
 
 
 def option_chains_forget() -> None:
@@ -280,14 +282,15 @@ def _cached_chain(entry: Any, generation: str) -> list[Instrument] | None:
 def option_chains_list(*, broker: Broker, futures: Sequence[Instrument], now: datetime,
                        raise_errors: bool = False) -> dict[str, list[Instrument]]:
     """Each future's option chain (`Broker.option_chain`) by its key, listed at the broker at most
-    once per OPTION_CHAIN_CACHE_SECONDS per client, broker and future: the listings are kept in
+    once per OPTION_CHAIN_CACHE_SECONDS per client, broker, future and day: the listings are kept in
     the cache (one read and at most one write per call), without the options whose last trade is
     past at `now`. A future the broker cannot list is left out (and listed again next time), or,
     with `raise_errors`, its BrokerError is raised (a chain someone asked for: the agent's
     structure search, a trader's leg, the chain page). The cache unreachable, every chain is
     listed at the broker (one warning per call)."""
     generation_key = f"{_chain_scope()}:generation"
-    keys = {future.key: option_chain_cache_key(broker=broker.name, future=future) for future in futures}
+    day = now.astimezone(UTC).date()
+    keys = {future.key: option_chain_cache_key(broker=broker.name, future=future, day=day) for future in futures}
     try:
         cached: dict[str, Any] | None = cache.get_many([generation_key, *keys.values()]) if futures else {}
     except (redis.RedisError, OSError) as exc:

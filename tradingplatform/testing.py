@@ -87,6 +87,16 @@ def bearer(user) -> dict[str, str]:
     return {"HTTP_AUTHORIZATION": f"Bearer {RefreshToken.for_user(user).access_token}"}
 
 
+def ibkr_connect(api, fixture: ClientFixture, *, port: int, client_id: int = 7, underlying_expiry: str = "202712",
+                 **credentials):
+    """The client's owner connects Interactive Brokers at a loopback (fake) TWS on `port`, through
+    the API (`POST connect-broker`); returns the response."""
+    body = {"broker": "ibkr", "credentials": {"host": "127.0.0.1", "port": port, "client_id": client_id,
+                                              "underlying_instrument": "ES",
+                                              "underlying_expiry": underlying_expiry, **credentials}}
+    return api.post(f"/clients/{fixture.client_id}/connect-broker", body, format="json", **bearer(fixture.owner))
+
+
 def audit_events(**filters) -> list:
     """Audit rows matching the filters, read the way the platform reads them (RLS applies)."""
     from audit.models import AuditEvent

@@ -14,7 +14,7 @@ from agents import services
 from agents.tests.books import configure
 from brokers.tests.fake_tws import FakeTWS
 from risk.greeks import black76
-from tradingplatform.testing import bearer
+from tradingplatform.testing import bearer, ibkr_connect
 
 ES_H7, ES_M7 = 1001, 1002
 EXPIRIES = {"20270319": ES_H7, "20270416": ES_M7}  # March on March; the April serial on June
@@ -58,12 +58,8 @@ def fake() -> Iterator[FakeTWS]:
 @override_settings(USE_MOCK_BROKER=False)
 def test_a_strangle_opens_on_a_100_line_account_quoting_only_choosable_strikes(api, alpha,
                                                                                fake: FakeTWS):
-    credentials = {"host": "127.0.0.1", "port": fake.port, "client_id": 3,
-                   "underlying_instrument": "ES", "underlying_expiry": "202703",
-                   "connect_retries": 0}
-    response = api.post(f"/clients/{alpha.client_id}/connect-broker",
-                        {"broker": "ibkr", "credentials": credentials}, format="json",
-                        **bearer(alpha.owner))
+    response = ibkr_connect(api, alpha, port=fake.port, client_id=3, underlying_expiry="202703",
+                            connect_retries=0)
     assert response.json()["connected"] is True, response.content
     configure(alpha, structure={"kind": "short_strangle", "short_delta": 0.2, "dte_min": 20,
                                 "dte_max": 60, "quantity": 1},

@@ -5,6 +5,7 @@ import pytest
 from django.core.cache import cache
 from django.db import connection
 from django.test import override_settings
+from django.utils import timezone
 from django_tenants.utils import tenant_context
 
 from brokers.domain import OrderLeg, OrderRequest
@@ -134,7 +135,8 @@ def test_the_simulated_markets_chain_goes_through_the_cache_of_listings_too(alph
     future, call = _instruments(alpha)
     assert _trade(alpha, (OrderLeg(call, "BUY", 1),), "t-chain-cache").accepted  # its book syncs list the chain
     with tenant_context(alpha.client):
-        stored = cache.get(option_chain_cache_key(broker="mock", future=call.underlying_future()))
+        stored = cache.get(option_chain_cache_key(broker="mock", future=call.underlying_future(),
+                                                 day=timezone.now().date()))
     listed = {option["strike"] for option in json.loads(stored)["options"]
               if option["expiry"] == call.expiry.isoformat()}
     assert call.strike in listed and len(listed) > 1

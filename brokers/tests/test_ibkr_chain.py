@@ -21,7 +21,7 @@ from brokers.ibkr.chain import ChainRow, chain_expiries
 from brokers.services import option_chain_cache_key, option_chains_list
 from brokers.tests.fake_tws import FakeTWS
 from brokers.tests.test_ibkr import config_for
-from tradingplatform.testing import bearer
+from tradingplatform.testing import ibkr_connect
 from tradingplatform.tests.servers import free_port
 
 ES_H7, ES_M7 = 1001, 1002  # March and June 2027 E-mini futures
@@ -155,7 +155,7 @@ def test_two_syncs_within_the_ttl_list_the_chain_once_and_quote_it_twice(
     asked_first = _option_quotes(fake)
     assert _smile_strikes(book) <= set(asked_first)
     with tenant_context(alpha.client):
-        key = option_chain_cache_key(broker="ibkr", future=broker.underlying())
+        key = option_chain_cache_key(broker="ibkr", future=broker.underlying(), day=timezone.now().date())
     ttl = redis.Redis.from_url(settings.REDIS_URL).ttl(cache.make_key(key))
     assert 0 < ttl <= 120
 
@@ -189,11 +189,13 @@ def test_a_listing_that_failed_is_not_kept_and_is_made_at_the_next_sync(
 
 def test_a_listing_is_read_without_the_options_past_their_last_trade(
         alpha, fake: FakeTWS, broker: IBKRBroker) -> None:
+    """Within the day of a listing: April's serial options stop at 15:00 CT on the 16th; read after
+    that the same (UTC) day, the listing is served without them and nothing is asked of IB."""
     june = broker.underlying()
     with tenant_context(alpha.client):
-        listed = option_chains_list(broker=broker, futures=[june], now=timezone.now())
+        listed = option_chains_list(broker=broker, futures=[june], now=datetime(2027, 4, 16, 12, tzinfo=UTC))
         after_april = option_chains_list(broker=broker, futures=[june],
-                                         now=datetime(2027, 4, 17, tzinfo=UTC))
+                                         now=datetime(2027, 4, 16, 21, tzinfo=UTC))
     assert _listings(fake) == (1, 3)
     assert {o.expiry for o in listed[june.key]} == {date(2027, 4, 16), date(2027, 5, 21),
                                                     date(2027, 6, 18)}
@@ -207,12 +209,8 @@ def test_a_new_connection_lists_the_chain_again(api, alpha, fake: FakeTWS, book,
     _sync(alpha, broker)
     assert _listings(fake)[0] == 1
     settings.USE_MOCK_BROKER = False
-    credentials = {"host": "127.0.0.1", "port": fake.port, "client_id": 12,
-                   "underlying_instrument": "ES", "underlying_expiry": "202706",
-                   "connect_retries": 0}
-    response = api.post(f"/clients/{alpha.client_id}/connect-broker",
-                        {"broker": "ibkr", "credentials": credentials}, format="json",
-                        **bearer(alpha.owner))
+    response = ibkr_connect(api, alpha, port=fake.port, client_id=12, underlying_expiry="202706",
+                            connect_retries=0)
     assert response.json()["connected"] is True, response.content
     before = _listings(fake)[0]  # checking the settings asked for some
     _sync(alpha, broker)

@@ -328,13 +328,9 @@ def test_stored_credentials_get_a_live_session_before_any_call(
 # ---------------------------------------------------------------- through the platform's API
 
 def _connect_ibkr(api: Any, alpha: Any, port: int) -> Any:
-    from tradingplatform.testing import bearer
+    from tradingplatform.testing import ibkr_connect
 
-    body = {"broker": "ibkr", "credentials": {"host": "127.0.0.1", "port": port, "client_id": 7,
-                                              "underlying_instrument": "ES",
-                                              "underlying_expiry": "202712"}}
-    return api.post(f"/clients/{alpha.client_id}/connect-broker", body, format="json",
-                    **bearer(alpha.owner))
+    return ibkr_connect(api, alpha, port=port)
 
 
 def test_connect_broker_and_the_agent_status_show_the_live_session(
