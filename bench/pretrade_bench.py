@@ -21,6 +21,7 @@ import django  # noqa: E402
 django.setup()
 
 from django.core.management import call_command  # noqa: E402
+from django.db import connection  # noqa: E402
 from django_tenants.utils import tenant_context  # noqa: E402
 
 from agents.models import AgentConfig  # noqa: E402
@@ -85,6 +86,12 @@ def scenario(client: Client, legs: int, market: SimulatedMarket):
     return decide, forget_recent_decisions
 
 
+def select_one() -> None:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT 1")
+        cursor.fetchone()
+
+
 def main() -> None:
     call_command("migrate_platform", verbosity=0)
     client = bench_client()
@@ -92,6 +99,9 @@ def main() -> None:
     timings = []
     with tenant_context(client):
         AgentConfig.objects.update_or_create(singleton=True, defaults={"parameters": {"risk_limits": BENCH_LIMITS}})
+        # The reference, measured in the same run on the same connection: one database round trip.
+        reference = time_calls("reference: SELECT 1 round trip", select_one, calls=2_000, warmup=200)
+        timings.append(reference)
         for legs in (10, 200):
             decide, between = scenario(client, legs, market)
             timings.append(time_calls(f"pre-trade path, {legs}-leg book, 2-leg order", decide,
@@ -99,6 +109,10 @@ def main() -> None:
     print(f"pre-trade path benchmark, {date.today().isoformat()}, {machine()}")
     print()
     print(report(timings))
+    print()
+    for timing in timings[1:]:
+        p50, p99 = timing.p50_us / reference.p50_us, timing.p99_us / reference.p99_us
+        print(f"{timing.name}: p50 {p50:.1f}x, p99 {p99:.1f}x the SELECT 1 round trip")
 
 
 if __name__ == "__main__":
