@@ -31,6 +31,7 @@ from brokers.services import BookSnapshot  # noqa: E402
 from brokers.simulator import SimClock, SimConfig, SimulatedMarket  # noqa: E402
 from risk.book import value_book  # noqa: E402
 from risk.models import RiskDecisionRecord  # noqa: E402
+from risk.selectors import delta_models_get  # noqa: E402
 from risk.services import Actor, client_risk_lock, pretrade_decide  # noqa: E402
 from tenants.models import Client  # noqa: E402
 from tenants.services import client_onboard  # noqa: E402
@@ -60,7 +61,9 @@ def snapshot_of(legs: int, market: SimulatedMarket) -> tuple[BookSnapshot, Order
     positions = [Position(instrument, quantity=(i % 5) - 2 or 1, average_price=quotes[instrument.key].mid)
                  for i, instrument in enumerate(instruments)]
     valuation = value_book(positions, quotes, now=market.clock.now(), rate=0.04)
-    snapshot = BookSnapshot(valuation=valuation, quotes=quotes, health=BrokerHealth("mock", True), new_fills=[])
+    # The delta models as a sync reads them (once, with the book: risk.services.book_sync).
+    snapshot = BookSnapshot(valuation=valuation, quotes=quotes, health=BrokerHealth("mock", True), new_fills=[],
+                            delta_models=delta_models_get())
     order_legs = (OrderLeg(chain[0], "BUY", 1), OrderLeg(future, "SELL", 1))
     return snapshot, OrderRequest(client_order_id="", legs=order_legs, order_type="MKT")
 

@@ -231,6 +231,9 @@ class BookSnapshot:
     new_fills: list[FillRow]
     working: Any = None  # risk.working.WorkingExposure (set by risk.services.book_sync)
     changed_orders: tuple[OrderRow, ...] = ()  # orders whose state the sync brought up to date
+    # The delta model per underlying the book was valued in (risk.selectors.delta_models_get, read
+    # once by the sync): what the working orders and an order checked against this book use too.
+    delta_models: Any = None
 
 
 def quotes_for(*, broker: Broker, instruments: list) -> dict[str, Any]:
@@ -373,7 +376,7 @@ def book_refresh(*, broker: Broker, also_quote: Sequence[Instrument] = ()) -> Bo
     models = delta_models_get()
     quotes = smile_quotes_add(broker=broker, positions=positions, quotes=quotes, delta_models=models)
     valuation = value_book(positions, quotes, now=now, rate=settings.RISK_FREE_RATE, delta_models=models)
-    return BookSnapshot(valuation=valuation, quotes=quotes, health=health, new_fills=new_fills)
+    return BookSnapshot(valuation=valuation, quotes=quotes, health=health, new_fills=new_fills, delta_models=models)
 
 
 def _last_fill_time() -> datetime:

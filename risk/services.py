@@ -125,9 +125,11 @@ def _daily_pnl(record: RiskStateRecord, unrealized: float | None, now: datetime)
     return realized, unrealized_now - record.day_unrealized_baseline
 
 
-def _proposed_order(order: OrderRequest, quotes: dict, now: datetime) -> governor.ProposedOrder:
+def _proposed_order(order: OrderRequest, quotes: dict, now: datetime, delta_models) -> governor.ProposedOrder:
+    """The order's legs valued in `delta_models` (the book's, read once by its sync; the client's
+    current ones when the snapshot does not carry them)."""
     risks = instruments_risk([leg.instrument for leg in order.legs], quotes, now=now, rate=settings.RISK_FREE_RATE,
-                             delta_models=delta_models_get())
+                             delta_models=delta_models if delta_models is not None else delta_models_get())
     legs = []
     for leg, risk in zip(order.legs, risks, strict=True):
         quote = quotes.get(leg.instrument.key)
@@ -240,7 +242,7 @@ def book_sync(*, client: Client, broker: Broker):
     working_instruments = [leg.instrument for leg in working_order_legs()]
     snapshot = broker_services.book_refresh(broker=broker, also_quote=working_instruments)
     working = value_working(working_order_legs(), snapshot.quotes, now=snapshot.valuation.as_of,
-                            rate=settings.RISK_FREE_RATE, delta_models=delta_models_get())
+                            rate=settings.RISK_FREE_RATE, delta_models=snapshot.delta_models)
     snapshot = replace(snapshot, working=working, changed_orders=tuple(changed))
     with transaction.atomic():
         closing_results_apply(client=client, fills=snapshot.new_fills, limits=risk_limits_get())
@@ -328,7 +330,8 @@ def _evaluate(*, order: OrderRequest, snapshot, quotes: dict, record: RiskStateR
         working_orders=len(working.order_ids),
     )
     return governor.evaluate_order(
-        _proposed_order(order, quotes, now), book, limits, _governor_state(record, control, limits, now),
+        _proposed_order(order, quotes, now, snapshot.delta_models), book, limits,
+        _governor_state(record, control, limits, now),
         market_hours(), now,
     )
 

@@ -88,7 +88,15 @@ def test_a_link_lost_during_the_handshake_holds_every_order_until_ib_is_back(fak
         assert fake.messages(3) == []  # nothing went out blind
         fake.set_link(up=True)
         eventually(lambda: ibkr.health().connected, "1102 did not restore the link")
-        assert ibkr.place_order(buy("after-1102")).state == "filled"
+        try:
+            assert ibkr.place_order(buy("after-1102")).state == "filled"
+        except BrokerError as unknown:
+            # Once in a CI run the acknowledgement, racing the resynchronisation 1102 starts, took
+            # longer than the order's ack timeout: the platform's rule is then to ask, never to send
+            # again, and the order must be found filled.
+            assert unknown.code == "order_outcome_unknown", unknown
+            eventually(lambda: getattr(ibkr.order_status("after-1102"), "state", None) == "filled",
+                       "the order placed after 1102 was not found filled")
         assert len(fake.messages(3)) == 1
     finally:
         ibkr.disconnect()
