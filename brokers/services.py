@@ -263,11 +263,15 @@ def option_chain_cache_key(*, broker: str, future: Instrument, day: date) -> str
     return f"{_chain_scope()}:{broker}:{future.key.replace(' ', '_')}:{day.isoformat()}"
 
 
+def _chain_generation_key() -> str:
+    return f"{_chain_scope()}:generation"
+
+
 def option_chains_forget() -> None:
     """The client's listings made before now are not served again (a new connection may list
     other options): a new generation, which every listing is stored with."""
     try:
-        cache.set(f"{_chain_scope()}:generation", uuid.uuid4().hex, timeout=None)
+        cache.set(_chain_generation_key(), uuid.uuid4().hex, timeout=None)
     except (redis.RedisError, OSError) as exc:
         logger.warning("option chain listings not forgotten (cache unavailable): %s", exc)
 
@@ -291,19 +295,20 @@ def option_chains_list(*, broker: Broker, futures: Sequence[Instrument], now: da
     with `raise_errors`, its BrokerError is raised (a chain someone asked for: the agent's
     structure search, a trader's leg, the chain page). The cache unreachable, every chain is
     listed at the broker (one warning per call)."""
-    generation_key = f"{_chain_scope()}:generation"
+    generation_key = _chain_generation_key()
     day = now.astimezone(UTC).date()
     keys = {future.key: option_chain_cache_key(broker=broker.name, future=future, day=day) for future in futures}
+    cache_up = True
     try:
-        cached: dict[str, Any] | None = cache.get_many([generation_key, *keys.values()]) if futures else {}
+        cached: dict[str, Any] = cache.get_many([generation_key, *keys.values()]) if futures else {}
     except (redis.RedisError, OSError) as exc:
         logger.warning("option chain cache unavailable, listing at the broker: %s", exc)
-        cached = None
-    generation = (cached or {}).get(generation_key, "")
+        cached, cache_up = {}, False
+    generation = cached.get(generation_key, "")
     chains: dict[str, list[Instrument]] = {}
     listed: dict[str, str] = {}
     for future in futures:
-        chain = _cached_chain((cached or {}).get(keys[future.key]), generation)
+        chain = _cached_chain(cached.get(keys[future.key]), generation)
         if chain is None:
             try:
                 chain = broker.option_chain(future)
@@ -315,7 +320,7 @@ def option_chains_list(*, broker: Broker, futures: Sequence[Instrument], now: da
             listed[keys[future.key]] = json.dumps(
                 {"generation": generation, "options": [instrument_to_json(option) for option in chain]})
         chains[future.key] = [option for option in chain if expiry_moment(option) > now]
-    if listed and cached is not None:
+    if listed and cache_up:
         try:
             cache.set_many(listed, timeout=settings.OPTION_CHAIN_CACHE_SECONDS)
         except (redis.RedisError, OSError) as exc:

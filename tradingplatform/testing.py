@@ -24,9 +24,10 @@ PASSWORD = "correct-horse-battery-staple"
 
 
 @contextlib.contextmanager
-def advisory_lock_held_elsewhere(name: str) -> Iterator[None]:
+def advisory_lock_held_elsewhere(name: str) -> Iterator[threading.Event]:
     """The advisory lock `name` (tradingplatform.locks) held by another thread on its own database
-    connection, as another worker would hold it, for the duration of the block."""
+    connection, as another worker would hold it, for the duration of the block; setting the
+    yielded event lets it go earlier (a holder that finishes while the test waits on it)."""
     from tradingplatform.locks import advisory_lock_attempt
 
     held, release = threading.Event(), threading.Event()
@@ -44,7 +45,7 @@ def advisory_lock_held_elsewhere(name: str) -> Iterator[None]:
     thread.start()
     try:
         assert held.wait(30)
-        yield
+        yield release
     finally:
         release.set()
         thread.join(30)

@@ -8,6 +8,7 @@ from celery.exceptions import SoftTimeLimitExceeded
 from django.db import DatabaseError, connection, connections
 
 from tradingplatform.tasking import client_worker_slot, database_busy, database_waits_bounded
+from tradingplatform.testing import advisory_lock_held_elsewhere
 
 
 @pytest.fixture
@@ -18,35 +19,12 @@ def autocommit(django_db_setup, django_db_blocker):
         connections.close_all()
 
 
-def _hold_advisory_lock(name: str, held: threading.Event, release: threading.Event) -> threading.Thread:
-    def hold():
-        try:
-            with connection.cursor() as cursor:
-                cursor.execute("SELECT pg_advisory_lock(hashtextextended(%s, 0))", [name])
-            held.set()
-            release.wait(60)
-            with connection.cursor() as cursor:
-                cursor.execute("SELECT pg_advisory_unlock(hashtextextended(%s, 0))", [name])
-        finally:
-            connections.close_all()
-
-    thread = threading.Thread(target=hold)
-    thread.start()
-    assert held.wait(30)
-    return thread
-
-
 def test_a_lock_not_granted_within_the_bound_ends_the_wait_as_busy(autocommit):
-    held, release = threading.Event(), threading.Event()
-    thread = _hold_advisory_lock("risk:busy-client", held, release)
-    try:
+    with advisory_lock_held_elsewhere("risk:busy-client"):
         with database_waits_bounded(lock_timeout=0.2), pytest.raises(DatabaseError) as raised:
             with connection.cursor() as cursor:
                 cursor.execute("SELECT pg_advisory_lock(hashtextextended(%s, 0))", ["risk:busy-client"])
         assert database_busy(raised.value)
-    finally:
-        release.set()
-        thread.join(30)
     with connection.cursor() as cursor:  # the bounds were for the block only
         cursor.execute("SELECT current_setting('lock_timeout'), current_setting('statement_timeout')")
         assert cursor.fetchone() == ("0", "0")
@@ -89,16 +67,11 @@ def test_a_soft_time_limit_ends_the_statement_on_the_server_too(autocommit):
 
 
 def test_a_client_holds_one_worker_slot_and_a_second_task_is_told_at_once(db):
-    held, release = threading.Event(), threading.Event()
-    thread = _hold_advisory_lock("worker-slot:slotted", held, release)
-    try:
+    with advisory_lock_held_elsewhere("worker-slot:slotted"):
         with client_worker_slot("slotted") as taken:
             assert taken is False
         with client_worker_slot("another") as taken:
             assert taken is True
-    finally:
-        release.set()
-        thread.join(30)
     with client_worker_slot("slotted") as taken:
         assert taken is True
 
@@ -121,7 +94,7 @@ def test_a_request_that_meets_a_client_s_lock_held_too_long_is_a_503_busy_and_ch
     from django_tenants.utils import tenant_context
 
     from risk.models import RiskStateRecord
-    from tradingplatform.testing import advisory_lock_held_elsewhere, bearer
+    from tradingplatform.testing import bearer
 
     settings.WEB_LOCK_TIMEOUT_SECONDS = 0.3
     _tripped(alpha)
@@ -144,10 +117,8 @@ def test_an_operator_s_halt_waits_for_the_client_s_lock_however_long_the_request
     from django.test import override_settings
 
     settings.WEB_LOCK_TIMEOUT_SECONDS = 0.2
-    held, release = threading.Event(), threading.Event()
-    thread = _hold_advisory_lock("risk:alpha", held, release)
 
-    def release_once_the_halt_has_waited_past_the_bound() -> None:
+    def release_once_the_halt_has_waited_past_the_bound(release: threading.Event) -> None:
         try:
             deadline = time.monotonic() + 30
             while time.monotonic() < deadline:
@@ -161,16 +132,15 @@ def test_an_operator_s_halt_waits_for_the_client_s_lock_however_long_the_request
             release.set()
             connections.close_all()
 
-    releaser = threading.Thread(target=release_once_the_halt_has_waited_past_the_bound)
-    releaser.start()
-    try:
-        with override_settings(ADMIN_API_KEY="operator-key-" + "x" * 30):
-            response = api.post("/admin/clients/alpha/halt", {"halted": True, "reason": "review"}, format="json",
-                                HTTP_X_ADMIN_KEY="operator-key-" + "x" * 30)
-    finally:
-        release.set()
-        releaser.join(30)
-        thread.join(30)
+    with advisory_lock_held_elsewhere("risk:alpha") as release:
+        releaser = threading.Thread(target=release_once_the_halt_has_waited_past_the_bound, args=(release,))
+        releaser.start()
+        try:
+            with override_settings(ADMIN_API_KEY="operator-key-" + "x" * 30):
+                response = api.post("/admin/clients/alpha/halt", {"halted": True, "reason": "review"},
+                                    format="json", HTTP_X_ADMIN_KEY="operator-key-" + "x" * 30)
+        finally:
+            releaser.join(30)
     assert response.status_code == 200, response.content
     assert response.json() == {"halted": True, "reason": "review"}
 
